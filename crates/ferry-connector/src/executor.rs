@@ -1,0 +1,77 @@
+//! The plug-in point for job kinds: an [`Executor`] turns a leased job's payload into a
+//! result document, reporting progress through its [`JobContext`]. The runner owns leases,
+//! cancellation and reporting, so an executor only does the work.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_proto::job::{JobKind, LeasedJob};
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::client::HubClient;
+
+/// How a job did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The job ran and failed; the message reaches the hub as the job's error.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A progress report from an executor, forwarded to the hub by the runner.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub step: String,
+    pub message: Option<String>,
+    pub percent: Option<u8>,
+}
+
+/// What an executor may use while it runs a job.
+#[derive(Clone)]
+pub struct JobContext {
+    pub hub: HubClient,
+    pub work_dir: PathBuf,
+    progress: mpsc::UnboundedSender<Progress>,
+}
+
+impl JobContext {
+    pub fn new(hub: HubClient, work_dir: PathBuf, progress: mpsc::UnboundedSender<Progress>) -> Self {
+        JobContext { hub, work_dir, progress }
+    }
+
+    /// Reports progress. Never blocks; the runner sends reports in order.
+    pub fn progress(&self, step: &str, message: impl Into<Option<String>>, percent: Option<u8>) {
+        let _ = self.progress.send(Progress { step: step.to_owned(), message: message.into(), percent });
+    }
+}
+
+/// Runs jobs of one kind. Cancellation is by dropping the returned future, so executors
+/// must leave nothing behind when dropped (child processes are spawned `kill_on_drop`).
+pub trait Executor: Send + Sync {
+    fn kind(&self) -> JobKind;
+    fn run<'a>(&'a self, job: &'a LeasedJob, ctx: JobContext) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
+}
+
+/// The executors a connector offers, by kind.
+#[derive(Clone, Default)]
+pub struct Executors {
+    by_kind: HashMap<JobKind, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    pub fn with(mut self, executor: impl Executor + 'static) -> Self {
+        self.by_kind.insert(executor.kind(), Arc::new(executor));
+        self
+    }
+
+    pub fn get(&self, kind: JobKind) -> Option<Arc<dyn Executor>> {
+        self.by_kind.get(&kind).cloned()
+    }
+
+    /// Everything this build of the connector can run.
+    pub fn standard() -> Self {
+        Executors::default().with(crate::diagnostics::Diagnostics)
+    }
+}

@@ -1,0 +1,215 @@
+//! Hub configuration: a TOML file, then `FERRY_*` environment variables on top.
+//!
+//! Every option is a field of [`HubConfig`] with its default and its meaning documented here,
+//! once; `docs/configuration.md` and `ferry serve --print-config` are generated from the same
+//! struct's defaults. An environment variable `FERRY_<OPTION>` (upper case) overrides the option
+//! of the same name, e.g. `FERRY_LISTEN=0.0.0.0:8443`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Folder holding the SQLite database (`ferry.db`), the blob store (`blobs/`), the
+    /// server key (`hub.key`) and the first admin token (`admin.token`).
+    pub data_dir: PathBuf,
+    /// PEM certificate chain; with `tls_key`, the hub serves HTTPS (TLS 1.2+ only).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `human` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info,ferry_hub=debug`. `RUST_LOG` also works.
+    pub log_level: String,
+    /// How long a connector may hold a job before it must renew (seconds, 2–3600).
+    pub lease_secs: u32,
+    /// How many leases a job may use up (lapsed leases count) before it fails (1–100).
+    pub max_attempts: u32,
+    /// Longest hold a connector may ask for in a long poll (seconds, 1–55).
+    pub max_hold_secs: u32,
+    /// Hold used when a connector does not say (seconds, 1–55).
+    pub default_hold_secs: u32,
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// SQLite `synchronous` setting: `full` (a committed job survives power loss) or
+    /// `normal` (survives a killed process; faster on slow disks).
+    pub sqlite_synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("ferry-data"),
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            lease_secs: 60,
+            max_attempts: 3,
+            max_hold_secs: 55,
+            default_hold_secs: 25,
+            max_body_bytes: 1024 * 1024,
+            sqlite_synchronous: Synchronous::Full,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl HubConfig {
+    /// Reads `file` (if given), then applies `FERRY_*` variables from `env`, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let known = known_keys();
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("FERRY_") else { continue };
+            let key = key.to_ascii_lowercase();
+            if !known.contains(&key) {
+                // Other FERRY_ variables belong to other commands (the CLI's FERRY_HUB, …).
+                continue;
+            }
+            table.insert(key, env_value(&value));
+        }
+        let config: HubConfig = HubConfig::deserialize(table).map_err(|e| ConfigError::Parse {
+            path: file.map(Path::to_owned).unwrap_or_else(|| PathBuf::from("<environment>")),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !(2..=3600).contains(&self.lease_secs) {
+            return bad("lease_secs must be between 2 and 3600");
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return bad("max_attempts must be between 1 and 100");
+        }
+        if !(1..=55).contains(&self.max_hold_secs) {
+            return bad("max_hold_secs must be between 1 and 55");
+        }
+        if !(1..=self.max_hold_secs).contains(&self.default_hold_secs) {
+            return bad("default_hold_secs must be between 1 and max_hold_secs");
+        }
+        if self.max_body_bytes < 1024 {
+            return bad("max_body_bytes must be at least 1024");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key must be given together");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, every option present: the reference for operators.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match toml::Table::try_from(HubConfig::default()) {
+        Ok(t) => t.keys().cloned().collect::<Vec<_>>().into_iter().chain(
+            // Optional fields are absent from the serialised default.
+            ["tls_cert", "tls_key"].map(str::to_owned),
+        ).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that
+/// `FERRY_LEASE_SECS=30` fills an integer field.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "lease_secs = 30\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+        let env = [("FERRY_LEASE_SECS".to_owned(), "45".to_owned())];
+        let config = HubConfig::load(Some(&path), env).unwrap();
+        assert_eq!(config.lease_secs, 45);
+        assert_eq!(config.listen.port(), 9000);
+    }
+
+    #[test]
+    fn unknown_option_in_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "leese_secs = 30\n").unwrap();
+        let err = HubConfig::load(Some(&path), []).unwrap_err().to_string();
+        assert!(err.contains("leese_secs"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_hold_is_refused() {
+        let env = [("FERRY_MAX_HOLD_SECS".to_owned(), "90".to_owned())];
+        let err = HubConfig::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("max_hold_secs"), "{err}");
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let text = HubConfig::default().to_toml();
+        let back: HubConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, HubConfig::default());
+    }
+}

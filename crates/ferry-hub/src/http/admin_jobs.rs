@@ -1,0 +1,107 @@
+//! Administrators enqueue, inspect and cancel jobs.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferry_proto::diagnostics::DiagnosticsRequest;
+use ferry_proto::job::{Job, JobFilter, JobKind, NewJob};
+
+use super::auth::Admin;
+use super::error::{Error, Result};
+use super::extract::{ApiJson, ApiQuery, IdPath, parse_json};
+use crate::AppState;
+use crate::store::{JobError, JobInsert};
+use crate::time_util::{now_ms, to_ms};
+
+pub async fn enqueue(
+    admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NewJob>,
+) -> Result<(StatusCode, Json<Job>)> {
+    let now = now_ms();
+    let not_before_ms = req.not_before.map(to_ms);
+    let expires_at_ms = req.expires_at.map(to_ms);
+    if expires_at_ms.is_some_and(|e| e <= now) {
+        return Err(Error::bad("invalid_field", "`expires_at` must be in the future"));
+    }
+    if let (Some(nb), Some(ex)) = (not_before_ms, expires_at_ms) {
+        if ex <= nb {
+            return Err(Error::bad("invalid_field", "`expires_at` must be after `not_before`"));
+        }
+    }
+    let max_attempts = req.max_attempts.unwrap_or(state.config.max_attempts);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(Error::bad("invalid_field", "`max_attempts` must be between 1 and 100"));
+    }
+    let connector = state
+        .store
+        .get_connector(req.connector_id)
+        .await?
+        .ok_or_else(|| Error::bad("unknown_connector", format!("no connector with id {}", req.connector_id)))?;
+    let payload = match req.kind {
+        JobKind::Diagnostics => {
+            let mut d: DiagnosticsRequest =
+                if req.payload.is_null() { DiagnosticsRequest::default() } else { payload_of(&req.payload)? };
+            d.validate().map_err(|m| Error::bad("invalid_field", m))?;
+            if d.console_path.is_none() {
+                d.console_path = connector.site.console_path.clone();
+            }
+            serde_json::to_value(d).map_err(anyhow::Error::from)?
+        }
+    };
+    let insert = JobInsert {
+        connector_id: req.connector_id,
+        kind: req.kind,
+        payload,
+        not_before_ms,
+        expires_at_ms,
+        max_attempts,
+    };
+    let job = state.store.insert_job(admin.actor(), &insert).await?;
+    state.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
+    // Committed: now, and only now, tell the connector. Timed jobs wake the sweeper, which
+    // wakes the connector when the job becomes due or expires it.
+    if let Some(at) = not_before_ms.into_iter().chain(expires_at_ms).min() {
+        state.schedule_sweep(at);
+    }
+    state.waiters.wake(req.connector_id);
+    tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind.as_str(), "job enqueued");
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+/// Re-reads a kind's payload so that unknown fields are named like in any other body.
+fn payload_of<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
+    let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    parse_json::<T>(&bytes).map_err(|e| match e {
+        Error::BadRequest { code, message } => Error::BadRequest {
+            code,
+            message: message.replacen("invalid field `", "invalid field `payload.", 1),
+        },
+        other => other,
+    })
+}
+
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(filter): ApiQuery<JobFilter>,
+) -> Result<Json<Vec<Job>>> {
+    Ok(Json(state.store.list_jobs(&filter).await?))
+}
+
+pub async fn show(_: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>> {
+    state.store.get_job(id, true).await?.map(Json).ok_or(Error::NotFound("job"))
+}
+
+pub async fn cancel(admin: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>> {
+    let job = state.store.cancel_job(admin.actor(), id).await.map_err(|e| match e {
+        JobError::Finished(s) => Error::Conflict {
+            code: "job_finished",
+            message: format!("the job has already finished ({s}); there is nothing to cancel"),
+        },
+        other => other.into(),
+    })?;
+    Ok(Json(job))
+}

@@ -1,0 +1,152 @@
+//! The connector's side of the queue: long-poll for the next job, then renew, report
+//! progress, report the result, or release the job when shutting down.
+
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ferry_proto::job::{Job, JobReport, JobState, LeaseRef, LeaseStatus, ProgressReport};
+use serde::Deserialize;
+
+use super::auth::ConnectorAuth;
+use super::error::{Error, Result};
+use super::extract::{ApiJson, ApiQuery, IdPath};
+use crate::AppState;
+use crate::store::JobError;
+
+const MAX_STEP: usize = 64;
+const MAX_MESSAGE: usize = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextQuery {
+    /// Seconds to hold the request when no job is waiting: 0 answers at once (interval
+    /// polling), 1..=max_hold_secs holds. Absent: the hub's default.
+    hold: Option<u32>,
+}
+
+/// Counts a long poll as waiting while it lives, however it ends (even if the client goes away
+/// and axum drops the handler future).
+struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn next(
+    who: ConnectorAuth,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<NextQuery>,
+) -> Result<Response> {
+    let max = state.config.max_hold_secs;
+    let hold = query.hold.unwrap_or(state.config.default_hold_secs);
+    if hold > max {
+        return Err(Error::bad("invalid_query", format!("`hold` must be between 0 and {max} seconds")));
+    }
+    state.metrics.long_polls_started.fetch_add(1, Ordering::Relaxed);
+    state.metrics.long_polls_waiting.fetch_add(1, Ordering::Relaxed);
+    let _guard = WaitingGuard(&state.metrics.long_polls_waiting);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(hold));
+    let notify = state.waiters.get(who.id);
+    let mut shutdown = state.shutdown.clone();
+    let lease_ms = i64::from(state.config.lease_secs) * 1000;
+    loop {
+        // Register for wake-ups before looking, so an enqueue between the look and the
+        // sleep is not missed.
+        let mut notified = pin!(notify.notified());
+        notified.as_mut().enable();
+        if let Some(job) = state.store.lease_next(who.id, lease_ms).await? {
+            state.metrics.jobs_leased.fetch_add(1, Ordering::Relaxed);
+            state.schedule_sweep(crate::time_util::to_ms(job.lease_expires_at));
+            tracing::debug!(job = %job.id, connector = %who.id, attempt = job.attempt, "job leased");
+            return Ok((StatusCode::OK, Json(job)).into_response());
+        }
+        if *shutdown.borrow() {
+            return Err(Error::ShuttingDown);
+        }
+        tokio::select! {
+            _ = notified => continue,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = shutdown.changed() => return Err(Error::ShuttingDown),
+        }
+    }
+    state.metrics.long_polls_empty.fetch_add(1, Ordering::Relaxed);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn renew(
+    who: ConnectorAuth,
+    State(state): State<AppState>,
+    IdPath(job): IdPath,
+    ApiJson(req): ApiJson<LeaseRef>,
+) -> Result<Json<LeaseStatus>> {
+    let lease_ms = i64::from(state.config.lease_secs) * 1000;
+    let status = state.store.renew_lease(job, who.id, req.lease_token, lease_ms).await.map_err(|e| refused(&state, e))?;
+    Ok(Json(status))
+}
+
+pub async fn progress(
+    who: ConnectorAuth,
+    State(state): State<AppState>,
+    IdPath(job): IdPath,
+    ApiJson(req): ApiJson<ProgressReport>,
+) -> Result<Json<LeaseStatus>> {
+    if req.step.is_empty() || req.step.chars().count() > MAX_STEP {
+        return Err(Error::bad("invalid_field", format!("`step` must be 1 to {MAX_STEP} characters")));
+    }
+    if req.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
+        return Err(Error::bad("invalid_field", format!("`message` must be at most {MAX_MESSAGE} characters")));
+    }
+    if req.percent.is_some_and(|p| p > 100) {
+        return Err(Error::bad("invalid_field", "`percent` must be between 0 and 100"));
+    }
+    let lease_ms = i64::from(state.config.lease_secs) * 1000;
+    let status = state
+        .store
+        .progress(job, who.id, req.lease_token, lease_ms, &req.step, req.message.as_deref(), req.percent)
+        .await
+        .map_err(|e| refused(&state, e))?;
+    Ok(Json(status))
+}
+
+pub async fn result(
+    who: ConnectorAuth,
+    State(state): State<AppState>,
+    IdPath(job): IdPath,
+    ApiJson(req): ApiJson<JobReport>,
+) -> Result<Json<Job>> {
+    if req.error.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
+        return Err(Error::bad("invalid_field", format!("`error` must be at most {MAX_MESSAGE} characters")));
+    }
+    let done = state.store.finish(job, who.id, &req).await.map_err(|e| refused(&state, e))?;
+    state.metrics.jobs_finished.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(job = %job, connector = %who.id, state = done.state.as_str(), "job finished");
+    Ok(Json(done))
+}
+
+pub async fn release(
+    who: ConnectorAuth,
+    State(state): State<AppState>,
+    IdPath(job): IdPath,
+    ApiJson(req): ApiJson<LeaseRef>,
+) -> Result<StatusCode> {
+    let new_state = state.store.release(job, who.id, req.lease_token).await.map_err(|e| refused(&state, e))?;
+    if new_state == JobState::Queued {
+        state.waiters.wake(who.id);
+    }
+    tracing::info!(job = %job, connector = %who.id, "job released by its connector");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn refused(state: &AppState, e: JobError) -> Error {
+    if matches!(e, JobError::StaleLease | JobError::Finished(_)) {
+        state.metrics.stale_reports_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    e.into()
+}

@@ -1,0 +1,89 @@
+//! The one error type of the HTTP layer: each variant maps to a status and a stable `code`;
+//! internal causes are logged with context and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_proto::ApiError;
+
+use crate::store::{JobError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Valid credentials, but this caller may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request is well-formed but contradicts the current state.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The request itself is wrong; `message` names the field.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest { code, message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let Error::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let body = ApiError { code: code.to_owned(), message: self.to_string() };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 must say which scheme would work.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ferry\""));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<JobError> for Error {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound => Error::NotFound("job"),
+            JobError::StaleLease => Error::Conflict { code: "stale_lease", message: e.to_string() },
+            JobError::Finished(_) => Error::Conflict { code: "job_finished", message: e.to_string() },
+            JobError::NameTaken => Error::Conflict { code: "name_taken", message: e.to_string() },
+            JobError::Store(s) => s.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

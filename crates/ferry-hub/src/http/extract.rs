@@ -1,0 +1,94 @@
+//! Extractors that turn every malformed request into a 4xx [`Error`] naming what is wrong,
+//! instead of axum's plain-text rejections.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::error::Error;
+use crate::AppState;
+
+/// A JSON body, size-limited by the hub's `max_body_bytes`, with `deny_unknown_fields`
+/// respected and the failing field path named in the error.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let limit = state.config.max_body_bytes;
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::TooLarge(limit));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| Error::TooLarge(limit))?;
+        if !json_type {
+            return Err(Error::bad("bad_content_type", "the body must be JSON (Content-Type: application/json)"));
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, naming the field path on failure (`site.share_path: invalid type …`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() || inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON body: {inner}")
+        } else {
+            format!("invalid field `{path}`: {inner}")
+        };
+        Error::bad("invalid_body", message)
+    })
+}
+
+/// The `{id}` path segment as a UUID.
+pub struct IdPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::bad("invalid_path", e.body_text()))?;
+        Uuid::parse_str(&raw)
+            .map(IdPath)
+            .map_err(|_| Error::bad("invalid_id", format!("path parameter `id` is not a valid UUID: {raw:?}")))
+    }
+}
+
+/// A query string, with the offending parameter named on failure.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded_de(query);
+        de.map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    // axum's Query uses serde_urlencoded; go through it to keep the same syntax, and map
+    // the error to a 400 that names the parameter.
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| {
+        Error::bad("invalid_query", "malformed query string")
+    })?)
+    .map(|q| q.0)
+    .map_err(|e| Error::bad("invalid_query", e.body_text()))
+}

@@ -1,0 +1,185 @@
+//! The Ferry hub: REST API, durable job queue, long-poll endpoints and storage.
+//!
+//! [`run`] is the whole server: it opens the data dir, makes sure an admin token exists,
+//! starts the sweeper (lease lapses, expiries, delayed jobs) and serves HTTP or HTTPS until
+//! the shutdown future resolves. Everything shared by request handlers lives in [`AppState`].
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod secrets;
+pub mod store;
+mod sweeper;
+pub mod time_util;
+pub mod wake;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+pub use config::HubConfig;
+
+use crate::metrics::Metrics;
+use crate::secrets::{ServerKey, generate_secret, write_private_file};
+use crate::store::Store;
+use crate::wake::Waiters;
+
+/// File names inside the data dir.
+pub const DB_FILE: &str = "ferry.db";
+pub const KEY_FILE: &str = "hub.key";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The URL the hub is serving on, written once it listens (useful with port 0).
+pub const URL_FILE: &str = "hub.url";
+pub const BLOB_DIR: &str = "blobs";
+
+pub struct Shared {
+    pub config: HubConfig,
+    pub store: Store,
+    pub key: ServerKey,
+    pub admin_hashes: RwLock<Vec<Vec<u8>>>,
+    pub waiters: Waiters,
+    pub metrics: Metrics,
+    pub shutdown: watch::Receiver<bool>,
+    /// Wakes the sweeper early (a lease or timer that is due before its planned wake).
+    pub sweeper: Notify,
+    /// When the sweeper next plans to wake (Unix ms); see [`AppState::schedule_sweep`].
+    pub sweeper_next_ms: AtomicI64,
+    /// When each connector's `last_seen_at` was last written (Unix ms).
+    pub last_seen: Mutex<HashMap<Uuid, i64>>,
+}
+
+/// Cheap to clone; handed to every request handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Makes sure the sweeper looks again no later than `at_ms`.
+    pub fn schedule_sweep(&self, at_ms: i64) {
+        use std::sync::atomic::Ordering;
+        if at_ms < self.sweeper_next_ms.load(Ordering::Relaxed) {
+            self.sweeper.notify_one();
+        }
+    }
+}
+
+/// Runs the hub until `shutdown` resolves, then drains requests (10 s at most) and closes
+/// the store. Returns once everything is closed.
+pub async fn run(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    prepare_data_dir(&config.data_dir)?;
+    let key = ServerKey::load_or_create(&config.data_dir.join(KEY_FILE)).context("server key")?;
+    let store = Store::open(&config.data_dir, config.sqlite_synchronous)
+        .await
+        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+    let admin_hashes = ensure_admin_token(&store, &key, &config.data_dir).await?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState(Arc::new(Shared {
+        config: config.clone(),
+        store: store.clone(),
+        key,
+        admin_hashes: RwLock::new(admin_hashes),
+        waiters: Waiters::default(),
+        metrics: Metrics::default(),
+        shutdown: shutdown_rx,
+        sweeper: Notify::new(),
+        sweeper_next_ms: AtomicI64::new(i64::MIN),
+        last_seen: Mutex::new(HashMap::new()),
+    }));
+    let sweeper = tokio::spawn(sweeper::run(state.clone()));
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let app = http::router(state.clone()).layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG))
+            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+    );
+
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: answering waiting long polls and draining requests");
+        let _ = shutdown_tx.send(true);
+        drain.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+
+    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}");
+    let service = app.into_make_service();
+    let served = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle);
+            announce(&config.data_dir, &url)?;
+            server.serve(service).await
+        }
+        _ => {
+            let server = axum_server::from_tcp(listener)?.handle(handle);
+            announce(&config.data_dir, &url)?;
+            server.serve(service).await
+        }
+    };
+    sweeper.abort();
+    store.close().await;
+    served.context("server error")?;
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+fn announce(data_dir: &Path, url: &str) -> anyhow::Result<()> {
+    // Written to a temporary name and renamed, so that a reader never sees half a URL.
+    let tmp = data_dir.join(format!("{URL_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{url}\n")).context("writing hub.url")?;
+    std::fs::rename(&tmp, data_dir.join(URL_FILE)).context("writing hub.url")?;
+    tracing::info!(%url, "hub listening");
+    Ok(())
+}
+
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join(BLOB_DIR))
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting permissions of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// On first start, creates the admin token, writes it to `admin.token` (0600) and stores its
+/// hash. Later starts only load the hashes.
+async fn ensure_admin_token(store: &Store, key: &ServerKey, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let hashes = store.admin_token_hashes().await?;
+    if !hashes.is_empty() {
+        return Ok(hashes);
+    }
+    let token = generate_secret();
+    let hash = key.hash(&token);
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    write_private_file(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    store.add_admin_token(&hash).await?;
+    tracing::info!(file = %path.display(), "created the admin token (first start)");
+    Ok(vec![hash])
+}

@@ -1,0 +1,235 @@
+//! Jobs: what an administrator enqueues, what a connector leases, and what it reports back.
+//!
+//! A job's life: `queued → leased → running → succeeded | failed | cancelled | expired`.
+//! `leased` means a connector holds it under a lease token but has not reported yet;
+//! `running` means it has sent progress. A lapsed lease sends the job back to `queued`
+//! (or to `failed` once its attempts are spent). Every report a connector makes carries the
+//! lease token it was given, so a late answer from an old lease can be told apart and refused.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Timestamp;
+
+/// What a job asks the connector to do. Unknown kinds are refused at enqueue time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Report what the connector sees of its machine and of the hub. See [`crate::diagnostics`].
+    Diagnostics,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Diagnostics => "diagnostics",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "diagnostics" => Some(JobKind::Diagnostics),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Leased,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 7] = [
+        JobState::Queued,
+        JobState::Leased,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Leased => "leased",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A terminal state never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Expired
+        )
+    }
+}
+
+/// `POST /api/v1/jobs` — enqueue a job for one connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    pub connector_id: Uuid,
+    pub kind: JobKind,
+    /// Kind-specific parameters; validated against the kind before anything is stored.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// Do not hand the job out before this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_before: Option<Timestamp>,
+    /// A job still queued at this time ends `expired` instead of running late.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    /// How many leases the job may use up before it fails; the hub's default when absent.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// A job as the hub shows it to administrators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub connector_id: Uuid,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub cancel_requested: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub lease_expires_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<Timestamp>,
+    pub result: Option<serde_json::Value>,
+    /// Why the job failed, was cancelled or expired.
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    /// State changes and progress, oldest first (only in single-job responses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<JobEvent>,
+}
+
+/// One entry of a job's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    pub attempt: u32,
+    /// The state the job entered, or `None` for a progress report.
+    pub state: Option<JobState>,
+    pub step: Option<String>,
+    pub message: Option<String>,
+    pub percent: Option<u8>,
+}
+
+/// What a connector receives from `GET /api/v1/connector/jobs/next`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeasedJob {
+    pub id: Uuid,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    /// Proof of this lease; every report about the job must carry it.
+    pub lease_token: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_expires_at: Timestamp,
+    /// The lease duration, so the connector can renew well before it lapses.
+    pub lease_secs: u32,
+    /// 1 for the first lease, 2 after one lapse, and so on.
+    pub attempt: u32,
+    /// When the job was committed to the queue (for pickup-latency measurements).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// `POST /api/v1/connector/jobs/{id}/progress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    pub lease_token: Uuid,
+    pub step: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub percent: Option<u8>,
+}
+
+/// `POST /api/v1/connector/jobs/{id}/lease` (renew) and `/release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRef {
+    pub lease_token: Uuid,
+}
+
+/// The hub's answer to progress and renewals: the new lease expiry and whether an
+/// administrator asked to cancel the job (the connector should stop and report `cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_expires_at: Timestamp,
+    pub cancel_requested: bool,
+}
+
+/// How a job ended, as the connector reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn state(self) -> JobState {
+        match self {
+            Outcome::Succeeded => JobState::Succeeded,
+            Outcome::Failed => JobState::Failed,
+            Outcome::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+/// `POST /api/v1/connector/jobs/{id}/result`. Idempotent: the same report under the same
+/// lease token is accepted again with the same answer; a different one is a conflict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobReport {
+    pub lease_token: Uuid,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/jobs` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    pub connector_id: Option<Uuid>,
+    pub state: Option<JobState>,
+    pub limit: Option<u32>,
+}

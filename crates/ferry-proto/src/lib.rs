@@ -1,0 +1,27 @@
+//! Ferry's wire types, defined once and shared by the hub, the connector and the CLI.
+//!
+//! Everything here is plain data with serde derives: no I/O, no HTTP, no storage. Every
+//! request body the hub accepts is `deny_unknown_fields`, so a typo in a client is a 400
+//! that names the field instead of a silently ignored option.
+//!
+//! Versioning: every route lives under [`API_PREFIX`]. Additive changes (a new optional field
+//! in a response) keep the version; anything a v1 client could misread gets a new prefix.
+
+pub mod connector;
+pub mod diagnostics;
+pub mod job;
+
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every versioned API route.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// The body of every error response: a stable machine-readable `code` and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Timestamps travel as RFC 3339 strings (UTC).
+pub type Timestamp = time::OffsetDateTime;

@@ -1,0 +1,311 @@
+//! `ferry demo`: the whole product on one machine, explained as it happens.
+//!
+//! It makes a private CA and a server certificate, starts the hub over HTTPS and a registered
+//! connector as child processes (their logs go to files in the demo folder), sends a job
+//! through, and prints each step in plain words. Later workflows add steps to [`run`]; each
+//! step is one function that prints what it did.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_connector::ConnectorConfig;
+use ferry_proto::connector::{ConnectorCredentials, NewConnector, SiteSettings};
+use ferry_proto::diagnostics::DiagnosticsReport;
+use ferry_proto::job::{Job, JobKind, JobState, NewJob};
+use tokio::process::{Child, Command};
+
+use crate::admin_client::AdminClient;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Keep everything in this folder (created if needed) instead of a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Port for the hub (0 picks a free one).
+    #[arg(long, default_value_t = 8443)]
+    pub port: u16,
+    /// Run the demo once and exit 0 (for scripts); prints a JSON summary as the last line.
+    #[arg(long)]
+    pub exit_after: bool,
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when the demo ends.
+struct Managed {
+    name: &'static str,
+    child: Child,
+}
+
+impl Managed {
+    async fn stop(mut self) {
+        terminate(&self.child);
+        if tokio::time::timeout(Duration::from_secs(12), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+        say(&format!("stopped the {}", self.name));
+    }
+}
+
+#[cfg(unix)]
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and still own; no memory is involved.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_child: &Child) {}
+
+fn say(line: &str) {
+    println!("  {line}");
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (dir, temporary) = match &args.data_dir {
+        Some(d) => (d.clone(), false),
+        None => (std::env::temp_dir().join(format!("ferry-demo-{}", uuid::Uuid::new_v4().simple())), true),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!("Ferry demo: a hub and an SCCM connector on this machine, in {}", dir.display());
+
+    let outcome = steps(&args, &dir).await;
+    let (children, result) = match outcome {
+        Ok((children, summary)) => (children, Ok(summary)),
+        Err((children, e)) => (children, Err(e)),
+    };
+    if result.is_ok() && !args.exit_after {
+        println!("\nThe hub keeps running. Press Ctrl-C to stop.");
+        crate::cli::shutdown_signal().await;
+        println!();
+    }
+    for child in children.into_iter().rev() {
+        child.stop().await;
+    }
+    if temporary && args.exit_after {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let summary = result?;
+    if args.exit_after {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+type StepsResult = Result<(Vec<Managed>, serde_json::Value), (Vec<Managed>, anyhow::Error)>;
+
+async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
+    let mut children = Vec::new();
+    macro_rules! try_step {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((children, e)),
+            }
+        };
+    }
+    let tls = try_step!(make_certificates(&dir.join("tls")));
+    say("made a private CA and an HTTPS certificate for the hub (tls/)");
+
+    let (hub, client) = try_step!(start_hub(dir, &tls, args.port).await);
+    children.push(hub);
+    say(&format!("the hub is up at {} (admin token in hub/admin.token, log in hub.log)", client.base));
+
+    let site = SiteSettings {
+        site_code: Some("DEM".into()),
+        console_path: Some(dir.join("console").display().to_string()),
+        share_path: Some(dir.join("share").display().to_string()),
+        distribution_point_group: Some("Demo Distribution Group".into()),
+        collection: Some("Demo devices".into()),
+        folder: Some("Applications/Test 1".into()),
+    };
+    let creds: ConnectorCredentials = try_step!(
+        client.post("/api/v1/connectors", &NewConnector { name: "demo-connector".into(), site }).await
+    );
+    say(&format!(
+        "registered connector \"demo-connector\": remote ID {}; its secret is in connector.toml (mode 0600), the hub keeps only a hash",
+        creds.remote_id
+    ));
+
+    let connector = try_step!(start_connector(dir, &client.base, &tls.ca_cert, &creds).await);
+    children.push(connector);
+    say("the connector is running (log in connector.log): it dialled out to the hub and waits in a long poll");
+
+    let job = try_step!(run_diagnostics(&client, creds.remote_id).await);
+    let summary = serde_json::json!({
+        "ok": job.state == JobState::Succeeded,
+        "hub": client.base,
+        "connector": creds.remote_id,
+        "diagnostics_job": job.id,
+        "state": job.state,
+    });
+    if job.state != JobState::Succeeded {
+        return Err((children, anyhow::anyhow!("the diagnostics job ended {}: {}", job.state.as_str(), job.error.unwrap_or_default())));
+    }
+    Ok((children, summary))
+}
+
+struct Tls {
+    ca_cert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A throw-away CA and a server certificate for `localhost` / `127.0.0.1` signed by it, so the
+/// connector verifies the hub exactly as it would in production (no "insecure" switch).
+fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    std::fs::create_dir_all(dir)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Ferry demo CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    server.distinguished_name.push(DnType::CommonName, "Ferry demo hub");
+    let server_cert = server.signed_by(&key, &issuer)?;
+
+    let tls = Tls { ca_cert: dir.join("ca.pem"), cert: dir.join("hub.pem"), key: dir.join("hub-key.pem") };
+    std::fs::write(&tls.ca_cert, ca_cert.pem())?;
+    std::fs::write(&tls.cert, server_cert.pem())?;
+    ferry_hub::secrets::write_private_file(&tls.key, key.serialize_pem().as_bytes())?;
+    Ok(tls)
+}
+
+fn spawn_ferry(args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the ferry binary")?;
+    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err_file = log_file.try_clone()?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting ferry {}", args.join(" ")))
+}
+
+async fn start_hub(dir: &Path, tls: &Tls, port: u16) -> anyhow::Result<(Managed, AdminClient)> {
+    let data = dir.join("hub");
+    let config = ferry_hub::HubConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        data_dir: data.clone(),
+        tls_cert: Some(tls.cert.clone()),
+        tls_key: Some(tls.key.clone()),
+        ..Default::default()
+    };
+    let config_path = dir.join("hub.toml");
+    std::fs::write(&config_path, config.to_toml())?;
+    let _ = std::fs::remove_file(data.join(ferry_hub::URL_FILE));
+    let config_arg = config_path.display().to_string();
+    let mut child = spawn_ferry(&["serve", "--config", &config_arg], &dir.join("hub.log"))?;
+
+    let started = Instant::now();
+    let url = loop {
+        if let Ok(text) = std::fs::read_to_string(data.join(ferry_hub::URL_FILE)) {
+            break text.trim().to_owned();
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the hub exited ({status}); see {}", dir.join("hub.log").display());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the hub did not start within 30 s; see {}", dir.join("hub.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
+    let client = AdminClient::new(&url, token.trim(), Some(&tls.ca_cert))?;
+    let _: serde_json::Value = client.get("/healthz").await.context("the hub is not answering over HTTPS")?;
+    Ok((Managed { name: "hub", child }, client))
+}
+
+async fn start_connector(dir: &Path, hub_url: &str, ca: &Path, creds: &ConnectorCredentials) -> anyhow::Result<Managed> {
+    let mut config = ConnectorConfig::new(hub_url.to_owned(), creds.remote_id, creds.secret.clone());
+    config.ca_cert = Some(ca.to_owned());
+    config.work_dir = dir.join("connector-work");
+    let path = dir.join("connector.toml");
+    crate::cli::write_connector_config(&path, &config)?;
+    let path_arg = path.display().to_string();
+    let child = spawn_ferry(&["connector", "run", "--config", &path_arg], &dir.join("connector.log"))?;
+    Ok(Managed { name: "connector", child })
+}
+
+async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow::Result<Job> {
+    let new = NewJob {
+        connector_id: connector,
+        kind: JobKind::Diagnostics,
+        payload: serde_json::json!({ "rtt_samples": 3 }),
+        not_before: None,
+        expires_at: None,
+        max_attempts: None,
+    };
+    let queued: Job = client.post("/api/v1/jobs", &new).await?;
+    say(&format!("queued a diagnostics job ({}); the connector is told at once, not at its next poll", queued.id));
+    let started = Instant::now();
+    let mut shown = 1; // the "queued" event
+    let job = loop {
+        let job: Job = client.get(&format!("/api/v1/jobs/{}", queued.id)).await?;
+        for event in job.events.iter().skip(shown) {
+            let text = match (&event.state, &event.step) {
+                (Some(state), _) => format!("    job is {} (attempt {})", state.as_str(), event.attempt),
+                (None, Some(step)) => format!(
+                    "    {step}: {}{}",
+                    event.message.as_deref().unwrap_or(""),
+                    event.percent.map(|p| format!(" ({p}%)")).unwrap_or_default()
+                ),
+                _ => continue,
+            };
+            println!("{text}");
+        }
+        shown = job.events.len();
+        if job.state.is_terminal() {
+            break job;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the diagnostics job did not finish within 60 s (state {})", job.state.as_str());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if let Some(report) = job.result.clone().and_then(|r| serde_json::from_value::<DiagnosticsReport>(r).ok()) {
+        say(&format!("the job {} in {:.2} s; the connector reports:", job.state.as_str(), started.elapsed().as_secs_f64()));
+        say(&format!(
+            "  connector {} on {} ({}), {}",
+            report.connector_version,
+            report.os,
+            report.os_version.as_deref().unwrap_or("version unknown"),
+            report.arch
+        ));
+        say(&format!(
+            "  Windows PowerShell: {}; PowerShell 7: {}; ConfigMgr console module: {}",
+            report.windows_powershell.as_deref().unwrap_or("not found"),
+            report.pwsh.as_deref().unwrap_or("not found"),
+            if report.console_module_found { "found" } else { "not found (off Windows the emulated site stands in)" }
+        ));
+        say(&format!(
+            "  free disk in the work folder: {}; hub round trip: {:.1} ms average over {}",
+            report.work_dir_free_bytes.map(human_bytes).unwrap_or_else(|| "unknown".into()),
+            report.hub_rtt_ms.avg,
+            report.hub_rtt_ms.samples
+        ));
+    }
+    Ok(job)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}

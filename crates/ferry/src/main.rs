@@ -1,0 +1,24 @@
+//! `ferry`: one binary for the hub, the connector, the demo, benchmarks and the CLI.
+//! Each subcommand is a thin shell over a library crate (see ARCHITECTURE.md).
+
+mod admin_client;
+mod bench;
+mod cli;
+mod demo;
+mod logging;
+mod sccm_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Connector identity: the remote ID alone is never enough, secrets rotate, disabled
+//! connectors are refused, and no connector sees another's jobs.
+
+mod common;
+
+use common::TestHub;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn status_and_body(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn missing_credentials_get_401_with_json_error() {
+    let hub = TestHub::start("").await;
+    let (status, body) = status_and_body(hub.http.get(format!("{}/api/v1/connector/jobs/next?hold=1", hub.url))).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["message"].as_str().unwrap().contains("Authorization"), "{body}");
+}
+
+#[tokio::test]
+async fn remote_id_with_wrong_secret_gets_401() {
+    let hub = TestHub::start("").await;
+    let mut creds = hub.register("c1").await;
+    creds.secret = "not-the-secret".into();
+    let (status, body) = hub.poll(&creds, 1).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn rotated_secret_replaces_the_old_one_at_once() {
+    let hub = TestHub::start("").await;
+    let old = hub.register("c1").await;
+    let (status, new) = status_and_body(
+        hub.admin(Method::POST, &format!("/api/v1/connectors/{}/rotate-secret", old.remote_id)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new: ferry_proto::connector::ConnectorCredentials = serde_json::from_value(new).unwrap();
+    assert_ne!(new.secret, old.secret);
+    assert_eq!(hub.poll(&old, 1).await.0, 401);
+    assert_eq!(hub.poll(&new, 1).await.0, 204);
+}
+
+#[tokio::test]
+async fn disabled_connector_gets_403_and_enabled_again_works() {
+    let hub = TestHub::start("").await;
+    let creds = hub.register("c1").await;
+    let path = format!("/api/v1/connectors/{}", creds.remote_id);
+    let (status, _) = status_and_body(hub.admin(Method::PATCH, &path).json(&json!({ "enabled": false }))).await;
+    assert_eq!(status, 200);
+    let (status, body) = hub.poll(&creds, 1).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "forbidden");
+    status_and_body(hub.admin(Method::PATCH, &path).json(&json!({ "enabled": true }))).await;
+    assert_eq!(hub.poll(&creds, 1).await.0, 204);
+}
+
+#[tokio::test]
+async fn a_connector_never_sees_or_touches_another_connectors_job() {
+    let hub = TestHub::start("").await;
+    let a = hub.register("a").await;
+    let b = hub.register("b").await;
+    let job = hub.enqueue(a.remote_id, Value::Null).await;
+    assert_eq!(hub.poll(&b, 1).await.0, 204, "b must not get a's job");
+    let (status, leased) = hub.poll(&a, 1).await;
+    assert_eq!(status, 200);
+    assert_eq!(leased["id"], job.id.to_string());
+    // b reporting on a's job with a's own lease token still gets "not found".
+    let (status, body) = hub.report(&b, &leased["id"], &leased["lease_token"], "succeeded").await;
+    assert_eq!(status, 404, "{body}");
+    let still = hub.job(job.id).await;
+    assert_eq!(still.state, ferry_proto::job::JobState::Leased);
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_connector_credentials() {
+    let hub = TestHub::start("").await;
+    let creds = hub.register("c1").await;
+    let (status, _) = status_and_body(hub.as_connector(&creds, Method::GET, "/api/v1/connectors")).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn connector_routes_refuse_the_admin_token() {
+    let hub = TestHub::start("").await;
+    let (status, _) = status_and_body(hub.admin(Method::GET, "/api/v1/connector/jobs/next?hold=1")).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn site_settings_are_editable_and_partial_updates_keep_other_fields() {
+    let hub = TestHub::start("").await;
+    let creds = hub.register("c1").await;
+    let path = format!("/api/v1/connectors/{}", creds.remote_id);
+    let (status, body) = status_and_body(hub.admin(Method::PATCH, &path).json(&json!({
+        "site": { "site_code": "DEM", "share_path": "\\\\srv\\Sources$\\incoming", "collection": "Demo devices" }
+    })))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = status_and_body(hub.admin(Method::PATCH, &path).json(&json!({ "site": { "collection": null } }))).await;
+    assert_eq!(body["site"]["site_code"], "DEM");
+    assert_eq!(body["site"]["share_path"], "\\\\srv\\Sources$\\incoming");
+    assert_eq!(body["site"]["collection"], Value::Null);
+}
+
+#[tokio::test]
+async fn registering_the_same_name_twice_is_a_conflict() {
+    let hub = TestHub::start("").await;
+    hub.register("dup").await;
+    let (status, body) = status_and_body(
+        hub.admin(Method::POST, "/api/v1/connectors").json(&json!({ "name": "dup" })),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["code"], "name_taken");
+}
+
+#[tokio::test]
+async fn the_admin_token_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = TestHub::start("").await;
+    for file in ["admin.token", "hub.key"] {
+        let mode = std::fs::metadata(hub.data_dir().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let db = std::fs::read(hub.data_dir().join("ferry.db")).unwrap_or_default();
+    let token = hub.token.as_bytes();
+    assert!(!db.windows(token.len()).any(|w| w == token), "the admin token must not be stored in clear");
+}

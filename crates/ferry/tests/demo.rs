@@ -1,0 +1,20 @@
+//! `ferry demo --exit-after` runs the whole demo over HTTPS and ends with a JSON summary.
+
+use std::process::Command;
+
+#[test]
+fn demo_runs_end_to_end_over_https_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["demo", "--exit-after", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap();
+    let summary: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(summary["ok"], true, "{stdout}");
+    assert!(summary["hub"].as_str().unwrap().starts_with("https://"));
+    assert!(stdout.contains("job is succeeded"), "{stdout}");
+}
