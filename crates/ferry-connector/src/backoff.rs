@@ -14,7 +14,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(cap: Duration) -> Self {
-        Backoff { base: Duration::from_millis(500), cap, floor: Duration::from_millis(100), failures: 0 }
+        Backoff {
+            base: Duration::from_millis(500),
+            cap,
+            floor: Duration::from_millis(100),
+            failures: 0,
+        }
     }
 
     /// The pause before the next retry; grows with each consecutive failure.
@@ -44,7 +49,10 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(5));
         for _ in 0..100 {
             let d = b.next_delay();
-            assert!(d >= Duration::from_millis(100) && d <= Duration::from_secs(5), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_secs(5),
+                "{d:?}"
+            );
         }
     }
 

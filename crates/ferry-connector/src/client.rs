@@ -22,7 +22,11 @@ pub enum ClientError {
     #[error("cannot reach the hub: {0}")]
     Transport(#[from] reqwest::Error),
     #[error("hub refused the request ({status}, {code}): {message}")]
-    Api { status: StatusCode, code: String, message: String },
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     #[error("setting up the HTTP client: {0}")]
     Setup(String),
 }
@@ -54,11 +58,12 @@ impl HubClient {
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .tcp_keepalive(Duration::from_secs(30));
         if let Some(path) = &config.ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| ClientError::Setup(format!("reading CA certificate {}: {e}", path.display())))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ClientError::Setup(format!("CA certificate {}: {e}", path.display())))?
-            {
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::Setup(format!("reading CA certificate {}: {e}", path.display()))
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::Setup(format!("CA certificate {}: {e}", path.display()))
+            })? {
                 builder = builder.add_root_certificate(cert);
             }
         }
@@ -68,11 +73,22 @@ impl HubClient {
                 .no_proxy(reqwest::NoProxy::from_env());
             builder = builder.proxy(p);
         }
-        let http = builder.build().map_err(|e| ClientError::Setup(e.to_string()))?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}:{}", config.remote_id, config.secret))
-            .map_err(|_| ClientError::Setup("the secret contains characters not allowed in a header".into()))?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}:{}", config.remote_id, config.secret))
+                .map_err(|_| {
+                    ClientError::Setup(
+                        "the secret contains characters not allowed in a header".into(),
+                    )
+                })?;
         auth.set_sensitive(true);
-        Ok(HubClient { http, base: config.hub_url.trim_end_matches('/').to_owned(), auth })
+        Ok(HubClient {
+            http,
+            base: config.hub_url.trim_end_matches('/').to_owned(),
+            auth,
+        })
     }
 
     /// Asks for the next job, letting the hub hold the request up to `hold` seconds.
@@ -80,7 +96,10 @@ impl HubClient {
         let timeout = Duration::from_secs(u64::from(hold)) + HOLD_MARGIN;
         let response = self
             .http
-            .get(format!("{}/api/v1/connector/jobs/next?hold={hold}", self.base))
+            .get(format!(
+                "{}/api/v1/connector/jobs/next?hold={hold}",
+                self.base
+            ))
             .header(AUTHORIZATION, self.auth.clone())
             .timeout(timeout)
             .send()
@@ -92,15 +111,34 @@ impl HubClient {
     }
 
     pub async fn renew(&self, job: Uuid, lease_token: Uuid) -> Result<LeaseStatus, ClientError> {
-        self.call(Method::POST, &format!("/api/v1/connector/jobs/{job}/lease"), &LeaseRef { lease_token }).await
+        self.call(
+            Method::POST,
+            &format!("/api/v1/connector/jobs/{job}/lease"),
+            &LeaseRef { lease_token },
+        )
+        .await
     }
 
-    pub async fn progress(&self, job: Uuid, report: &ProgressReport) -> Result<LeaseStatus, ClientError> {
-        self.call(Method::POST, &format!("/api/v1/connector/jobs/{job}/progress"), report).await
+    pub async fn progress(
+        &self,
+        job: Uuid,
+        report: &ProgressReport,
+    ) -> Result<LeaseStatus, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/connector/jobs/{job}/progress"),
+            report,
+        )
+        .await
     }
 
     pub async fn report(&self, job: Uuid, report: &JobReport) -> Result<Job, ClientError> {
-        self.call(Method::POST, &format!("/api/v1/connector/jobs/{job}/result"), report).await
+        self.call(
+            Method::POST,
+            &format!("/api/v1/connector/jobs/{job}/result"),
+            report,
+        )
+        .await
     }
 
     pub async fn release(&self, job: Uuid, lease_token: Uuid) -> Result<(), ClientError> {
@@ -122,12 +160,22 @@ impl HubClient {
     /// One round trip to `/healthz`, timed.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let start = Instant::now();
-        let response = self.http.get(format!("{}/healthz", self.base)).timeout(REQUEST_TIMEOUT).send().await?;
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await?;
         response.error_for_status()?.bytes().await?;
         Ok(start.elapsed())
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T, ClientError> {
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let response = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -150,7 +198,11 @@ impl HubClient {
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         match serde_json::from_slice::<ApiError>(&body) {
-            Ok(e) => ClientError::Api { status, code: e.code, message: e.message },
+            Ok(e) => ClientError::Api {
+                status,
+                code: e.code,
+                message: e.message,
+            },
             Err(_) => ClientError::Api {
                 status,
                 code: "http".into(),

@@ -78,7 +78,10 @@ fn default_grace() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -100,9 +103,14 @@ impl ConnectorConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         let config: ConnectorConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         config.validate().map_err(invalid)?;
         Ok(config)
@@ -110,7 +118,9 @@ impl ConnectorConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(self.hub_url.starts_with("https://") || self.hub_url.starts_with("http://")) {
-            return Err("hub_url must start with https:// (or http:// for a local test hub)".into());
+            return Err(
+                "hub_url must start with https:// (or http:// for a local test hub)".into(),
+            );
         }
         if !(1..=55).contains(&self.hold_secs) {
             return Err("hold_secs must be between 1 and 55".into());

@@ -37,13 +37,25 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    pub fn new(hub: HubClient, work_dir: PathBuf, progress: mpsc::UnboundedSender<Progress>) -> Self {
-        JobContext { hub, work_dir, progress }
+    pub fn new(
+        hub: HubClient,
+        work_dir: PathBuf,
+        progress: mpsc::UnboundedSender<Progress>,
+    ) -> Self {
+        JobContext {
+            hub,
+            work_dir,
+            progress,
+        }
     }
 
     /// Reports progress. Never blocks; the runner sends reports in order.
     pub fn progress(&self, step: &str, message: impl Into<Option<String>>, percent: Option<u8>) {
-        let _ = self.progress.send(Progress { step: step.to_owned(), message: message.into(), percent });
+        let _ = self.progress.send(Progress {
+            step: step.to_owned(),
+            message: message.into(),
+            percent,
+        });
     }
 }
 
@@ -51,7 +63,11 @@ impl JobContext {
 /// must leave nothing behind when dropped (child processes are spawned `kill_on_drop`).
 pub trait Executor: Send + Sync {
     fn kind(&self) -> JobKind;
-    fn run<'a>(&'a self, job: &'a LeasedJob, ctx: JobContext) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
+    fn run<'a>(
+        &'a self,
+        job: &'a LeasedJob,
+        ctx: JobContext,
+    ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>>;
 }
 
 /// The executors a connector offers, by kind.

@@ -35,7 +35,11 @@ enum Ending {
 impl Runner {
     pub fn new(config: ConnectorConfig, executors: Executors) -> Result<Self, ClientError> {
         let client = HubClient::new(&config)?;
-        Ok(Runner { config, client, executors })
+        Ok(Runner {
+            config,
+            client,
+            executors,
+        })
     }
 
     pub fn client(&self) -> &HubClient {
@@ -44,14 +48,22 @@ impl Runner {
 
     /// Runs until `shutdown` resolves. Returns an error only for conditions retrying cannot fix
     /// (the hub refuses our credentials, or this connector was disabled).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, mut stop) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let mut backoff = Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));
-        let hold = if self.config.poll_interval_secs.is_some() { 0 } else { self.config.hold_secs };
+        let mut backoff =
+            Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));
+        let hold = if self.config.poll_interval_secs.is_some() {
+            0
+        } else {
+            self.config.hold_secs
+        };
         tracing::info!(hub = %self.config.hub_url, remote_id = %self.config.remote_id, hold, "connector started");
         loop {
             if *stop.borrow() {
@@ -72,10 +84,13 @@ impl Runner {
                         tracing::info!("hub reachable again");
                     }
                     backoff.reset();
-                    self.config.poll_interval_secs.map(|s| Duration::from_secs(u64::from(s)))
+                    self.config
+                        .poll_interval_secs
+                        .map(|s| Duration::from_secs(u64::from(s)))
                 }
                 Err(e @ ClientError::Api { status, .. })
-                    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN =>
+                    if status == reqwest::StatusCode::UNAUTHORIZED
+                        || status == reqwest::StatusCode::FORBIDDEN =>
                 {
                     // Wrong secret or disabled connector: retrying forever would only fill logs
                     // and the hub's. Stop and say why.
@@ -106,14 +121,19 @@ impl Runner {
             return;
         };
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
-        let ctx = JobContext::new(self.client.clone(), self.config.work_dir.clone(), progress_tx);
+        let ctx = JobContext::new(
+            self.client.clone(),
+            self.config.work_dir.clone(),
+            progress_tx,
+        );
         let job = Arc::new(job);
         let work_job = job.clone();
         let mut work = tokio::spawn(async move { executor.run(&work_job, ctx).await });
 
         // Renew at a third of the lease so that two renewals can fail before it lapses.
         let renew_every = Duration::from_millis(u64::from(job.lease_secs.max(2)) * 1000 / 3);
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         let grace = Duration::from_secs(u64::from(self.config.shutdown_grace_secs));
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let mut progress_open = true;
@@ -164,32 +184,72 @@ impl Runner {
             work.abort();
         }
         match ending {
-            Ending::Done(Ok(result)) => self.deliver(&job, Outcome::Succeeded, Some(result), None).await,
-            Ending::Done(Err(JobFailure::Failed(message))) => self.deliver(&job, Outcome::Failed, None, Some(message)).await,
+            Ending::Done(Ok(result)) => {
+                self.deliver(&job, Outcome::Succeeded, Some(result), None)
+                    .await
+            }
+            Ending::Done(Err(JobFailure::Failed(message))) => {
+                self.deliver(&job, Outcome::Failed, None, Some(message))
+                    .await
+            }
             Ending::Cancelled => {
                 tracing::info!(job = %job.id, "job cancelled by the hub");
-                self.deliver(&job, Outcome::Cancelled, None, Some("cancelled by an administrator".to_owned())).await
+                self.deliver(
+                    &job,
+                    Outcome::Cancelled,
+                    None,
+                    Some("cancelled by an administrator".to_owned()),
+                )
+                .await
             }
-            Ending::LeaseLost(why) => tracing::warn!(job = %job.id, %why, "lease lost; abandoning the job"),
+            Ending::LeaseLost(why) => {
+                tracing::warn!(job = %job.id, %why, "lease lost; abandoning the job")
+            }
             Ending::Interrupted => match self.client.release(job.id, job.lease_token).await {
                 Ok(()) => tracing::info!(job = %job.id, "job released to the hub for another run"),
-                Err(e) => tracing::warn!(job = %job.id, error = %e, "could not release the job; its lease will lapse"),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "could not release the job; its lease will lapse")
+                }
             },
         }
     }
 
     /// Sends one progress report; `Ok(true)` when the hub asks us to cancel.
-    async fn send_progress(&self, job: &LeasedJob, p: crate::executor::Progress) -> Result<bool, ClientError> {
-        let report = ProgressReport { lease_token: job.lease_token, step: p.step, message: p.message, percent: p.percent };
-        self.client.progress(job.id, &report).await.map(|s| s.cancel_requested)
+    async fn send_progress(
+        &self,
+        job: &LeasedJob,
+        p: crate::executor::Progress,
+    ) -> Result<bool, ClientError> {
+        let report = ProgressReport {
+            lease_token: job.lease_token,
+            step: p.step,
+            message: p.message,
+            percent: p.percent,
+        };
+        self.client
+            .progress(job.id, &report)
+            .await
+            .map(|s| s.cancel_requested)
     }
 
     /// Reports the outcome, retrying with backoff while the hub is unreachable: a finished
     /// job's result is the one thing the connector must not drop. Gives up only when the hub
     /// answers that the lease is gone (then the job runs again elsewhere, by design).
-    async fn deliver(&self, job: &LeasedJob, outcome: Outcome, result: Option<serde_json::Value>, error: Option<String>) {
-        let report = JobReport { lease_token: job.lease_token, outcome, result, error };
-        let mut backoff = Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));
+    async fn deliver(
+        &self,
+        job: &LeasedJob,
+        outcome: Outcome,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    ) {
+        let report = JobReport {
+            lease_token: job.lease_token,
+            outcome,
+            result,
+            error,
+        };
+        let mut backoff =
+            Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));
         loop {
             match self.client.report(job.id, &report).await {
                 Ok(done) => {

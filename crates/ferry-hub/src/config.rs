@@ -77,7 +77,10 @@ impl Default for HubConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -98,16 +101,19 @@ impl HubConfig {
                     path: path.to_owned(),
                     source,
                 })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
         let known = known_keys();
         for (var, value) in env {
-            let Some(key) = var.strip_prefix("FERRY_") else { continue };
+            let Some(key) = var.strip_prefix("FERRY_") else {
+                continue;
+            };
             let key = key.to_ascii_lowercase();
             if !known.contains(&key) {
                 // Other FERRY_ variables belong to other commands (the CLI's FERRY_HUB, …).
@@ -116,7 +122,9 @@ impl HubConfig {
             table.insert(key, env_value(&value));
         }
         let config: HubConfig = HubConfig::deserialize(table).map_err(|e| ConfigError::Parse {
-            path: file.map(Path::to_owned).unwrap_or_else(|| PathBuf::from("<environment>")),
+            path: file
+                .map(Path::to_owned)
+                .unwrap_or_else(|| PathBuf::from("<environment>")),
             message: e.to_string(),
         })?;
         config.validate()?;
@@ -154,10 +162,16 @@ impl HubConfig {
 
 fn known_keys() -> Vec<String> {
     match toml::Table::try_from(HubConfig::default()) {
-        Ok(t) => t.keys().cloned().collect::<Vec<_>>().into_iter().chain(
-            // Optional fields are absent from the serialised default.
-            ["tls_cert", "tls_key"].map(str::to_owned),
-        ).collect(),
+        Ok(t) => t
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(
+                // Optional fields are absent from the serialised default.
+                ["tls_cert", "tls_key"].map(str::to_owned),
+            )
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -211,5 +225,20 @@ mod tests {
         let text = HubConfig::default().to_toml();
         let back: HubConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, HubConfig::default());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// Every option must be documented in docs/configuration.md, so the table cannot drift.
+    #[test]
+    fn every_hub_option_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for key in super::known_keys() {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/configuration.md lacks `{key}`"
+            );
+        }
     }
 }

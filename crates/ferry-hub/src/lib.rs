@@ -7,13 +7,13 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+mod presence;
 pub mod secrets;
 pub mod store;
 mod sweeper;
 pub mod time_util;
 pub mod wake;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicI64;
@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
-use uuid::Uuid;
 
 pub use config::HubConfig;
 
@@ -51,8 +50,11 @@ pub struct Shared {
     pub sweeper: Notify,
     /// When the sweeper next plans to wake (Unix ms); see [`AppState::schedule_sweep`].
     pub sweeper_next_ms: AtomicI64,
-    /// When each connector's `last_seen_at` was last written (Unix ms).
-    pub last_seen: Mutex<HashMap<Uuid, i64>>,
+    /// When each connector was last heard from (see [`presence`]).
+    pub presence: presence::Presence,
+    /// Connector credential hashes by ID, so that a long poll does not read the database to
+    /// authenticate. Entries are dropped whenever a connector's secret or state changes.
+    pub connector_auth: Mutex<http::auth::AuthCache>,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -78,7 +80,10 @@ impl AppState {
 
 /// Runs the hub until `shutdown` resolves, then drains requests (10 s at most) and closes
 /// the store. Returns once everything is closed.
-pub async fn run(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     prepare_data_dir(&config.data_dir)?;
     let key = ServerKey::load_or_create(&config.data_dir.join(KEY_FILE)).context("server key")?;
@@ -98,9 +103,11 @@ pub async fn run(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 
         shutdown: shutdown_rx,
         sweeper: Notify::new(),
         sweeper_next_ms: AtomicI64::new(i64::MIN),
-        last_seen: Mutex::new(HashMap::new()),
+        presence: presence::Presence::default(),
+        connector_auth: Mutex::new(http::auth::AuthCache::default()),
     }));
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
+    let presence = tokio::spawn(presence::run(state.clone()));
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -121,14 +128,24 @@ pub async fn run(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 
         drain.graceful_shutdown(Some(Duration::from_secs(10)));
     });
 
-    let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let url = format!("{scheme}://{addr}");
     let service = app.into_make_service();
     let served = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
             let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle);
             announce(&config.data_dir, &url)?;
             server.serve(service).await
@@ -140,6 +157,8 @@ pub async fn run(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 
         }
     };
     sweeper.abort();
+    // The presence task flushes once more when it sees the shutdown signal.
+    let _ = presence.await;
     store.close().await;
     served.context("server error")?;
     tracing::info!("hub stopped");
@@ -169,7 +188,11 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// On first start, creates the admin token, writes it to `admin.token` (0600) and stores its
 /// hash. Later starts only load the hashes.
-async fn ensure_admin_token(store: &Store, key: &ServerKey, dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+async fn ensure_admin_token(
+    store: &Store,
+    key: &ServerKey,
+    dir: &Path,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let hashes = store.admin_token_hashes().await?;
     if !hashes.is_empty() {
         return Ok(hashes);

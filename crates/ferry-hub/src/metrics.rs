@@ -22,14 +22,42 @@ impl Metrics {
     pub fn render(&self, job_counts: &[(JobState, i64)], connectors: i64) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        counter("ferry_jobs_enqueued_total", "Jobs enqueued.", &self.jobs_enqueued);
-        counter("ferry_jobs_leased_total", "Leases handed to connectors.", &self.jobs_leased);
-        counter("ferry_jobs_finished_total", "Jobs finished by a connector report.", &self.jobs_finished);
-        counter("ferry_leases_requeued_total", "Lapsed leases whose job was queued again.", &self.leases_requeued);
-        counter("ferry_long_polls_total", "Long polls received.", &self.long_polls_started);
-        counter("ferry_long_polls_empty_total", "Long polls that ended with no job (204).", &self.long_polls_empty);
+        counter(
+            "ferry_jobs_enqueued_total",
+            "Jobs enqueued.",
+            &self.jobs_enqueued,
+        );
+        counter(
+            "ferry_jobs_leased_total",
+            "Leases handed to connectors.",
+            &self.jobs_leased,
+        );
+        counter(
+            "ferry_jobs_finished_total",
+            "Jobs finished by a connector report.",
+            &self.jobs_finished,
+        );
+        counter(
+            "ferry_leases_requeued_total",
+            "Lapsed leases whose job was queued again.",
+            &self.leases_requeued,
+        );
+        counter(
+            "ferry_long_polls_total",
+            "Long polls received.",
+            &self.long_polls_started,
+        );
+        counter(
+            "ferry_long_polls_empty_total",
+            "Long polls that ended with no job (204).",
+            &self.long_polls_empty,
+        );
         counter(
             "ferry_stale_reports_refused_total",
             "Connector reports refused because their lease was no longer valid.",
@@ -40,9 +68,15 @@ impl Metrics {
             "# HELP ferry_long_polls_waiting Long polls currently held open.\n# TYPE ferry_long_polls_waiting gauge\nferry_long_polls_waiting {}",
             self.long_polls_waiting.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP ferry_jobs Jobs in the store by state.\n# TYPE ferry_jobs gauge");
+        let _ = writeln!(
+            out,
+            "# HELP ferry_jobs Jobs in the store by state.\n# TYPE ferry_jobs gauge"
+        );
         for state in JobState::ALL {
-            let n = job_counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            let n = job_counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "ferry_jobs{{state=\"{}\"}} {n}", state.as_str());
         }
         let _ = writeln!(

@@ -30,14 +30,19 @@ use crate::time_util::{from_ms, now_ms};
 
 /// Schema migrations, embedded in the binary, applied in order once each. A hand-rolled runner
 /// (one table, one loop) instead of sqlx's macro keeps the proc-macro stack out of the build.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database migration {version} ({name}) failed: {source}")]
-    Migrate { version: i64, name: &'static str, source: sqlx::Error },
+    Migrate {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
     #[error("the database was written by a newer Ferry (schema {0}); upgrade this binary")]
     TooNew(i64),
     #[error("stored data is corrupt: {0}")]
@@ -184,14 +189,16 @@ impl Store {
         target: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)")
-            .bind(now_ms())
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(now_ms())
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -207,7 +214,8 @@ impl Store {
     ) -> Result<Connector, JobError> {
         let mut tx = self.begin().await?;
         let now = now_ms();
-        let site_json = serde_json::to_string(site).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let site_json =
+            serde_json::to_string(site).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let inserted = sqlx::query(
             "INSERT INTO connectors (id, name, secret_hash, enabled, site, created_at) \
              VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (name) DO NOTHING",
@@ -222,7 +230,14 @@ impl Store {
         if inserted.rows_affected() == 0 {
             return Err(JobError::NameTaken);
         }
-        Self::audit(&mut tx, actor, "connector.register", Some(&id.to_string()), Some(name)).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "connector.register",
+            Some(&id.to_string()),
+            Some(name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Connector {
             id,
@@ -240,7 +255,10 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| ConnectorAuthRow { secret_hash: r.get(0), enabled: r.get::<i64, _>(1) != 0 }))
+        Ok(row.map(|r| ConnectorAuthRow {
+            secret_hash: r.get(0),
+            enabled: r.get::<i64, _>(1) != 0,
+        }))
     }
 
     pub async fn get_connector(&self, id: Uuid) -> Result<Option<Connector>, StoreError> {
@@ -289,21 +307,31 @@ impl Store {
         if let Some(patch) = &update.site {
             connector.site.apply(patch);
         }
-        let site_json =
-            serde_json::to_string(&connector.site).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let result = sqlx::query("UPDATE connectors SET name = ?, enabled = ?, site = ? WHERE id = ?")
-            .bind(&connector.name)
-            .bind(connector.enabled)
-            .bind(site_json)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await;
+        let site_json = serde_json::to_string(&connector.site)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result =
+            sqlx::query("UPDATE connectors SET name = ?, enabled = ?, site = ? WHERE id = ?")
+                .bind(&connector.name)
+                .bind(connector.enabled)
+                .bind(site_json)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(JobError::NameTaken),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(JobError::NameTaken);
+            }
             other => other?,
         };
         let detail = serde_json::to_string(update).ok();
-        Self::audit(&mut tx, actor, "connector.update", Some(&id.to_string()), detail.as_deref()).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "connector.update",
+            Some(&id.to_string()),
+            detail.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(connector)
     }
@@ -315,27 +343,43 @@ impl Store {
         secret_hash: &[u8],
     ) -> Result<(), JobError> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE connectors SET secret_hash = ?, secret_rotated_at = ? WHERE id = ?")
-            .bind(secret_hash)
-            .bind(now_ms())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE connectors SET secret_hash = ?, secret_rotated_at = ? WHERE id = ?",
+        )
+        .bind(secret_hash)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(JobError::NotFound);
         }
-        Self::audit(&mut tx, actor, "connector.rotate_secret", Some(&id.to_string()), None).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "connector.rotate_secret",
+            Some(&id.to_string()),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Records the connector's last contact. Callers throttle this (see `http::auth`).
-    pub async fn touch_connector(&self, id: Uuid, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE connectors SET last_seen_at = ? WHERE id = ?")
-            .bind(at_ms)
-            .bind(id.to_string())
-            .execute(&self.write)
-            .await?;
+    /// Records connectors' last contacts in one statement: the batch travels as one JSON
+    /// array `[[id, at_ms], …]`, so thousands of contacts cost one round trip.
+    pub async fn record_contacts(&self, contacts: &[(Uuid, i64)]) -> Result<(), StoreError> {
+        let batch: Vec<(String, i64)> = contacts.iter().map(|(id, at)| (id.to_string(), *at)).collect();
+        let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE connectors SET last_seen_at = MAX(COALESCE(connectors.last_seen_at, 0), c.at) \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at \
+                   FROM json_each(?)) AS c \
+             WHERE connectors.id = c.id",
+        )
+        .bind(json)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
@@ -369,8 +413,25 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, id, now, 0, Some(JobState::Queued), None, None, None).await?;
-        Self::audit(&mut tx, actor, "job.enqueue", Some(&id.to_string()), Some(job.kind.as_str())).await?;
+        insert_event(
+            &mut tx,
+            id,
+            now,
+            0,
+            Some(JobState::Queued),
+            None,
+            None,
+            None,
+        )
+        .await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "job.enqueue",
+            Some(&id.to_string()),
+            Some(job.kind.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Job {
             id,
@@ -413,7 +474,10 @@ impl Store {
                 .map(|r| JobEvent {
                     at: from_ms(r.get(0)),
                     attempt: r.get::<i64, _>(1) as u32,
-                    state: r.get::<Option<String>, _>(2).as_deref().and_then(JobState::parse),
+                    state: r
+                        .get::<Option<String>, _>(2)
+                        .as_deref()
+                        .and_then(JobState::parse),
                     step: r.get(3),
                     message: r.get(4),
                     percent: r.get::<Option<i64>, _>(5).map(|p| p.clamp(0, 100) as u8),
@@ -460,7 +524,17 @@ impl Store {
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-                insert_event(&mut tx, id, now, attempt, Some(JobState::Cancelled), None, None, None).await?;
+                insert_event(
+                    &mut tx,
+                    id,
+                    now,
+                    attempt,
+                    Some(JobState::Cancelled),
+                    None,
+                    None,
+                    None,
+                )
+                .await?;
             }
             JobState::Leased | JobState::Running => {
                 sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?")
@@ -468,8 +542,17 @@ impl Store {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
-                insert_event(&mut tx, id, now, attempt, None, Some("cancel"), Some("cancel requested"), None)
-                    .await?;
+                insert_event(
+                    &mut tx,
+                    id,
+                    now,
+                    attempt,
+                    None,
+                    Some("cancel"),
+                    Some("cancel requested"),
+                    None,
+                )
+                .await?;
             }
             done => return Err(JobError::Finished(done.as_str())),
         }
@@ -480,8 +563,27 @@ impl Store {
 
     // ----- jobs: connectors ---------------------------------------------------------------
 
+    /// Whether `connector` has a job it could lease now. A read on the read pool: most long
+    /// polls find nothing, and they should not queue behind writers to learn it.
+    pub async fn has_due_job(&self, connector: Uuid) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT 1 FROM jobs WHERE connector_id = ?1 AND state = 'queued' \
+             AND (not_before IS NULL OR not_before <= ?2) AND (expires_at IS NULL OR expires_at > ?2) LIMIT 1",
+        )
+        .bind(connector.to_string())
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Hands the oldest due job of `connector` to it under a new lease, if there is one.
-    pub async fn lease_next(&self, connector: Uuid, lease_ms: i64) -> Result<Option<LeasedJob>, StoreError> {
+    pub async fn lease_next(
+        &self,
+        connector: Uuid,
+        lease_ms: i64,
+    ) -> Result<Option<LeasedJob>, StoreError> {
         let mut tx = self.begin().await?;
         let now = now_ms();
         let token = Uuid::new_v4();
@@ -490,6 +592,7 @@ impl Store {
             "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
                     attempts = attempts + 1, updated_at = ?3 \
              WHERE id = (SELECT id FROM jobs WHERE connector_id = ?4 AND state = 'queued' \
+                           AND EXISTS (SELECT 1 FROM connectors WHERE id = ?4 AND enabled = 1) \
                            AND (not_before IS NULL OR not_before <= ?3) \
                            AND (expires_at IS NULL OR expires_at > ?3) \
                          ORDER BY seq LIMIT 1) \
@@ -512,7 +615,17 @@ impl Store {
         let payload = parse_json(&row.get::<String, _>(2))?;
         let attempt = row.get::<i64, _>(3);
         let created_at = row.get::<i64, _>(4);
-        insert_event(&mut tx, id, now, attempt, Some(JobState::Leased), None, None, None).await?;
+        insert_event(
+            &mut tx,
+            id,
+            now,
+            attempt,
+            Some(JobState::Leased),
+            None,
+            None,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(LeasedJob {
             id,
@@ -572,7 +685,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(LeaseStatus { lease_expires_at: from_ms(expires), cancel_requested })
+        Ok(LeaseStatus {
+            lease_expires_at: from_ms(expires),
+            cancel_requested,
+        })
     }
 
     /// Records a progress event; the first one moves the job from `leased` to `running`.
@@ -588,7 +704,8 @@ impl Store {
         percent: Option<u8>,
     ) -> Result<LeaseStatus, JobError> {
         let mut tx = self.begin().await?;
-        let (state, attempt, cancel_requested) = Self::check_lease(&mut tx, job, connector, token).await?;
+        let (state, attempt, cancel_requested) =
+            Self::check_lease(&mut tx, job, connector, token).await?;
         let now = now_ms();
         let expires = now + lease_ms;
         sqlx::query(
@@ -600,29 +717,57 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if state == JobState::Leased {
-            insert_event(&mut tx, job, now, attempt, Some(JobState::Running), None, None, None).await?;
+            insert_event(
+                &mut tx,
+                job,
+                now,
+                attempt,
+                Some(JobState::Running),
+                None,
+                None,
+                None,
+            )
+            .await?;
         }
-        insert_event(&mut tx, job, now, attempt, None, Some(step), message, percent).await?;
+        insert_event(
+            &mut tx,
+            job,
+            now,
+            attempt,
+            None,
+            Some(step),
+            message,
+            percent,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(LeaseStatus { lease_expires_at: from_ms(expires), cancel_requested })
+        Ok(LeaseStatus {
+            lease_expires_at: from_ms(expires),
+            cancel_requested,
+        })
     }
 
     /// Records how a job ended. The same report under the same lease token is accepted again
     /// (the connector may not have seen the first answer); anything else after the end is refused.
-    pub async fn finish(&self, job: Uuid, connector: Uuid, report: &JobReport) -> Result<Job, JobError> {
+    pub async fn finish(
+        &self,
+        job: Uuid,
+        connector: Uuid,
+        report: &JobReport,
+    ) -> Result<Job, JobError> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query(
-            "SELECT state, final_token FROM jobs WHERE id = ? AND connector_id = ?",
-        )
-        .bind(job.to_string())
-        .bind(connector.to_string())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(JobError::NotFound)?;
+        let row =
+            sqlx::query("SELECT state, final_token FROM jobs WHERE id = ? AND connector_id = ?")
+                .bind(job.to_string())
+                .bind(connector.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(JobError::NotFound)?;
         let state = parse_state(&row.get::<String, _>(0))?;
         let final_token: Option<String> = row.get(1);
         if state.is_terminal() {
-            let same_lease = final_token.as_deref() == Some(report.lease_token.to_string().as_str());
+            let same_lease =
+                final_token.as_deref() == Some(report.lease_token.to_string().as_str());
             if same_lease && state == report.outcome.state() {
                 drop(tx);
                 return self.get_job(job, false).await?.ok_or(JobError::NotFound);
@@ -631,12 +776,18 @@ impl Store {
                 return Err(JobError::Finished(state.as_str()));
             }
         }
-        let (_, attempt, _) = Self::check_lease(&mut tx, job, connector, report.lease_token).await?;
+        let (_, attempt, _) =
+            Self::check_lease(&mut tx, job, connector, report.lease_token).await?;
         let now = now_ms();
         let result = report.result.as_ref().map(|v| v.to_string());
         let error = match report.outcome {
             Outcome::Succeeded => None,
-            _ => Some(report.error.clone().unwrap_or_else(|| "no reason given".to_owned())),
+            _ => Some(
+                report
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".to_owned()),
+            ),
         };
         sqlx::query(
             "UPDATE jobs SET state = ?, result = ?, error = ?, final_token = lease_token, \
@@ -650,17 +801,32 @@ impl Store {
         .bind(job.to_string())
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, job, now, attempt, Some(report.outcome.state()), None, error.as_deref(), None)
-            .await?;
+        insert_event(
+            &mut tx,
+            job,
+            now,
+            attempt,
+            Some(report.outcome.state()),
+            None,
+            error.as_deref(),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         self.get_job(job, false).await?.ok_or(JobError::NotFound)
     }
 
     /// A connector gives a job back unfinished (it is shutting down). The attempt is not
     /// counted against the job, and the job is queued again at once.
-    pub async fn release(&self, job: Uuid, connector: Uuid, token: Uuid) -> Result<JobState, JobError> {
+    pub async fn release(
+        &self,
+        job: Uuid,
+        connector: Uuid,
+        token: Uuid,
+    ) -> Result<JobState, JobError> {
         let mut tx = self.begin().await?;
-        let (_, attempt, cancel_requested) = Self::check_lease(&mut tx, job, connector, token).await?;
+        let (_, attempt, cancel_requested) =
+            Self::check_lease(&mut tx, job, connector, token).await?;
         let now = now_ms();
         let new_state = if cancel_requested {
             sqlx::query(
@@ -683,8 +849,17 @@ impl Store {
             .await?;
             JobState::Queued
         };
-        insert_event(&mut tx, job, now, attempt, Some(new_state), None, Some("released by the connector"), None)
-            .await?;
+        insert_event(
+            &mut tx,
+            job,
+            now,
+            attempt,
+            Some(new_state),
+            None,
+            Some("released by the connector"),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(new_state)
     }
@@ -711,7 +886,10 @@ impl Store {
             let max_attempts: i64 = row.get(3);
             let cancel = row.get::<i64, _>(4) != 0;
             let (state, error) = if cancel {
-                (JobState::Cancelled, Some("cancelled; the connector stopped answering".to_owned()))
+                (
+                    JobState::Cancelled,
+                    Some("cancelled; the connector stopped answering".to_owned()),
+                )
             } else if attempts >= max_attempts {
                 sweep.failed += 1;
                 (
@@ -738,7 +916,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let message = error.as_deref().unwrap_or("the lease lapsed; queued again");
-            insert_event(&mut tx, id, now, attempts, Some(state), None, Some(message), None).await?;
+            insert_event(
+                &mut tx,
+                id,
+                now,
+                attempts,
+                Some(state),
+                None,
+                Some(message),
+                None,
+            )
+            .await?;
         }
         let expired = sqlx::query(
             "UPDATE jobs SET state = 'expired', error = 'expired before a connector picked it up', \
@@ -750,7 +938,17 @@ impl Store {
         .await?;
         for row in &expired {
             let id = parse_uuid(&row.get::<String, _>(0))?;
-            insert_event(&mut tx, id, now, row.get(1), Some(JobState::Expired), None, None, None).await?;
+            insert_event(
+                &mut tx,
+                id,
+                now,
+                row.get(1),
+                Some(JobState::Expired),
+                None,
+                None,
+                None,
+            )
+            .await?;
         }
         sweep.expired = expired.len() as u64;
         let due = sqlx::query(
@@ -791,7 +989,9 @@ impl Store {
     }
 
     pub async fn connector_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM connectors").fetch_one(&self.read).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM connectors")
+            .fetch_one(&self.read)
+            .await?)
     }
 }
 
@@ -801,15 +1001,20 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     )
     .execute(pool)
     .await?;
-    let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        .fetch_one(pool)
-        .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(pool)
+            .await?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {
         return Err(StoreError::TooNew(current));
     }
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let fail = |source| StoreError::Migrate { version, name, source };
+        let fail = |source| StoreError::Migrate {
+            version,
+            name,
+            source,
+        };
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
@@ -893,7 +1098,11 @@ fn job_from_row(r: &SqliteRow) -> Result<Job, StoreError> {
         lease_expires_at: r.get::<Option<i64>, _>(8).map(from_ms),
         not_before: r.get::<Option<i64>, _>(9).map(from_ms),
         expires_at: r.get::<Option<i64>, _>(10).map(from_ms),
-        result: r.get::<Option<String>, _>(11).as_deref().map(parse_json).transpose()?,
+        result: r
+            .get::<Option<String>, _>(11)
+            .as_deref()
+            .map(parse_json)
+            .transpose()?,
         error: r.get(12),
         created_at: from_ms(r.get(13)),
         updated_at: from_ms(r.get(14)),

@@ -30,11 +30,17 @@ pub async fn run(state: AppState) {
                         "sweeper resolved lapsed leases and expired jobs"
                     );
                 }
-                state.metrics.leases_requeued.fetch_add(sweep.requeued, Ordering::Relaxed);
+                state
+                    .metrics
+                    .leases_requeued
+                    .fetch_add(sweep.requeued, Ordering::Relaxed);
                 for connector in sweep.wake {
                     state.waiters.wake(connector);
                 }
-                sweep.next_deadline_ms.unwrap_or(i64::MAX).min(now_ms() + MAX_SLEEP_MS)
+                sweep
+                    .next_deadline_ms
+                    .unwrap_or(i64::MAX)
+                    .min(now_ms() + MAX_SLEEP_MS)
             }
             Err(e) => {
                 tracing::error!(error = %e, "sweep failed; retrying in a second");

@@ -77,7 +77,10 @@ impl SiteSettings {
         set(&mut self.site_code, &patch.site_code);
         set(&mut self.console_path, &patch.console_path);
         set(&mut self.share_path, &patch.share_path);
-        set(&mut self.distribution_point_group, &patch.distribution_point_group);
+        set(
+            &mut self.distribution_point_group,
+            &patch.distribution_point_group,
+        );
         set(&mut self.collection, &patch.collection);
         set(&mut self.folder, &patch.folder);
     }
@@ -109,7 +112,9 @@ mod double_option {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }

@@ -53,7 +53,10 @@ pub fn bind(call: &Call) -> Result<Bound, String> {
         values.insert(param.name, value);
     }
     let set = choose_set(info, &values)?;
-    Ok(Bound { set: set.name, values })
+    Ok(Bound {
+        set: set.name,
+        values,
+    })
 }
 
 /// PowerShell's name resolution: exact name or alias, else a unique prefix.
@@ -64,7 +67,10 @@ fn resolve(info: &CmdletInfo, name: &str) -> Result<Option<&'static ParamInfo>, 
     if let Some(p) = exact {
         return Ok(Some(p));
     }
-    if COMMON_PARAMETERS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+    if COMMON_PARAMETERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+    {
         return Ok(None);
     }
     let lower = name.to_ascii_lowercase();
@@ -73,15 +79,22 @@ fn resolve(info: &CmdletInfo, name: &str) -> Result<Option<&'static ParamInfo>, 
         .iter()
         .filter(|p| {
             p.name.to_ascii_lowercase().starts_with(&lower)
-                || p.aliases.iter().any(|a| a.to_ascii_lowercase().starts_with(&lower))
+                || p.aliases
+                    .iter()
+                    .any(|a| a.to_ascii_lowercase().starts_with(&lower))
         })
         .collect();
     match matches.as_slice() {
         [one] => Ok(Some(one)),
-        [] => Err(format!("A parameter cannot be found that matches parameter name '{name}'.")),
+        [] => Err(format!(
+            "A parameter cannot be found that matches parameter name '{name}'."
+        )),
         many => Err(format!(
             "Parameter cannot be processed because the parameter name '{name}' is ambiguous. Possible matches include: {}.",
-            many.iter().map(|p| format!("-{}", p.name)).collect::<Vec<_>>().join(" ")
+            many.iter()
+                .map(|p| format!("-{}", p.name))
+                .collect::<Vec<_>>()
+                .join(" ")
         )),
     }
 }
@@ -168,13 +181,19 @@ fn choose_set(
     info: &CmdletInfo,
     values: &BTreeMap<&'static str, Option<Value>>,
 ) -> Result<&'static ParamSet, String> {
-    let candidates: Vec<&'static ParamSet> =
-        info.sets.iter().filter(|s| values.keys().all(|p| info.in_set(s, p))).collect();
+    let candidates: Vec<&'static ParamSet> = info
+        .sets
+        .iter()
+        .filter(|s| values.keys().all(|p| info.in_set(s, p)))
+        .collect();
     if candidates.is_empty() {
-        return Err("Parameter set cannot be resolved using the specified named parameters.".into());
+        return Err(
+            "Parameter set cannot be resolved using the specified named parameters.".into(),
+        );
     }
-    if let Some(set) =
-        candidates.iter().find(|s| s.mandatory.iter().all(|m| values.contains_key(m)))
+    if let Some(set) = candidates
+        .iter()
+        .find(|s| s.mandatory.iter().all(|m| values.contains_key(m)))
     {
         return Ok(set);
     }
@@ -182,10 +201,21 @@ fn choose_set(
     // the closest set.
     let closest = candidates
         .iter()
-        .min_by_key(|s| s.mandatory.iter().filter(|m| !values.contains_key(*m)).count())
+        .min_by_key(|s| {
+            s.mandatory
+                .iter()
+                .filter(|m| !values.contains_key(*m))
+                .count()
+        })
         .copied();
     let missing: Vec<&str> = closest
-        .map(|s| s.mandatory.iter().copied().filter(|m| !values.contains_key(m)).collect())
+        .map(|s| {
+            s.mandatory
+                .iter()
+                .copied()
+                .filter(|m| !values.contains_key(m))
+                .collect()
+        })
         .unwrap_or_default();
     Err(format!(
         "Cannot process command because of one or more missing mandatory parameters: {}.",

@@ -32,6 +32,7 @@ pub enum Cmdlet {
     GetCMDeploymentType,
     StartCMContentDistribution,
     NewCMApplicationDeployment,
+    SetCMApplicationDeployment,
     GetCMApplicationDeployment,
     NewCMFolder,
     GetCMFolder,
@@ -52,7 +53,10 @@ impl Cmdlet {
 
     /// Case-insensitive lookup, as PowerShell resolves command names.
     pub fn from_name(name: &str) -> Option<Cmdlet> {
-        CMDLETS.iter().find(|c| c.name.eq_ignore_ascii_case(name)).map(|c| c.id)
+        CMDLETS
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .map(|c| c.id)
     }
 
     /// Whether the cmdlet writes objects to the pipeline. The reader only accepts a bare call
@@ -138,7 +142,11 @@ pub const COMMON_PARAMETERS: &[&str] = &[
 ];
 
 const fn p(name: &'static str, aliases: &'static [&'static str], kind: Kind) -> ParamInfo {
-    ParamInfo { name, aliases, kind }
+    ParamInfo {
+        name,
+        aliases,
+        kind,
+    }
 }
 
 const fn set(
@@ -146,12 +154,24 @@ const fn set(
     mandatory: &'static [&'static str],
     only: &'static [&'static str],
 ) -> ParamSet {
-    ParamSet { name, mandatory, only }
+    ParamSet {
+        name,
+        mandatory,
+        only,
+    }
 }
 
 const EXECUTION_POLICY: Kind = Kind::Enum(
     "Microsoft.PowerShell.ExecutionPolicy",
-    &["Unrestricted", "RemoteSigned", "AllSigned", "Restricted", "Default", "Bypass", "Undefined"],
+    &[
+        "Unrestricted",
+        "RemoteSigned",
+        "AllSigned",
+        "Restricted",
+        "Default",
+        "Bypass",
+        "Undefined",
+    ],
 );
 
 pub static CMDLETS: &[CmdletInfo] = &[
@@ -168,7 +188,13 @@ pub static CMDLETS: &[CmdletInfo] = &[
                 &[],
                 Kind::Enum(
                     "Microsoft.PowerShell.ExecutionPolicyScope",
-                    &["Process", "CurrentUser", "LocalMachine", "UserPolicy", "MachinePolicy"],
+                    &[
+                        "Process",
+                        "CurrentUser",
+                        "LocalMachine",
+                        "UserPolicy",
+                        "MachinePolicy",
+                    ],
                 ),
             ),
             p("WhatIf", &["wi"], Kind::Switch),
@@ -187,7 +213,11 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("NoClobber", &["NoOverwrite"], Kind::Switch),
             p("PassThru", &[], Kind::Switch),
             p("Prefix", &[], Kind::Str),
-            p("Scope", &[], Kind::Enum("System.String", &["Local", "Global"])),
+            p(
+                "Scope",
+                &[],
+                Kind::Enum("System.String", &["Local", "Global"]),
+            ),
         ],
         sets: &[set("Name", &["Name"], &[])],
     },
@@ -218,7 +248,10 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("PSProvider", &[], Kind::StrArray),
             p("Scope", &[], Kind::Str),
         ],
-        sets: &[set("Name", &[], &["Name"]), set("LiteralName", &["LiteralName"], &["LiteralName"])],
+        sets: &[
+            set("Name", &[], &["Name"]),
+            set("LiteralName", &["LiteralName"], &["LiteralName"]),
+        ],
     },
     // Windows PowerShell 5.1, CimCmdlets/Get-CimInstance (ClassName and Query sets).
     CmdletInfo {
@@ -237,7 +270,11 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("Shallow", &[], Kind::Switch),
         ],
         sets: &[
-            set("ClassNameComputerSet", &["ClassName"], &["ClassName", "Filter", "KeyOnly", "Property"]),
+            set(
+                "ClassNameComputerSet",
+                &["ClassName"],
+                &["ClassName", "Filter", "KeyOnly", "Property"],
+            ),
             set("QueryComputerSet", &["Query"], &["Query", "QueryDialect"]),
         ],
     },
@@ -273,7 +310,10 @@ pub static CMDLETS: &[CmdletInfo] = &[
     CmdletInfo {
         id: Cmdlet::WriteOutput,
         name: "Write-Output",
-        params: &[p("InputObject", &[], Kind::Object), p("NoEnumerate", &[], Kind::Switch)],
+        params: &[
+            p("InputObject", &[], Kind::Object),
+            p("NoEnumerate", &[], Kind::Switch),
+        ],
         sets: &[set("All", &["InputObject"], &[])],
     },
     // ---- ConfigMgr rows, produced once from the documented parameter sets. ----
@@ -284,19 +324,31 @@ pub static CMDLETS: &[CmdletInfo] = &[
         params: &[
             p("AddOwner", &["AddOwners"], Kind::StrArray),
             p("AddSupportContact", &["AddSupportContacts"], Kind::StrArray),
-            p("AppCatalog", &["AppCatalogs"], Kind::Other("AppDisplayInfo[]")),
+            p(
+                "AppCatalog",
+                &["AppCatalogs"],
+                Kind::Other("AppDisplayInfo[]"),
+            ),
             p("AutoInstall", &[], Kind::Bool),
             p("Confirm", &["cf"], Kind::Switch),
             p("DefaultLanguageId", &[], Kind::Int),
             p("Description", &[], Kind::Str),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("DisplaySupersedenceInApplicationCatalog", &["DisplaySupersedencesInApplicationCatalog"], Kind::Bool),
+            p(
+                "DisplaySupersedenceInApplicationCatalog",
+                &["DisplaySupersedencesInApplicationCatalog"],
+                Kind::Bool,
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
             p("IconLocationFile", &[], Kind::Str),
             p("IsFeatured", &[], Kind::Bool),
             p("Keyword", &["Keywords"], Kind::StrArray),
             p("LinkText", &[], Kind::Str),
-            p("LocalizedDescription", &["LocalizedApplicationDescription"], Kind::Str),
+            p(
+                "LocalizedDescription",
+                &["LocalizedApplicationDescription"],
+                Kind::Str,
+            ),
             p("LocalizedName", &["LocalizedApplicationName"], Kind::Str),
             p("Name", &["LocalizedDisplayName"], Kind::Str),
             p("OptionalReference", &[], Kind::Str),
@@ -309,35 +361,64 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("UserDocumentation", &[], Kind::Str),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
-        sets: &[
-            set("__AllParameterSets", &["Name"], &[]),
-        ],
+        sets: &[set("__AllParameterSets", &["Name"], &[])],
     },
     // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/Set-CMApplication.md
     CmdletInfo {
         id: Cmdlet::SetCMApplication,
         name: "Set-CMApplication",
         params: &[
-            p("AddAppCatalog", &["AppCatalogs"], Kind::Other("AppDisplayInfo[]")),
+            p(
+                "AddAppCatalog",
+                &["AppCatalogs"],
+                Kind::Other("AppDisplayInfo[]"),
+            ),
             p("AddAppCategory", &["AddAppCategories"], Kind::Object),
             p("AddOwner", &["AddOwners"], Kind::StrArray),
             p("AddSupportContact", &["AddSupportContacts"], Kind::StrArray),
             p("AddUserCategory", &["AddUserCategories"], Kind::Object),
             p("AppCategory", &["AppCategories"], Kind::StrArray),
-            p("ApplyToLanguageById", &["ApplySettingToSpecificLanguage"], Kind::Int),
+            p(
+                "ApplyToLanguageById",
+                &["ApplySettingToSpecificLanguage"],
+                Kind::Int,
+            ),
             p("AutoInstall", &[], Kind::Bool),
             p("CleanAppCategory", &["CleanAppCategories"], Kind::Switch),
             p("CleanUserCategory", &["CleanUserCategories"], Kind::Switch),
-            p("ClearAppCatalog", &["CleanAppCatalog", "CleanAppCatalogs", "ClearAppCatalogs"], Kind::Switch),
+            p(
+                "ClearAppCatalog",
+                &["CleanAppCatalog", "CleanAppCatalogs", "ClearAppCatalogs"],
+                Kind::Switch,
+            ),
             p("ClearOwner", &["CleanOwners"], Kind::Switch),
-            p("ClearSupportContact", &["CleanSupportContacts"], Kind::Switch),
+            p(
+                "ClearSupportContact",
+                &["CleanSupportContacts"],
+                Kind::Switch,
+            ),
             p("Confirm", &["cf"], Kind::Switch),
             p("DefaultLanguageId", &[], Kind::Int),
             p("Description", &[], Kind::Str),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("DisplaySupersedenceInApplicationCatalog", &["DisplaySupersedencesInApplicationCatalog"], Kind::Bool),
-            p("DistributionPointSetting", &[], Kind::Enum("DistributionPointSettingType", &["AutoDownload", "DeltaCopy", "NoDownload"])),
-            p("DistributionPriority", &[], Kind::Enum("DistributionPriorityType", &["High", "Medium", "Low"])),
+            p(
+                "DisplaySupersedenceInApplicationCatalog",
+                &["DisplaySupersedencesInApplicationCatalog"],
+                Kind::Bool,
+            ),
+            p(
+                "DistributionPointSetting",
+                &[],
+                Kind::Enum(
+                    "DistributionPointSettingType",
+                    &["AutoDownload", "DeltaCopy", "NoDownload"],
+                ),
+            ),
+            p(
+                "DistributionPriority",
+                &[],
+                Kind::Enum("DistributionPriorityType", &["High", "Medium", "Low"]),
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
             p("IconLocationFile", &[], Kind::Str),
             p("Id", &["CIId", "CI_ID"], Kind::Int),
@@ -346,9 +427,17 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("Keyword", &["Keywords"], Kind::StrArray),
             p("LinkText", &[], Kind::Str),
             p("LocalizedApplicationName", &[], Kind::Str),
-            p("LocalizedDescription", &["LocalizedApplicationDescription"], Kind::Str),
+            p(
+                "LocalizedDescription",
+                &["LocalizedApplicationDescription"],
+                Kind::Str,
+            ),
             p("ModelName", &[], Kind::Str),
-            p("Name", &["ApplicationName", "LocalizedDisplayName"], Kind::Str),
+            p(
+                "Name",
+                &["ApplicationName", "LocalizedDisplayName"],
+                Kind::Str,
+            ),
             p("NewName", &[], Kind::Str),
             p("OptionalReference", &[], Kind::Str),
             p("Owner", &[], Kind::Str),
@@ -356,11 +445,27 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("PrivacyUrl", &[], Kind::Str),
             p("Publisher", &["Manufacturer"], Kind::Str),
             p("ReleaseDate", &[], Kind::DateTime),
-            p("RemoveAppCatalog", &["RemoveAppCatalogsByLanguageId"], Kind::Other("Int32[]")),
-            p("RemoveAppCategoryName", &["RemoveAppCategoryNames"], Kind::StrArray),
+            p(
+                "RemoveAppCatalog",
+                &["RemoveAppCatalogsByLanguageId"],
+                Kind::Other("Int32[]"),
+            ),
+            p(
+                "RemoveAppCategoryName",
+                &["RemoveAppCategoryNames"],
+                Kind::StrArray,
+            ),
             p("RemoveOwner", &["RemoveOwners"], Kind::StrArray),
-            p("RemoveSupportContact", &["RemoveSupportContacts"], Kind::StrArray),
-            p("RemoveUserCategoryName", &["RemoveUserCategoryNames"], Kind::StrArray),
+            p(
+                "RemoveSupportContact",
+                &["RemoveSupportContacts"],
+                Kind::StrArray,
+            ),
+            p(
+                "RemoveUserCategoryName",
+                &["RemoveUserCategoryNames"],
+                Kind::StrArray,
+            ),
             p("SendToProtectedDistributionPoint", &[], Kind::Bool),
             p("SoftwareVersion", &[], Kind::Str),
             p("SupportContact", &[], Kind::Str),
@@ -386,7 +491,11 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("Id", &["CIId", "CI_ID"], Kind::Int),
             p("InputObject", &["DeploymentType"], Kind::Object),
             p("ModelName", &[], Kind::Str),
-            p("Name", &["ApplicationName", "LocalizedDisplayName"], Kind::Str),
+            p(
+                "Name",
+                &["ApplicationName", "LocalizedDisplayName"],
+                Kind::Str,
+            ),
             p("ShowHidden", &[], Kind::Switch),
         ],
         sets: &[
@@ -401,61 +510,303 @@ pub static CMDLETS: &[CmdletInfo] = &[
         id: Cmdlet::AddCMScriptDeploymentType,
         name: "Add-CMScriptDeploymentType",
         params: &[
-            p("AddDetectionClause", &["AddDetectionClauses"], Kind::Other("DetectionClause[]")),
-            p("AddLanguage", &["AddLanguages", "Language", "Languages"], Kind::StrArray),
+            p(
+                "AddDetectionClause",
+                &["AddDetectionClauses"],
+                Kind::Other("DetectionClause[]"),
+            ),
+            p(
+                "AddLanguage",
+                &["AddLanguages", "Language", "Languages"],
+                Kind::StrArray,
+            ),
             p("AddRequirement", &[], Kind::Other("Rule[]")),
             p("ApplicationId", &[], Kind::Int),
             p("ApplicationName", &[], Kind::Str),
-            p("CacheContent", &["PersistContentInClientCache"], Kind::Switch),
+            p(
+                "CacheContent",
+                &["PersistContentInClientCache"],
+                Kind::Switch,
+            ),
             p("Comment", &["AdministratorComment"], Kind::Str),
             p("Confirm", &["cf"], Kind::Switch),
-            p("ContentFallback", &["AllowClientsToUseFallbackSourceLocationForContent", "EnableContentLocationFallback"], Kind::Switch),
+            p(
+                "ContentFallback",
+                &[
+                    "AllowClientsToUseFallbackSourceLocationForContent",
+                    "EnableContentLocationFallback",
+                ],
+                Kind::Switch,
+            ),
             p("ContentLocation", &["InstallationFileLocation"], Kind::Str),
             p("DeploymentTypeName", &[], Kind::Str),
-            p("DetectionClauseConnector", &["DetectionClauseConnectors"], Kind::Other("Hashtable[]")),
+            p(
+                "DetectionClauseConnector",
+                &["DetectionClauseConnectors"],
+                Kind::Other("Hashtable[]"),
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("EnableBranchCache", &["AllowClientsToShareContentOnSameSubnet"], Kind::Switch),
-            p("EstimatedRuntimeMins", &["EstimatedInstallationTimeMins", "EstimatedInstallationTimeMinutes", "EstimatedRunTimeMinutes"], Kind::Int),
+            p(
+                "EnableBranchCache",
+                &["AllowClientsToShareContentOnSameSubnet"],
+                Kind::Switch,
+            ),
+            p(
+                "EstimatedRuntimeMins",
+                &[
+                    "EstimatedInstallationTimeMins",
+                    "EstimatedInstallationTimeMinutes",
+                    "EstimatedRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("Force", &["ForceForUnknownPublisher"], Kind::Switch),
             p("Force32Bit", &["Force32BitInstaller"], Kind::Switch),
-            p("ForceScriptDetection32Bit", &["Force32BitDetectionScript"], Kind::Switch),
+            p(
+                "ForceScriptDetection32Bit",
+                &["Force32BitDetectionScript"],
+                Kind::Switch,
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("GroupDetectionClauses", &["GroupDetectionClausesByLogicalName"], Kind::StrArray),
+            p(
+                "GroupDetectionClauses",
+                &["GroupDetectionClausesByLogicalName"],
+                Kind::StrArray,
+            ),
             p("InputObject", &["Application"], Kind::Object),
             p("InstallCommand", &["InstallationProgram"], Kind::Str),
-            p("InstallWorkingDirectory", &["InstallFolder", "InstallationStartIn"], Kind::Str),
-            p("InstallationBehaviorType", &[], Kind::Enum("InstallationBehaviorType", &["InstallForUser", "InstallForSystem", "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser"])),
-            p("LogonRequirementType", &[], Kind::Enum("LogonRequirementType", &["OnlyWhenUserLoggedOn", "WhereOrNotUserLoggedOn", "WhetherOrNotUserLoggedOn", "OnlyWhenNoUserLoggedOn"])),
-            p("MaximumRuntimeMins", &["MaximumAllowedRunTimeMins", "MaximumAllowedRunTimeMinutes", "MaximumRunTimeMinutes"], Kind::Int),
+            p(
+                "InstallWorkingDirectory",
+                &["InstallFolder", "InstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "InstallationBehaviorType",
+                &[],
+                Kind::Enum(
+                    "InstallationBehaviorType",
+                    &[
+                        "InstallForUser",
+                        "InstallForSystem",
+                        "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser",
+                    ],
+                ),
+            ),
+            p(
+                "LogonRequirementType",
+                &[],
+                Kind::Enum(
+                    "LogonRequirementType",
+                    &[
+                        "OnlyWhenUserLoggedOn",
+                        "WhereOrNotUserLoggedOn",
+                        "WhetherOrNotUserLoggedOn",
+                        "OnlyWhenNoUserLoggedOn",
+                    ],
+                ),
+            ),
+            p(
+                "MaximumRuntimeMins",
+                &[
+                    "MaximumAllowedRunTimeMins",
+                    "MaximumAllowedRunTimeMinutes",
+                    "MaximumRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("ProductCode", &[], Kind::Str),
-            p("RebootBehavior", &[], Kind::Enum("PostExecutionBehavior", &["BasedOnExitCode", "NoAction", "ForceReboot", "ProgramReboot"])),
+            p(
+                "RebootBehavior",
+                &[],
+                Kind::Enum(
+                    "PostExecutionBehavior",
+                    &[
+                        "BasedOnExitCode",
+                        "NoAction",
+                        "ForceReboot",
+                        "ProgramReboot",
+                    ],
+                ),
+            ),
             p("RemoveLanguage", &["RemoveLanguages"], Kind::StrArray),
-            p("RemoveRequirement", &["RemoveRequirements"], Kind::Other("Rule[]")),
+            p(
+                "RemoveRequirement",
+                &["RemoveRequirements"],
+                Kind::Other("Rule[]"),
+            ),
             p("RepairCommand", &["RepairProgram"], Kind::Str),
-            p("RepairWorkingDirectory", &["RepairFolder", "RepairStartIn"], Kind::Str),
-            p("RequireUserInteraction", &["RequiresUserInteraction"], Kind::Switch),
+            p(
+                "RepairWorkingDirectory",
+                &["RepairFolder", "RepairStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "RequireUserInteraction",
+                &["RequiresUserInteraction"],
+                Kind::Switch,
+            ),
             p("ScriptFile", &[], Kind::Str),
-            p("ScriptLanguage", &["ScriptType"], Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"])),
+            p(
+                "ScriptLanguage",
+                &["ScriptType"],
+                Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"]),
+            ),
             p("ScriptText", &["ScriptContent"], Kind::Str),
-            p("SlowNetworkDeploymentMode", &[], Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"])),
+            p(
+                "SlowNetworkDeploymentMode",
+                &[],
+                Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"]),
+            ),
             p("SourceUpdateProductCode", &[], Kind::Str),
             p("UninstallCommand", &["UninstallationProgram"], Kind::Str),
             p("UninstallContentLocation", &[], Kind::Str),
-            p("UninstallOption", &[], Kind::Enum("UninstallContentSetting", &["SameAsInstall", "NoneRequired", "Different"])),
-            p("UninstallWorkingDirectory", &["UninstallFolder", "UninstallationStartIn"], Kind::Str),
-            p("UserInteractionMode", &["InstallationProgramVisibility"], Kind::Enum("UserInteractionMode", &["Normal", "Minimized", "Maximized", "Hidden"])),
+            p(
+                "UninstallOption",
+                &[],
+                Kind::Enum(
+                    "UninstallContentSetting",
+                    &["SameAsInstall", "NoneRequired", "Different"],
+                ),
+            ),
+            p(
+                "UninstallWorkingDirectory",
+                &["UninstallFolder", "UninstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "UserInteractionMode",
+                &["InstallationProgramVisibility"],
+                Kind::Enum(
+                    "UserInteractionMode",
+                    &["Normal", "Minimized", "Maximized", "Hidden"],
+                ),
+            ),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("ByAppId", &["ApplicationId", "DeploymentTypeName", "InstallCommand", "ProductCode"], &["ApplicationId", "ProductCode"]),
-            set("ByAppIdDetectionClause", &["AddDetectionClause", "ApplicationId", "DeploymentTypeName", "InstallCommand"], &["AddDetectionClause", "ApplicationId", "DetectionClauseConnector", "GroupDetectionClauses"]),
-            set("ByAppIdScript", &["ApplicationId", "DeploymentTypeName", "InstallCommand", "ScriptLanguage"], &["ApplicationId", "ForceScriptDetection32Bit", "ScriptFile", "ScriptLanguage", "ScriptText"]),
-            set("ByAppName", &["ApplicationName", "DeploymentTypeName", "InstallCommand", "ProductCode"], &["ApplicationName", "ProductCode"]),
-            set("ByAppNameDetectionClause", &["AddDetectionClause", "ApplicationName", "DeploymentTypeName", "InstallCommand"], &["AddDetectionClause", "ApplicationName", "DetectionClauseConnector", "GroupDetectionClauses"]),
-            set("ByAppNameScript", &["ApplicationName", "DeploymentTypeName", "InstallCommand", "ScriptLanguage"], &["ApplicationName", "ForceScriptDetection32Bit", "ScriptFile", "ScriptLanguage", "ScriptText"]),
-            set("ByAppValue", &["DeploymentTypeName", "InputObject", "InstallCommand", "ProductCode"], &["InputObject", "ProductCode"]),
-            set("ByAppValueDetectionClause", &["AddDetectionClause", "DeploymentTypeName", "InputObject", "InstallCommand"], &["AddDetectionClause", "DetectionClauseConnector", "GroupDetectionClauses", "InputObject"]),
-            set("ByAppValueScript", &["DeploymentTypeName", "InputObject", "InstallCommand", "ScriptLanguage"], &["ForceScriptDetection32Bit", "InputObject", "ScriptFile", "ScriptLanguage", "ScriptText"]),
+            set(
+                "ByAppId",
+                &[
+                    "ApplicationId",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ProductCode",
+                ],
+                &["ApplicationId", "ProductCode"],
+            ),
+            set(
+                "ByAppIdDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "ApplicationId",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "ApplicationId",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                ],
+            ),
+            set(
+                "ByAppIdScript",
+                &[
+                    "ApplicationId",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ApplicationId",
+                    "ForceScriptDetection32Bit",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
+            set(
+                "ByAppName",
+                &[
+                    "ApplicationName",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ProductCode",
+                ],
+                &["ApplicationName", "ProductCode"],
+            ),
+            set(
+                "ByAppNameDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "ApplicationName",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "ApplicationName",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                ],
+            ),
+            set(
+                "ByAppNameScript",
+                &[
+                    "ApplicationName",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ApplicationName",
+                    "ForceScriptDetection32Bit",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
+            set(
+                "ByAppValue",
+                &[
+                    "DeploymentTypeName",
+                    "InputObject",
+                    "InstallCommand",
+                    "ProductCode",
+                ],
+                &["InputObject", "ProductCode"],
+            ),
+            set(
+                "ByAppValueDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "DeploymentTypeName",
+                    "InputObject",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                    "InputObject",
+                ],
+            ),
+            set(
+                "ByAppValueScript",
+                &[
+                    "DeploymentTypeName",
+                    "InputObject",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ForceScriptDetection32Bit",
+                    "InputObject",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
         ],
     },
     // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/Add-CMMsiDeploymentType.md
@@ -463,61 +814,288 @@ pub static CMDLETS: &[CmdletInfo] = &[
         id: Cmdlet::AddCMMsiDeploymentType,
         name: "Add-CMMsiDeploymentType",
         params: &[
-            p("AddDetectionClause", &["AddDetectionClauses"], Kind::Other("DetectionClause[]")),
-            p("AddLanguage", &["AddLanguages", "Language", "Languages"], Kind::StrArray),
+            p(
+                "AddDetectionClause",
+                &["AddDetectionClauses"],
+                Kind::Other("DetectionClause[]"),
+            ),
+            p(
+                "AddLanguage",
+                &["AddLanguages", "Language", "Languages"],
+                Kind::StrArray,
+            ),
             p("AddRequirement", &[], Kind::Other("Rule[]")),
             p("ApplicationId", &[], Kind::Int),
             p("ApplicationName", &[], Kind::Str),
-            p("CacheContent", &["PersistContentInClientCache"], Kind::Switch),
+            p(
+                "CacheContent",
+                &["PersistContentInClientCache"],
+                Kind::Switch,
+            ),
             p("Comment", &["AdministratorComment"], Kind::Str),
             p("Confirm", &["cf"], Kind::Switch),
-            p("ContentFallback", &["AllowClientsToUseFallbackSourceLocationForContent", "EnableContentLocationFallback"], Kind::Switch),
+            p(
+                "ContentFallback",
+                &[
+                    "AllowClientsToUseFallbackSourceLocationForContent",
+                    "EnableContentLocationFallback",
+                ],
+                Kind::Switch,
+            ),
             p("ContentLocation", &["InstallationFileLocation"], Kind::Str),
             p("DeploymentTypeName", &[], Kind::Str),
-            p("DetectionClauseConnector", &["DetectionClauseConnectors"], Kind::Other("Hashtable[]")),
+            p(
+                "DetectionClauseConnector",
+                &["DetectionClauseConnectors"],
+                Kind::Other("Hashtable[]"),
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("EnableBranchCache", &["AllowClientsToShareContentOnSameSubnet"], Kind::Switch),
-            p("EstimatedRuntimeMins", &["EstimatedInstallationTimeMins", "EstimatedInstallationTimeMinutes", "EstimatedRunTimeMinutes"], Kind::Int),
+            p(
+                "EnableBranchCache",
+                &["AllowClientsToShareContentOnSameSubnet"],
+                Kind::Switch,
+            ),
+            p(
+                "EstimatedRuntimeMins",
+                &[
+                    "EstimatedInstallationTimeMins",
+                    "EstimatedInstallationTimeMinutes",
+                    "EstimatedRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("Force", &["ForceForUnknownPublisher"], Kind::Switch),
             p("Force32Bit", &["Force32BitInstaller"], Kind::Switch),
-            p("ForceScriptDetection32Bit", &["Force32BitDetectionScript"], Kind::Switch),
+            p(
+                "ForceScriptDetection32Bit",
+                &["Force32BitDetectionScript"],
+                Kind::Switch,
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("GroupDetectionClauses", &["GroupDetectionClausesByLogicalName"], Kind::StrArray),
+            p(
+                "GroupDetectionClauses",
+                &["GroupDetectionClausesByLogicalName"],
+                Kind::StrArray,
+            ),
             p("InputObject", &["Application"], Kind::Object),
             p("InstallCommand", &["InstallationProgram"], Kind::Str),
-            p("InstallWorkingDirectory", &["InstallFolder", "InstallationStartIn"], Kind::Str),
-            p("InstallationBehaviorType", &[], Kind::Enum("InstallationBehaviorType", &["InstallForUser", "InstallForSystem", "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser"])),
-            p("LogonRequirementType", &[], Kind::Enum("LogonRequirementType", &["OnlyWhenUserLoggedOn", "WhereOrNotUserLoggedOn", "WhetherOrNotUserLoggedOn", "OnlyWhenNoUserLoggedOn"])),
-            p("MaximumRuntimeMins", &["MaximumAllowedRunTimeMins", "MaximumAllowedRunTimeMinutes", "MaximumRunTimeMinutes"], Kind::Int),
+            p(
+                "InstallWorkingDirectory",
+                &["InstallFolder", "InstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "InstallationBehaviorType",
+                &[],
+                Kind::Enum(
+                    "InstallationBehaviorType",
+                    &[
+                        "InstallForUser",
+                        "InstallForSystem",
+                        "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser",
+                    ],
+                ),
+            ),
+            p(
+                "LogonRequirementType",
+                &[],
+                Kind::Enum(
+                    "LogonRequirementType",
+                    &[
+                        "OnlyWhenUserLoggedOn",
+                        "WhereOrNotUserLoggedOn",
+                        "WhetherOrNotUserLoggedOn",
+                        "OnlyWhenNoUserLoggedOn",
+                    ],
+                ),
+            ),
+            p(
+                "MaximumRuntimeMins",
+                &[
+                    "MaximumAllowedRunTimeMins",
+                    "MaximumAllowedRunTimeMinutes",
+                    "MaximumRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("ProductCode", &[], Kind::Str),
-            p("RebootBehavior", &[], Kind::Enum("PostExecutionBehavior", &["BasedOnExitCode", "NoAction", "ForceReboot", "ProgramReboot"])),
+            p(
+                "RebootBehavior",
+                &[],
+                Kind::Enum(
+                    "PostExecutionBehavior",
+                    &[
+                        "BasedOnExitCode",
+                        "NoAction",
+                        "ForceReboot",
+                        "ProgramReboot",
+                    ],
+                ),
+            ),
             p("RemoveLanguage", &["RemoveLanguages"], Kind::StrArray),
-            p("RemoveRequirement", &["RemoveRequirements"], Kind::Other("Rule[]")),
+            p(
+                "RemoveRequirement",
+                &["RemoveRequirements"],
+                Kind::Other("Rule[]"),
+            ),
             p("RepairCommand", &["RepairProgram"], Kind::Str),
-            p("RepairWorkingDirectory", &["RepairFolder", "RepairStartIn"], Kind::Str),
-            p("RequireUserInteraction", &["RequiresUserInteraction"], Kind::Switch),
+            p(
+                "RepairWorkingDirectory",
+                &["RepairFolder", "RepairStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "RequireUserInteraction",
+                &["RequiresUserInteraction"],
+                Kind::Switch,
+            ),
             p("ScriptFile", &[], Kind::Str),
-            p("ScriptLanguage", &["ScriptType"], Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"])),
+            p(
+                "ScriptLanguage",
+                &["ScriptType"],
+                Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"]),
+            ),
             p("ScriptText", &["ScriptContent"], Kind::Str),
-            p("SlowNetworkDeploymentMode", &[], Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"])),
+            p(
+                "SlowNetworkDeploymentMode",
+                &[],
+                Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"]),
+            ),
             p("SourceUpdateProductCode", &[], Kind::Str),
             p("UninstallCommand", &["UninstallationProgram"], Kind::Str),
             p("UninstallContentLocation", &[], Kind::Str),
-            p("UninstallOption", &[], Kind::Enum("UninstallContentSetting", &["SameAsInstall", "NoneRequired", "Different"])),
-            p("UninstallWorkingDirectory", &["UninstallFolder", "UninstallationStartIn"], Kind::Str),
-            p("UserInteractionMode", &["InstallationProgramVisibility"], Kind::Enum("UserInteractionMode", &["Normal", "Minimized", "Maximized", "Hidden"])),
+            p(
+                "UninstallOption",
+                &[],
+                Kind::Enum(
+                    "UninstallContentSetting",
+                    &["SameAsInstall", "NoneRequired", "Different"],
+                ),
+            ),
+            p(
+                "UninstallWorkingDirectory",
+                &["UninstallFolder", "UninstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "UserInteractionMode",
+                &["InstallationProgramVisibility"],
+                Kind::Enum(
+                    "UserInteractionMode",
+                    &["Normal", "Minimized", "Maximized", "Hidden"],
+                ),
+            ),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("ByAppId", &["ApplicationId", "ContentLocation"], &["ApplicationId", "ProductCode"]),
-            set("ByAppIdDetectionClause", &["AddDetectionClause", "ApplicationId", "DeploymentTypeName", "InstallCommand"], &["AddDetectionClause", "ApplicationId", "DetectionClauseConnector", "GroupDetectionClauses"]),
-            set("ByAppIdScript", &["ApplicationId", "DeploymentTypeName", "InstallCommand", "ScriptLanguage"], &["ApplicationId", "ForceScriptDetection32Bit", "ScriptFile", "ScriptLanguage", "ScriptText"]),
-            set("ByAppName", &["ApplicationName", "ContentLocation"], &["ApplicationName", "ProductCode"]),
-            set("ByAppNameDetectionClause", &["AddDetectionClause", "ApplicationName", "DeploymentTypeName", "InstallCommand"], &["AddDetectionClause", "ApplicationName", "DetectionClauseConnector", "GroupDetectionClauses"]),
-            set("ByAppNameScript", &["ApplicationName", "DeploymentTypeName", "InstallCommand", "ScriptLanguage"], &["ApplicationName", "ForceScriptDetection32Bit", "ScriptFile", "ScriptLanguage", "ScriptText"]),
-            set("ByAppValue", &["ContentLocation", "InputObject"], &["InputObject", "ProductCode"]),
-            set("ByAppValueDetectionClause", &["AddDetectionClause", "DeploymentTypeName", "InputObject", "InstallCommand"], &["AddDetectionClause", "DetectionClauseConnector", "GroupDetectionClauses", "InputObject"]),
-            set("ByAppValueScript", &["DeploymentTypeName", "InputObject", "InstallCommand", "ScriptLanguage"], &["ForceScriptDetection32Bit", "InputObject", "ScriptFile", "ScriptLanguage", "ScriptText"]),
+            set(
+                "ByAppId",
+                &["ApplicationId", "ContentLocation"],
+                &["ApplicationId", "ProductCode"],
+            ),
+            set(
+                "ByAppIdDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "ApplicationId",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "ApplicationId",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                ],
+            ),
+            set(
+                "ByAppIdScript",
+                &[
+                    "ApplicationId",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ApplicationId",
+                    "ForceScriptDetection32Bit",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
+            set(
+                "ByAppName",
+                &["ApplicationName", "ContentLocation"],
+                &["ApplicationName", "ProductCode"],
+            ),
+            set(
+                "ByAppNameDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "ApplicationName",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "ApplicationName",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                ],
+            ),
+            set(
+                "ByAppNameScript",
+                &[
+                    "ApplicationName",
+                    "DeploymentTypeName",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ApplicationName",
+                    "ForceScriptDetection32Bit",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
+            set(
+                "ByAppValue",
+                &["ContentLocation", "InputObject"],
+                &["InputObject", "ProductCode"],
+            ),
+            set(
+                "ByAppValueDetectionClause",
+                &[
+                    "AddDetectionClause",
+                    "DeploymentTypeName",
+                    "InputObject",
+                    "InstallCommand",
+                ],
+                &[
+                    "AddDetectionClause",
+                    "DetectionClauseConnector",
+                    "GroupDetectionClauses",
+                    "InputObject",
+                ],
+            ),
+            set(
+                "ByAppValueScript",
+                &[
+                    "DeploymentTypeName",
+                    "InputObject",
+                    "InstallCommand",
+                    "ScriptLanguage",
+                ],
+                &[
+                    "ForceScriptDetection32Bit",
+                    "InputObject",
+                    "ScriptFile",
+                    "ScriptLanguage",
+                    "ScriptText",
+                ],
+            ),
         ],
     },
     // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/Set-CMScriptDeploymentType.md
@@ -525,8 +1103,16 @@ pub static CMDLETS: &[CmdletInfo] = &[
         id: Cmdlet::SetCMScriptDeploymentType,
         name: "Set-CMScriptDeploymentType",
         params: &[
-            p("AddDetectionClause", &["AddDetectionClauses"], Kind::Other("DetectionClause[]")),
-            p("AddLanguage", &["AddLanguages", "Language", "Languages"], Kind::StrArray),
+            p(
+                "AddDetectionClause",
+                &["AddDetectionClauses"],
+                Kind::Other("DetectionClause[]"),
+            ),
+            p(
+                "AddLanguage",
+                &["AddLanguages", "Language", "Languages"],
+                Kind::StrArray,
+            ),
             p("AddRequirement", &[], Kind::Other("Rule[]")),
             p("Application", &[], Kind::Object),
             p("ApplicationId", &["CIId", "CI_ID"], Kind::Int),
@@ -534,50 +1120,182 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("CacheContent", &["PersistContentInClientCache"], Kind::Bool),
             p("Comment", &["AdministratorComment"], Kind::Str),
             p("Confirm", &["cf"], Kind::Switch),
-            p("ContentFallback", &["AllowClientsToUseFallbackSourceLocationForContent", "EnableContentLocationFallback"], Kind::Bool),
+            p(
+                "ContentFallback",
+                &[
+                    "AllowClientsToUseFallbackSourceLocationForContent",
+                    "EnableContentLocationFallback",
+                ],
+                Kind::Bool,
+            ),
             p("ContentLocation", &[], Kind::Str),
             p("DeploymentTypeName", &[], Kind::Str),
-            p("DetectionClauseConnector", &["DetectionClauseConnectors"], Kind::Other("Hashtable[]")),
+            p(
+                "DetectionClauseConnector",
+                &["DetectionClauseConnectors"],
+                Kind::Other("Hashtable[]"),
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("EnableBranchCache", &["AllowClientsToShareContentOnSameSubnet"], Kind::Bool),
-            p("EstimatedRuntimeMins", &["EstimatedInstallationTimeMins", "EstimatedInstallationTimeMinutes", "EstimatedRunTimeMinutes"], Kind::Int),
+            p(
+                "EnableBranchCache",
+                &["AllowClientsToShareContentOnSameSubnet"],
+                Kind::Bool,
+            ),
+            p(
+                "EstimatedRuntimeMins",
+                &[
+                    "EstimatedInstallationTimeMins",
+                    "EstimatedInstallationTimeMinutes",
+                    "EstimatedRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("Force", &["ForceForUnknownPublisher"], Kind::Switch),
             p("Force32Bit", &["Force32BitInstaller"], Kind::Bool),
-            p("ForceScriptDetection32Bit", &["Force32BitDetectionScript"], Kind::Bool),
+            p(
+                "ForceScriptDetection32Bit",
+                &["Force32BitDetectionScript"],
+                Kind::Bool,
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("GroupDetectionClauses", &["GroupDetectionClausesByLogicalName"], Kind::StrArray),
+            p(
+                "GroupDetectionClauses",
+                &["GroupDetectionClausesByLogicalName"],
+                Kind::StrArray,
+            ),
             p("InputObject", &["DeploymentType"], Kind::Object),
             p("InstallCommand", &["InstallationProgram"], Kind::Str),
-            p("InstallWorkingDirectory", &["InstallFolder", "InstallationStartIn"], Kind::Str),
-            p("InstallationBehaviorType", &[], Kind::Enum("InstallationBehaviorType", &["InstallForUser", "InstallForSystem", "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser"])),
-            p("LogonRequirementType", &[], Kind::Enum("LogonRequirementType", &["OnlyWhenUserLoggedOn", "WhereOrNotUserLoggedOn", "WhetherOrNotUserLoggedOn", "OnlyWhenNoUserLoggedOn"])),
-            p("MaximumRuntimeMins", &["MaximumAllowedRunTimeMins", "MaximumAllowedRunTimeMinutes", "MaximumRunTimeMinutes"], Kind::Int),
+            p(
+                "InstallWorkingDirectory",
+                &["InstallFolder", "InstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "InstallationBehaviorType",
+                &[],
+                Kind::Enum(
+                    "InstallationBehaviorType",
+                    &[
+                        "InstallForUser",
+                        "InstallForSystem",
+                        "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser",
+                    ],
+                ),
+            ),
+            p(
+                "LogonRequirementType",
+                &[],
+                Kind::Enum(
+                    "LogonRequirementType",
+                    &[
+                        "OnlyWhenUserLoggedOn",
+                        "WhereOrNotUserLoggedOn",
+                        "WhetherOrNotUserLoggedOn",
+                        "OnlyWhenNoUserLoggedOn",
+                    ],
+                ),
+            ),
+            p(
+                "MaximumRuntimeMins",
+                &[
+                    "MaximumAllowedRunTimeMins",
+                    "MaximumAllowedRunTimeMinutes",
+                    "MaximumRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("NewName", &["NewDeploymentTypeName"], Kind::Str),
             p("PassThru", &[], Kind::Switch),
             p("ProductCode", &[], Kind::Str),
-            p("RebootBehavior", &[], Kind::Enum("PostExecutionBehavior", &["BasedOnExitCode", "NoAction", "ForceReboot", "ProgramReboot"])),
-            p("RemoveDetectionClause", &["RemoveDetectionClauses"], Kind::StrArray),
+            p(
+                "RebootBehavior",
+                &[],
+                Kind::Enum(
+                    "PostExecutionBehavior",
+                    &[
+                        "BasedOnExitCode",
+                        "NoAction",
+                        "ForceReboot",
+                        "ProgramReboot",
+                    ],
+                ),
+            ),
+            p(
+                "RemoveDetectionClause",
+                &["RemoveDetectionClauses"],
+                Kind::StrArray,
+            ),
             p("RemoveLanguage", &["RemoveLanguages"], Kind::StrArray),
-            p("RemoveRequirement", &["RemoveRequirements"], Kind::Other("Rule[]")),
+            p(
+                "RemoveRequirement",
+                &["RemoveRequirements"],
+                Kind::Other("Rule[]"),
+            ),
             p("RepairCommand", &["RepairProgram"], Kind::Str),
-            p("RepairWorkingDirectory", &["RepairFolder", "RepairStartIn"], Kind::Str),
-            p("RequireUserInteraction", &["RequiresUserInteraction"], Kind::Bool),
+            p(
+                "RepairWorkingDirectory",
+                &["RepairFolder", "RepairStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "RequireUserInteraction",
+                &["RequiresUserInteraction"],
+                Kind::Bool,
+            ),
             p("ScriptFile", &[], Kind::Str),
-            p("ScriptLanguage", &["ScriptType"], Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"])),
+            p(
+                "ScriptLanguage",
+                &["ScriptType"],
+                Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"]),
+            ),
             p("ScriptText", &["Script", "ScriptContent"], Kind::Str),
-            p("SlowNetworkDeploymentMode", &[], Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"])),
+            p(
+                "SlowNetworkDeploymentMode",
+                &[],
+                Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"]),
+            ),
             p("SourceUpdateProductCode", &[], Kind::Str),
             p("UninstallCommand", &["UninstallationProgram"], Kind::Str),
             p("UninstallContentLocation", &[], Kind::Str),
-            p("UninstallOption", &[], Kind::Enum("UninstallContentSetting", &["SameAsInstall", "NoneRequired", "Different"])),
-            p("UninstallWorkingDirectory", &["UninstallFolder", "UninstallationStartIn"], Kind::Str),
-            p("UserInteractionMode", &["InstallationProgramVisibility"], Kind::Enum("UserInteractionMode", &["Normal", "Minimized", "Maximized", "Hidden"])),
+            p(
+                "UninstallOption",
+                &[],
+                Kind::Enum(
+                    "UninstallContentSetting",
+                    &["SameAsInstall", "NoneRequired", "Different"],
+                ),
+            ),
+            p(
+                "UninstallWorkingDirectory",
+                &["UninstallFolder", "UninstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "UserInteractionMode",
+                &["InstallationProgramVisibility"],
+                Kind::Enum(
+                    "UserInteractionMode",
+                    &["Normal", "Minimized", "Maximized", "Hidden"],
+                ),
+            ),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("ByAppId", &["ApplicationId", "DeploymentTypeName"], &["ApplicationId", "DeploymentTypeName"]),
-            set("ByAppName", &["ApplicationName", "DeploymentTypeName"], &["ApplicationName", "DeploymentTypeName"]),
-            set("ByAppValue", &["Application", "DeploymentTypeName"], &["Application", "DeploymentTypeName"]),
+            set(
+                "ByAppId",
+                &["ApplicationId", "DeploymentTypeName"],
+                &["ApplicationId", "DeploymentTypeName"],
+            ),
+            set(
+                "ByAppName",
+                &["ApplicationName", "DeploymentTypeName"],
+                &["ApplicationName", "DeploymentTypeName"],
+            ),
+            set(
+                "ByAppValue",
+                &["Application", "DeploymentTypeName"],
+                &["Application", "DeploymentTypeName"],
+            ),
             set("ByDTValue", &["InputObject"], &["InputObject"]),
         ],
     },
@@ -586,8 +1304,16 @@ pub static CMDLETS: &[CmdletInfo] = &[
         id: Cmdlet::SetCMMsiDeploymentType,
         name: "Set-CMMsiDeploymentType",
         params: &[
-            p("AddDetectionClause", &["AddDetectionClauses"], Kind::Other("DetectionClause[]")),
-            p("AddLanguage", &["AddLanguages", "Language", "Languages"], Kind::StrArray),
+            p(
+                "AddDetectionClause",
+                &["AddDetectionClauses"],
+                Kind::Other("DetectionClause[]"),
+            ),
+            p(
+                "AddLanguage",
+                &["AddLanguages", "Language", "Languages"],
+                Kind::StrArray,
+            ),
             p("AddRequirement", &[], Kind::Other("Rule[]")),
             p("Application", &[], Kind::Object),
             p("ApplicationId", &["CIId", "CI_ID"], Kind::Int),
@@ -595,50 +1321,182 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("CacheContent", &["PersistContentInClientCache"], Kind::Bool),
             p("Comment", &["AdministratorComment"], Kind::Str),
             p("Confirm", &["cf"], Kind::Switch),
-            p("ContentFallback", &["AllowClientsToUseFallbackSourceLocationForContent", "EnableContentLocationFallback"], Kind::Bool),
+            p(
+                "ContentFallback",
+                &[
+                    "AllowClientsToUseFallbackSourceLocationForContent",
+                    "EnableContentLocationFallback",
+                ],
+                Kind::Bool,
+            ),
             p("ContentLocation", &[], Kind::Str),
             p("DeploymentTypeName", &[], Kind::Str),
-            p("DetectionClauseConnector", &["DetectionClauseConnectors"], Kind::Other("Hashtable[]")),
+            p(
+                "DetectionClauseConnector",
+                &["DetectionClauseConnectors"],
+                Kind::Other("Hashtable[]"),
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
-            p("EnableBranchCache", &["AllowClientsToShareContentOnSameSubnet"], Kind::Bool),
-            p("EstimatedRuntimeMins", &["EstimatedInstallationTimeMins", "EstimatedInstallationTimeMinutes", "EstimatedRunTimeMinutes"], Kind::Int),
+            p(
+                "EnableBranchCache",
+                &["AllowClientsToShareContentOnSameSubnet"],
+                Kind::Bool,
+            ),
+            p(
+                "EstimatedRuntimeMins",
+                &[
+                    "EstimatedInstallationTimeMins",
+                    "EstimatedInstallationTimeMinutes",
+                    "EstimatedRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("Force", &["ForceForUnknownPublisher"], Kind::Switch),
             p("Force32Bit", &["Force32BitInstaller"], Kind::Bool),
-            p("ForceScriptDetection32Bit", &["Force32BitDetectionScript"], Kind::Bool),
+            p(
+                "ForceScriptDetection32Bit",
+                &["Force32BitDetectionScript"],
+                Kind::Bool,
+            ),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("GroupDetectionClauses", &["GroupDetectionClausesByLogicalName"], Kind::StrArray),
+            p(
+                "GroupDetectionClauses",
+                &["GroupDetectionClausesByLogicalName"],
+                Kind::StrArray,
+            ),
             p("InputObject", &["DeploymentType"], Kind::Object),
             p("InstallCommand", &["InstallationProgram"], Kind::Str),
-            p("InstallWorkingDirectory", &["InstallFolder", "InstallationStartIn"], Kind::Str),
-            p("InstallationBehaviorType", &[], Kind::Enum("InstallationBehaviorType", &["InstallForUser", "InstallForSystem", "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser"])),
-            p("LogonRequirementType", &[], Kind::Enum("LogonRequirementType", &["OnlyWhenUserLoggedOn", "WhereOrNotUserLoggedOn", "WhetherOrNotUserLoggedOn", "OnlyWhenNoUserLoggedOn"])),
-            p("MaximumRuntimeMins", &["MaximumAllowedRunTimeMins", "MaximumAllowedRunTimeMinutes", "MaximumRunTimeMinutes"], Kind::Int),
+            p(
+                "InstallWorkingDirectory",
+                &["InstallFolder", "InstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "InstallationBehaviorType",
+                &[],
+                Kind::Enum(
+                    "InstallationBehaviorType",
+                    &[
+                        "InstallForUser",
+                        "InstallForSystem",
+                        "InstallForSystemIfResourceIsDeviceOtherwiseInstallForUser",
+                    ],
+                ),
+            ),
+            p(
+                "LogonRequirementType",
+                &[],
+                Kind::Enum(
+                    "LogonRequirementType",
+                    &[
+                        "OnlyWhenUserLoggedOn",
+                        "WhereOrNotUserLoggedOn",
+                        "WhetherOrNotUserLoggedOn",
+                        "OnlyWhenNoUserLoggedOn",
+                    ],
+                ),
+            ),
+            p(
+                "MaximumRuntimeMins",
+                &[
+                    "MaximumAllowedRunTimeMins",
+                    "MaximumAllowedRunTimeMinutes",
+                    "MaximumRunTimeMinutes",
+                ],
+                Kind::Int,
+            ),
             p("NewName", &["NewDeploymentTypeName"], Kind::Str),
             p("PassThru", &[], Kind::Switch),
             p("ProductCode", &[], Kind::Str),
-            p("RebootBehavior", &[], Kind::Enum("PostExecutionBehavior", &["BasedOnExitCode", "NoAction", "ForceReboot", "ProgramReboot"])),
-            p("RemoveDetectionClause", &["RemoveDetectionClauses"], Kind::StrArray),
+            p(
+                "RebootBehavior",
+                &[],
+                Kind::Enum(
+                    "PostExecutionBehavior",
+                    &[
+                        "BasedOnExitCode",
+                        "NoAction",
+                        "ForceReboot",
+                        "ProgramReboot",
+                    ],
+                ),
+            ),
+            p(
+                "RemoveDetectionClause",
+                &["RemoveDetectionClauses"],
+                Kind::StrArray,
+            ),
             p("RemoveLanguage", &["RemoveLanguages"], Kind::StrArray),
-            p("RemoveRequirement", &["RemoveRequirements"], Kind::Other("Rule[]")),
+            p(
+                "RemoveRequirement",
+                &["RemoveRequirements"],
+                Kind::Other("Rule[]"),
+            ),
             p("RepairCommand", &["RepairProgram"], Kind::Str),
-            p("RepairWorkingDirectory", &["RepairFolder", "RepairStartIn"], Kind::Str),
-            p("RequireUserInteraction", &["RequiresUserInteraction"], Kind::Bool),
+            p(
+                "RepairWorkingDirectory",
+                &["RepairFolder", "RepairStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "RequireUserInteraction",
+                &["RequiresUserInteraction"],
+                Kind::Bool,
+            ),
             p("ScriptFile", &[], Kind::Str),
-            p("ScriptLanguage", &["ScriptType"], Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"])),
+            p(
+                "ScriptLanguage",
+                &["ScriptType"],
+                Kind::Enum("ScriptLanguage", &["PowerShell", "VBScript", "JavaScript"]),
+            ),
             p("ScriptText", &["Script", "ScriptContent"], Kind::Str),
-            p("SlowNetworkDeploymentMode", &[], Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"])),
+            p(
+                "SlowNetworkDeploymentMode",
+                &[],
+                Kind::Enum("ContentHandlingMode", &["DoNothing", "Download"]),
+            ),
             p("SourceUpdateProductCode", &[], Kind::Str),
             p("UninstallCommand", &["UninstallationProgram"], Kind::Str),
             p("UninstallContentLocation", &[], Kind::Str),
-            p("UninstallOption", &[], Kind::Enum("UninstallContentSetting", &["SameAsInstall", "NoneRequired", "Different"])),
-            p("UninstallWorkingDirectory", &["UninstallFolder", "UninstallationStartIn"], Kind::Str),
-            p("UserInteractionMode", &["InstallationProgramVisibility"], Kind::Enum("UserInteractionMode", &["Normal", "Minimized", "Maximized", "Hidden"])),
+            p(
+                "UninstallOption",
+                &[],
+                Kind::Enum(
+                    "UninstallContentSetting",
+                    &["SameAsInstall", "NoneRequired", "Different"],
+                ),
+            ),
+            p(
+                "UninstallWorkingDirectory",
+                &["UninstallFolder", "UninstallationStartIn"],
+                Kind::Str,
+            ),
+            p(
+                "UserInteractionMode",
+                &["InstallationProgramVisibility"],
+                Kind::Enum(
+                    "UserInteractionMode",
+                    &["Normal", "Minimized", "Maximized", "Hidden"],
+                ),
+            ),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("ByAppId", &["ApplicationId", "DeploymentTypeName"], &["ApplicationId", "DeploymentTypeName"]),
-            set("ByAppName", &["ApplicationName", "DeploymentTypeName"], &["ApplicationName", "DeploymentTypeName"]),
-            set("ByAppValue", &["Application", "DeploymentTypeName"], &["Application", "DeploymentTypeName"]),
+            set(
+                "ByAppId",
+                &["ApplicationId", "DeploymentTypeName"],
+                &["ApplicationId", "DeploymentTypeName"],
+            ),
+            set(
+                "ByAppName",
+                &["ApplicationName", "DeploymentTypeName"],
+                &["ApplicationName", "DeploymentTypeName"],
+            ),
+            set(
+                "ByAppValue",
+                &["Application", "DeploymentTypeName"],
+                &["Application", "DeploymentTypeName"],
+            ),
             set("ByDTValue", &["InputObject"], &["InputObject"]),
         ],
     },
@@ -655,9 +1513,21 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("InputObject", &["Application"], Kind::Object),
         ],
         sets: &[
-            set("SearchByDTValue", &["InputObject"], &["DeploymentTypeName", "InputObject"]),
-            set("SearchByIdMandatory", &["ApplicationName", "DeploymentTypeId"], &["ApplicationName", "DeploymentTypeId"]),
-            set("SearchByName", &["ApplicationName"], &["ApplicationName", "DeploymentTypeName"]),
+            set(
+                "SearchByDTValue",
+                &["InputObject"],
+                &["DeploymentTypeName", "InputObject"],
+            ),
+            set(
+                "SearchByIdMandatory",
+                &["ApplicationName", "DeploymentTypeId"],
+                &["ApplicationName", "DeploymentTypeId"],
+            ),
+            set(
+                "SearchByName",
+                &["ApplicationName"],
+                &["ApplicationName", "DeploymentTypeName"],
+            ),
         ],
     },
     // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/Start-CMContentDistribution.md
@@ -671,21 +1541,71 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("BootImageName", &["BootImageNames"], Kind::StrArray),
             p("CollectionName", &[], Kind::StrArray),
             p("Confirm", &["cf"], Kind::Switch),
-            p("DeploymentPackageId", &["DeploymentPackageIds", "SoftwareUpdatesPackageId", "SoftwareUpdatesPackageIds"], Kind::StrArray),
-            p("DeploymentPackageName", &["DeploymentPackageNames", "SoftwareUpdatesPackageName", "SoftwareUpdatesPackageNames"], Kind::StrArray),
-            p("DisableContentDependencyDetection", &["DisableDetectAssociatedContentDependencies"], Kind::Switch),
+            p(
+                "DeploymentPackageId",
+                &[
+                    "DeploymentPackageIds",
+                    "SoftwareUpdatesPackageId",
+                    "SoftwareUpdatesPackageIds",
+                ],
+                Kind::StrArray,
+            ),
+            p(
+                "DeploymentPackageName",
+                &[
+                    "DeploymentPackageNames",
+                    "SoftwareUpdatesPackageName",
+                    "SoftwareUpdatesPackageNames",
+                ],
+                Kind::StrArray,
+            ),
+            p(
+                "DisableContentDependencyDetection",
+                &["DisableDetectAssociatedContentDependencies"],
+                Kind::Switch,
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
             p("DistributionPointGroupName", &[], Kind::StrArray),
             p("DistributionPointName", &[], Kind::StrArray),
             p("DriverPackageId", &["DriverPackageIds"], Kind::StrArray),
             p("DriverPackageName", &["DriverPackageNames"], Kind::StrArray),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("InputObject", &["Application", "BootImage", "DeploymentPackage", "DriverPackage", "ImagePackage", "OperatingSystemInstaller", "Package", "SoftwareUpdatePackage", "TaskSequence"], Kind::Object),
+            p(
+                "InputObject",
+                &[
+                    "Application",
+                    "BootImage",
+                    "DeploymentPackage",
+                    "DriverPackage",
+                    "ImagePackage",
+                    "OperatingSystemInstaller",
+                    "Package",
+                    "SoftwareUpdatePackage",
+                    "TaskSequence",
+                ],
+                Kind::Object,
+            ),
             p("OperatingSystemImage", &[], Kind::Object),
-            p("OperatingSystemImageId", &["OperatingSystemImageIds"], Kind::StrArray),
-            p("OperatingSystemImageName", &["OperatingSystemImageNames"], Kind::StrArray),
-            p("OperatingSystemInstallerId", &["OperatingSystemInstallerIds"], Kind::StrArray),
-            p("OperatingSystemInstallerName", &["OperatingSystemImageInstallerNames"], Kind::StrArray),
+            p(
+                "OperatingSystemImageId",
+                &["OperatingSystemImageIds"],
+                Kind::StrArray,
+            ),
+            p(
+                "OperatingSystemImageName",
+                &["OperatingSystemImageNames"],
+                Kind::StrArray,
+            ),
+            p(
+                "OperatingSystemInstallerId",
+                &["OperatingSystemInstallerIds"],
+                Kind::StrArray,
+            ),
+            p(
+                "OperatingSystemInstallerName",
+                &["OperatingSystemImageInstallerNames"],
+                Kind::StrArray,
+            ),
             p("PackageId", &["PackageIds"], Kind::StrArray),
             p("PackageName", &["PackageNames"], Kind::StrArray),
             p("TaskSequenceId", &["TaskSequenceIds"], Kind::StrArray),
@@ -693,25 +1613,97 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("SearchByIdMandatory_Application", &["ApplicationId"], &["ApplicationId", "DisableContentDependencyDetection"]),
-            set("SearchByIdMandatory_BootImage", &["BootImageId"], &["BootImageId"]),
-            set("SearchByIdMandatory_DeploymentPackage", &["DeploymentPackageId"], &["DeploymentPackageId"]),
-            set("SearchByIdMandatory_DriverPackage", &["DriverPackageId"], &["DriverPackageId"]),
-            set("SearchByIdMandatory_OperatingSystemImage", &["OperatingSystemImageId"], &["OperatingSystemImageId"]),
-            set("SearchByIdMandatory_OperatingSystemInstaller", &["OperatingSystemInstallerId"], &["OperatingSystemInstallerId"]),
-            set("SearchByIdMandatory_Package", &["PackageId"], &["PackageId"]),
-            set("SearchByIdMandatory_TaskSequence", &["TaskSequenceId"], &["TaskSequenceId"]),
-            set("SearchByNameMandatory_Application", &["ApplicationName"], &["ApplicationName", "DisableContentDependencyDetection"]),
-            set("SearchByNameMandatory_BootImage", &["BootImageName"], &["BootImageName"]),
-            set("SearchByNameMandatory_DeploymentPackage", &["DeploymentPackageName"], &["DeploymentPackageName"]),
-            set("SearchByNameMandatory_DriverPackage", &["DriverPackageName"], &["DriverPackageName"]),
-            set("SearchByNameMandatory_OperatingSystemImage", &["OperatingSystemImageName"], &["OperatingSystemImageName"]),
-            set("SearchByNameMandatory_OperatingSystemInstaller", &["OperatingSystemInstallerName"], &["OperatingSystemInstallerName"]),
-            set("SearchByNameMandatory_Package", &["PackageName"], &["PackageName"]),
-            set("SearchByNameMandatory_TaskSequence", &["TaskSequenceName"], &["TaskSequenceName"]),
+            set(
+                "SearchByIdMandatory_Application",
+                &["ApplicationId"],
+                &["ApplicationId", "DisableContentDependencyDetection"],
+            ),
+            set(
+                "SearchByIdMandatory_BootImage",
+                &["BootImageId"],
+                &["BootImageId"],
+            ),
+            set(
+                "SearchByIdMandatory_DeploymentPackage",
+                &["DeploymentPackageId"],
+                &["DeploymentPackageId"],
+            ),
+            set(
+                "SearchByIdMandatory_DriverPackage",
+                &["DriverPackageId"],
+                &["DriverPackageId"],
+            ),
+            set(
+                "SearchByIdMandatory_OperatingSystemImage",
+                &["OperatingSystemImageId"],
+                &["OperatingSystemImageId"],
+            ),
+            set(
+                "SearchByIdMandatory_OperatingSystemInstaller",
+                &["OperatingSystemInstallerId"],
+                &["OperatingSystemInstallerId"],
+            ),
+            set(
+                "SearchByIdMandatory_Package",
+                &["PackageId"],
+                &["PackageId"],
+            ),
+            set(
+                "SearchByIdMandatory_TaskSequence",
+                &["TaskSequenceId"],
+                &["TaskSequenceId"],
+            ),
+            set(
+                "SearchByNameMandatory_Application",
+                &["ApplicationName"],
+                &["ApplicationName", "DisableContentDependencyDetection"],
+            ),
+            set(
+                "SearchByNameMandatory_BootImage",
+                &["BootImageName"],
+                &["BootImageName"],
+            ),
+            set(
+                "SearchByNameMandatory_DeploymentPackage",
+                &["DeploymentPackageName"],
+                &["DeploymentPackageName"],
+            ),
+            set(
+                "SearchByNameMandatory_DriverPackage",
+                &["DriverPackageName"],
+                &["DriverPackageName"],
+            ),
+            set(
+                "SearchByNameMandatory_OperatingSystemImage",
+                &["OperatingSystemImageName"],
+                &["OperatingSystemImageName"],
+            ),
+            set(
+                "SearchByNameMandatory_OperatingSystemInstaller",
+                &["OperatingSystemInstallerName"],
+                &["OperatingSystemInstallerName"],
+            ),
+            set(
+                "SearchByNameMandatory_Package",
+                &["PackageName"],
+                &["PackageName"],
+            ),
+            set(
+                "SearchByNameMandatory_TaskSequence",
+                &["TaskSequenceName"],
+                &["TaskSequenceName"],
+            ),
             set("SearchByValueMandatory", &["InputObject"], &["InputObject"]),
-            set("SearchByValueMandatory_Application", &[], &["DisableContentDependencyDetection"]),
-            set("SearchByValueMandatory_OperatingSystemImage", &["OperatingSystemImage"], &["OperatingSystemImage"]),
+            set(
+                "SearchByValueMandatory_Application",
+                &[],
+                &["DisableContentDependencyDetection"],
+            ),
+            set(
+                "SearchByValueMandatory_OperatingSystemImage",
+                &["OperatingSystemImage"],
+                &["OperatingSystemImage"],
+            ),
         ],
     },
     // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/New-CMApplicationDeployment.md
@@ -719,19 +1711,43 @@ pub static CMDLETS: &[CmdletInfo] = &[
         id: Cmdlet::NewCMApplicationDeployment,
         name: "New-CMApplicationDeployment",
         params: &[
-            p("AllowRepairApp", &["AllowUserRepairApplication"], Kind::Bool),
+            p(
+                "AllowRepairApp",
+                &["AllowUserRepairApplication"],
+                Kind::Bool,
+            ),
             p("ApprovalRequired", &["AppRequiresApproval"], Kind::Bool),
-            p("AutoCloseExecutable", &["AutoCloseExeOnInstallBehavior"], Kind::Bool),
+            p(
+                "AutoCloseExecutable",
+                &["AutoCloseExeOnInstallBehavior"],
+                Kind::Bool,
+            ),
             p("AvailableDateTime", &[], Kind::DateTime),
             p("Collection", &[], Kind::Object),
             p("CollectionId", &[], Kind::Str),
             p("CollectionName", &[], Kind::Str),
             p("Comment", &[], Kind::Str),
             p("Confirm", &["cf"], Kind::Switch),
-            p("DeadlineDateTime", &["SupersedenceDeadlineDateTime"], Kind::DateTime),
-            p("DeployAction", &[], Kind::Enum("DeployActionType", &["Install", "Uninstall"])),
-            p("DeployPurpose", &[], Kind::Enum("DeployPurposeType", &["Available", "Required"])),
-            p("DisableContentDependencyDetection", &["DisableDetectAssociatedContentDependencies"], Kind::Switch),
+            p(
+                "DeadlineDateTime",
+                &["SupersedenceDeadlineDateTime"],
+                Kind::DateTime,
+            ),
+            p(
+                "DeployAction",
+                &[],
+                Kind::Enum("DeployActionType", &["Install", "Uninstall"]),
+            ),
+            p(
+                "DeployPurpose",
+                &[],
+                Kind::Enum("DeployPurposeType", &["Available", "Required"]),
+            ),
+            p(
+                "DisableContentDependencyDetection",
+                &["DisableDetectAssociatedContentDependencies"],
+                Kind::Switch,
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
             p("DistributeCollectionName", &[], Kind::Str),
             p("DistributeContent", &[], Kind::Switch),
@@ -741,10 +1757,18 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("EnableSoftDeadline", &[], Kind::Bool),
             p("FailParameterValue", &[], Kind::Int),
             p("ForceWildcardHandling", &[], Kind::Switch),
-            p("GenerateScomAlertOnFailure", &["RaiseMomAlertsOnFailure"], Kind::Bool),
+            p(
+                "GenerateScomAlertOnFailure",
+                &["RaiseMomAlertsOnFailure"],
+                Kind::Bool,
+            ),
             p("Id", &["ApplicationId", "CIId", "CI_ID"], Kind::Int),
             p("InputObject", &["Application"], Kind::Object),
-            p("Name", &["ApplicationName", "LocalizedDisplayName"], Kind::Str),
+            p(
+                "Name",
+                &["ApplicationName", "LocalizedDisplayName"],
+                Kind::Str,
+            ),
             p("OverrideServiceWindow", &[], Kind::Bool),
             p("PersistOnWriteFilterDevice", &[], Kind::Bool),
             p("PostponeDateTime", &[], Kind::DateTime),
@@ -754,10 +1778,21 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("SendWakeupPacket", &[], Kind::Bool),
             p("Simulation", &[], Kind::Switch),
             p("SuccessParameterValue", &[], Kind::Int),
-            p("TimeBaseOn", &[], Kind::Enum("TimeType", &["LocalTime", "Utc"])),
+            p(
+                "TimeBaseOn",
+                &[],
+                Kind::Enum("TimeType", &["LocalTime", "Utc"]),
+            ),
             p("UpdateSupersedence", &[], Kind::Bool),
             p("UseMeteredNetwork", &[], Kind::Bool),
-            p("UserNotification", &[], Kind::Enum("UserNotificationType", &["DisplayAll", "DisplaySoftwareCenterOnly", "HideAll"])),
+            p(
+                "UserNotification",
+                &[],
+                Kind::Enum(
+                    "UserNotificationType",
+                    &["DisplayAll", "DisplaySoftwareCenterOnly", "HideAll"],
+                ),
+            ),
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
@@ -774,7 +1809,11 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("Collection", &[], Kind::Object),
             p("CollectionId", &[], Kind::Str),
             p("CollectionName", &[], Kind::Str),
-            p("DeploymentId", &["ApplicationDeploymentID", "AssignmentUniqueID"], Kind::Str),
+            p(
+                "DeploymentId",
+                &["ApplicationDeploymentID", "AssignmentUniqueID"],
+                Kind::Str,
+            ),
             p("DisableWildcardHandling", &[], Kind::Switch),
             p("ForceWildcardHandling", &[], Kind::Switch),
             p("InputObject", &["Application"], Kind::Object),
@@ -803,8 +1842,16 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("CreateByParentObjectMandatory", &["InputObject"], &["InputObject"]),
-            set("CreateByParentPathMandatory", &["ParentFolderPath"], &["ParentFolderPath"]),
+            set(
+                "CreateByParentObjectMandatory",
+                &["InputObject"],
+                &["InputObject"],
+            ),
+            set(
+                "CreateByParentPathMandatory",
+                &["ParentFolderPath"],
+                &["ParentFolderPath"],
+            ),
             set("SearchByNameMandatory", &[], &[]),
         ],
     },
@@ -829,7 +1876,19 @@ pub static CMDLETS: &[CmdletInfo] = &[
         sets: &[
             set("SearchByGuidMandatory", &["Guid"], &["Guid"]),
             set("SearchByIdMandatory", &["Id"], &["Id"]),
-            set("SearchByName", &[], &["InputObject", "IsEmpty", "IsSearchFolder", "Name", "ParentFolderPath", "SiteCode", "TypeName"]),
+            set(
+                "SearchByName",
+                &[],
+                &[
+                    "InputObject",
+                    "IsEmpty",
+                    "IsSearchFolder",
+                    "Name",
+                    "ParentFolderPath",
+                    "SiteCode",
+                    "TypeName",
+                ],
+            ),
             set("SearchByPathMandatory", &["FolderPath"], &["FolderPath"]),
         ],
     },
@@ -847,8 +1906,97 @@ pub static CMDLETS: &[CmdletInfo] = &[
             p("WhatIf", &["wi"], Kind::Switch),
         ],
         sets: &[
-            set("SearchByIdMandatory", &["FolderPath", "ObjectId"], &["ObjectId"]),
-            set("SearchByObjectMandatory", &["FolderPath", "InputObject"], &["InputObject"]),
+            set(
+                "SearchByIdMandatory",
+                &["FolderPath", "ObjectId"],
+                &["ObjectId"],
+            ),
+            set(
+                "SearchByObjectMandatory",
+                &["FolderPath", "InputObject"],
+                &["InputObject"],
+            ),
+        ],
+    },
+    // MicrosoftDocs/sccm-docs-powershell sccm-ps/ConfigurationManager/Set-CMApplicationDeployment.md
+    CmdletInfo {
+        id: Cmdlet::SetCMApplicationDeployment,
+        name: "Set-CMApplicationDeployment",
+        params: &[
+            p(
+                "AllowRepairApp",
+                &["AllowUserRepairApplication"],
+                Kind::Bool,
+            ),
+            p("ApplicationId", &[], Kind::Str),
+            p("ApplicationName", &[], Kind::Str),
+            p(
+                "AutoCloseExecutable",
+                &["AutoCloseExeOnInstallBehavior"],
+                Kind::Bool,
+            ),
+            p("AvailableDateTime", &[], Kind::DateTime),
+            p("Collection", &[], Kind::Object),
+            p("CollectionId", &[], Kind::Str),
+            p("CollectionName", &[], Kind::Str),
+            p("Comment", &[], Kind::Str),
+            p("Confirm", &["cf"], Kind::Switch),
+            p("CreateAlertBaseOnPercentFailure", &[], Kind::Bool),
+            p("CreateAlertBaseOnPercentSuccess", &[], Kind::Bool),
+            p("DeadlineDateTime", &[], Kind::DateTime),
+            p("DisableWildcardHandling", &[], Kind::Switch),
+            p("EnableMomAlert", &[], Kind::Bool),
+            p("EnableSoftDeadline", &[], Kind::Bool),
+            p("FailParameterValue", &[], Kind::Int),
+            p("ForceWildcardHandling", &[], Kind::Switch),
+            p(
+                "InputObject",
+                &["Application", "Assignment", "DeploymentSummary"],
+                Kind::Object,
+            ),
+            p("OverrideServiceWindow", &[], Kind::Bool),
+            p("PassThru", &[], Kind::Switch),
+            p("PersistOnWriteFilterDevice", &[], Kind::Bool),
+            p("PostponeDateTime", &[], Kind::DateTime),
+            p("PreDeploy", &[], Kind::Bool),
+            p("RaiseMomAlertsOnFailure", &[], Kind::Bool),
+            p("RebootOutsideServiceWindow", &[], Kind::Bool),
+            p("ReplaceToastNotificationWithDialog", &[], Kind::Bool),
+            p("RequireApproval", &["AppRequiresApproval"], Kind::Bool),
+            p("SendWakeUpPacket", &[], Kind::Bool),
+            p("SuccessParameterValue", &[], Kind::Int),
+            p(
+                "TimeBaseOn",
+                &[],
+                Kind::Enum("TimeType", &["LocalTime", "Utc"]),
+            ),
+            p("UseMeteredNetwork", &[], Kind::Bool),
+            p(
+                "UserNotification",
+                &[],
+                Kind::Enum(
+                    "UserNotificationType",
+                    &["DisplayAll", "DisplaySoftwareCenterOnly", "HideAll"],
+                ),
+            ),
+            p("WhatIf", &["wi"], Kind::Switch),
+        ],
+        sets: &[
+            set(
+                "SetApplicationDeploymentByIdMandatory",
+                &["ApplicationId"],
+                &["ApplicationId"],
+            ),
+            set(
+                "SetApplicationDeploymentByNameMandatory",
+                &["ApplicationName"],
+                &["ApplicationName"],
+            ),
+            set(
+                "SetApplicationDeploymentByValueMandatory",
+                &["InputObject"],
+                &["InputObject"],
+            ),
         ],
     },
 ];
@@ -860,7 +2008,12 @@ mod tests {
     #[test]
     fn every_cmdlet_has_one_row() {
         for c in CMDLETS {
-            assert_eq!(CMDLETS.iter().filter(|o| o.id == c.id).count(), 1, "{}", c.name);
+            assert_eq!(
+                CMDLETS.iter().filter(|o| o.id == c.id).count(),
+                1,
+                "{}",
+                c.name
+            );
             assert_eq!(c.id.info().name, c.name);
             for s in c.sets {
                 for m in s.mandatory {
@@ -869,6 +2022,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(CMDLETS.len(), 22);
+        assert_eq!(CMDLETS.len(), 23);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Why it exists: tests, `ferry demo` and `ferry sccm emulate` need a site that behaves like
 //! ConfigMgr — same parameter binding, same errors, same stdout — for the exact text the
-//! connector would give `powershell.exe`. The emulator only executes what [`crate::read`]
+//! connector would give `powershell.exe`. The emulator only executes what [`crate::read()`]
 //! accepted, binds every call through [`crate::bind`] (the cmdlet table), and keeps the site in
 //! memory, saved to `<dir>/site.json` with an atomic replace (temp file + rename) after each run.
 //!
@@ -38,9 +38,17 @@ pub enum EmulatorError {
     /// A cmdlet failed (`$ErrorActionPreference = 'Stop'` ends the script there). `stdout` is
     /// what the script printed before, as a real run would have.
     #[error("line {line}: {cmdlet} : {message}")]
-    Cmdlet { line: usize, cmdlet: String, message: String, stdout: String },
+    Cmdlet {
+        line: usize,
+        cmdlet: String,
+        message: String,
+        stdout: String,
+    },
     #[error("site folder {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("site file {} is not a valid site: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
 }
@@ -137,7 +145,11 @@ pub struct DeploymentType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DtDetection {
-    Script { language: String, text: String, run_as_32bit: bool },
+    Script {
+        language: String,
+        text: String,
+        run_as_32bit: bool,
+    },
     ProductCode(String),
 }
 
@@ -161,6 +173,9 @@ pub struct Deployment {
 pub struct Site {
     dir: Option<PathBuf>,
     state: SiteState,
+    /// Model name → position in `state.applications` (applications are never removed), so
+    /// that a 10 000-application inventory does not search the list for every property.
+    by_model: HashMap<String, usize>,
 }
 
 /// What a script variable holds. Objects are references into the site, read when a property
@@ -201,12 +216,21 @@ impl SiteState {
     pub fn demo() -> SiteState {
         SiteState {
             site_code: "DEM".into(),
-            scope_id: format!("ScopeId_{}", uuid::Uuid::new_v4().to_string().to_uppercase()),
+            scope_id: format!(
+                "ScopeId_{}",
+                uuid::Uuid::new_v4().to_string().to_uppercase()
+            ),
             provider: "cm01.demo.local".into(),
             distribution_point_groups: vec!["Demo Distribution Group".into()],
             collections: vec![
-                Collection { id: "SMS00001".into(), name: "All Systems".into() },
-                Collection { id: "DEM00015".into(), name: "Demo devices".into() },
+                Collection {
+                    id: "SMS00001".into(),
+                    name: "All Systems".into(),
+                },
+                Collection {
+                    id: "DEM00015".into(),
+                    name: "Demo devices".into(),
+                },
             ],
             folders: vec![Folder {
                 container_node_id: FIRST_ID,
@@ -237,27 +261,56 @@ struct Run {
 impl Site {
     /// An in-memory demo site (nothing is saved).
     pub fn demo() -> Site {
-        Site { dir: None, state: SiteState::demo() }
+        Site::with_state(None, SiteState::demo())
     }
 
     /// Opens the site saved in `dir`, creating the folder with the demo site if it has none.
     pub fn open(dir: &Path) -> Result<Site, EmulatorError> {
         let file = dir.join(SITE_FILE);
-        let io = |source| EmulatorError::Io { path: dir.to_owned(), source };
+        let io = |source| EmulatorError::Io {
+            path: dir.to_owned(),
+            source,
+        };
         match std::fs::read(&file) {
             Ok(bytes) => {
-                let state = serde_json::from_slice(&bytes)
-                    .map_err(|e| EmulatorError::Corrupt { path: file.clone(), message: e.to_string() })?;
-                Ok(Site { dir: Some(dir.to_owned()), state })
+                let state = serde_json::from_slice(&bytes).map_err(|e| EmulatorError::Corrupt {
+                    path: file.clone(),
+                    message: e.to_string(),
+                })?;
+                Ok(Site::with_state(Some(dir.to_owned()), state))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir).map_err(io)?;
-                let site = Site { dir: Some(dir.to_owned()), state: SiteState::demo() };
+                let site = Site::with_state(Some(dir.to_owned()), SiteState::demo());
                 site.save()?;
                 Ok(site)
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    fn with_state(dir: Option<PathBuf>, state: SiteState) -> Site {
+        let by_model = state
+            .applications
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.model_name.clone(), i))
+            .collect();
+        Site {
+            dir,
+            state,
+            by_model,
+        }
+    }
+
+    fn app_pos(&self, model: &str) -> Option<usize> {
+        self.by_model.get(model).copied()
+    }
+
+    fn push_app(&mut self, app: Application) {
+        self.by_model
+            .insert(app.model_name.clone(), self.state.applications.len());
+        self.state.applications.push(app);
     }
 
     pub fn state(&self) -> &SiteState {
@@ -267,9 +320,14 @@ impl Site {
     /// Writes `site.json` atomically: a reader sees the old or the new site, never half.
     pub fn save(&self) -> Result<(), EmulatorError> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        let io = |source| EmulatorError::Io { path: dir.clone(), source };
-        let json = serde_json::to_vec_pretty(&self.state)
-            .map_err(|e| EmulatorError::Corrupt { path: dir.join(SITE_FILE), message: e.to_string() })?;
+        let io = |source| EmulatorError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| EmulatorError::Corrupt {
+            path: dir.join(SITE_FILE),
+            message: e.to_string(),
+        })?;
         let tmp = dir.join(format!("{SITE_FILE}.tmp"));
         std::fs::write(&tmp, json).map_err(io)?;
         std::fs::rename(&tmp, dir.join(SITE_FILE)).map_err(io)
@@ -280,22 +338,55 @@ impl Site {
     /// site, and the site is saved either way.
     pub fn run(&mut self, script_text: &str) -> Result<String, EmulatorError> {
         let script = read(script_text)?;
-        let mut run = Run { vars: HashMap::new(), stdout: String::new(), module_loaded: false, on_site_drive: false };
+        let mut run = Run {
+            vars: HashMap::new(),
+            stdout: String::new(),
+            module_loaded: false,
+            on_site_drive: false,
+        };
         let mut failure = None;
         for (i, statement) in script.statements.iter().enumerate() {
             if let Err((cmdlet, message)) = self.statement(&mut run, statement) {
                 // The reader guarantees one statement per line.
-                failure = Some(EmulatorError::Cmdlet { line: i + 1, cmdlet, message, stdout: String::new() });
+                failure = Some((i + 1, cmdlet, message));
                 break;
             }
         }
         self.save()?;
         match failure {
-            Some(EmulatorError::Cmdlet { line, cmdlet, message, .. }) => {
-                Err(EmulatorError::Cmdlet { line, cmdlet, message, stdout: run.stdout })
-            }
-            Some(other) => Err(other),
+            Some((line, cmdlet, message)) => Err(EmulatorError::Cmdlet {
+                line,
+                cmdlet,
+                message,
+                stdout: run.stdout,
+            }),
             None => Ok(run.stdout),
+        }
+    }
+
+    /// Adds `copies` copies of the named application under new names, IDs and logical names:
+    /// large sites for benchmarks and load tests without running thousands of scripts.
+    pub fn replicate_application(&mut self, name: &str, copies: usize) {
+        let Some(template) = self
+            .state
+            .applications
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+        else {
+            return;
+        };
+        for i in 1..=copies {
+            let mut app = template.clone();
+            app.ci_id = self.next_id();
+            app.logical_name = format!("Application_{}", uuid::Uuid::new_v4());
+            app.model_name = format!("{}/{}", self.state.scope_id, app.logical_name);
+            app.name = format!("{name} #{i}");
+            for dt in &mut app.deployment_types {
+                dt.ci_id = self.next_id();
+                dt.logical_name = format!("DeploymentType_{}", uuid::Uuid::new_v4());
+            }
+            self.push_app(app);
         }
     }
 
@@ -323,7 +414,11 @@ impl Site {
             default_language: language.clone(),
             localized: vec![sdm::LocalizedInfo {
                 language,
-                title: if app.localized_name.is_empty() { app.name.clone() } else { app.localized_name.clone() },
+                title: if app.localized_name.is_empty() {
+                    app.name.clone()
+                } else {
+                    app.localized_name.clone()
+                },
                 publisher: app.publisher.clone(),
                 version: app.software_version.clone(),
                 ..Default::default()
@@ -350,14 +445,18 @@ impl Site {
                     estimated_run_time_mins: Some(dt.estimated_runtime_mins),
                     run_as_32bit: dt.force_32bit,
                     detection: match &dt.detection {
-                        DtDetection::Script { language, text, run_as_32bit } => sdm::Detection::Script {
+                        DtDetection::Script {
+                            language,
+                            text,
+                            run_as_32bit,
+                        } => sdm::Detection::Script {
                             language: language.clone(),
                             body: text.clone(),
                             run_as_32bit: *run_as_32bit,
                         },
-                        DtDetection::ProductCode(code) => {
-                            sdm::Detection::MsiProductCode { product_code: code.clone() }
-                        }
+                        DtDetection::ProductCode(code) => sdm::Detection::MsiProductCode {
+                            product_code: code.clone(),
+                        },
                     },
                     ..Default::default()
                 })
@@ -373,7 +472,11 @@ impl Site {
                 if *variable == Preference::ErrorActionPreference
                     && !matches!(value, Literal::Str(s) if s.eq_ignore_ascii_case("Stop"))
                 {
-                    return Err(("$ErrorActionPreference".into(), "the emulator only runs scripts with $ErrorActionPreference = 'Stop'".into()));
+                    return Err((
+                        "$ErrorActionPreference".into(),
+                        "the emulator only runs scripts with $ErrorActionPreference = 'Stop'"
+                            .into(),
+                    ));
                 }
                 Ok(())
             }
@@ -392,8 +495,16 @@ impl Site {
                 }
                 Ok(())
             }
-            Statement::Foreach { item, collection, emit } => {
-                let objs = run.vars.get(&collection.as_str().to_ascii_lowercase()).cloned().unwrap_or(Obj::Null);
+            Statement::Foreach {
+                item,
+                collection,
+                emit,
+            } => {
+                let objs = run
+                    .vars
+                    .get(&collection.as_str().to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or(Obj::Null);
                 for obj in objs.items() {
                     run.vars.insert(item.as_str().to_ascii_lowercase(), obj);
                     self.emit(run, emit);
@@ -430,7 +541,11 @@ impl Site {
             Value::Bool(b) => Json::Bool(*b),
             Value::Var(_) => Json::Null,
             Value::Member(v, prop) => {
-                let obj = run.vars.get(&v.as_str().to_ascii_lowercase()).cloned().unwrap_or(Obj::Null);
+                let obj = run
+                    .vars
+                    .get(&v.as_str().to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or(Obj::Null);
                 self.property(&obj, prop)
             }
         }
@@ -447,7 +562,9 @@ impl Site {
             Obj::Drive => Json::Null,
             Obj::List(items) => Json::Array(items.iter().map(|o| self.property(o, prop)).collect()),
             Obj::App { model, fast } => {
-                let Some(app) = s.applications.iter().find(|a| &a.model_name == model) else { return Json::Null };
+                let Some(app) = self.app_pos(model).map(|i| &s.applications[i]) else {
+                    return Json::Null;
+                };
                 match p.as_str() {
                     "ci_id" => app.ci_id.into(),
                     "modelname" => app.model_name.clone().into(),
@@ -458,8 +575,17 @@ impl Site {
                     "softwareversion" => app.software_version.clone().into(),
                     "sdmpackageversion" => app.revision.into(),
                     "numberofdeploymenttypes" => (app.deployment_types.len() as u32).into(),
-                    "numberofdeployments" => (s.deployments.iter().filter(|d| &d.application_model_name == model).count() as u32).into(),
-                    "isdeployed" => s.deployments.iter().any(|d| &d.application_model_name == model).into(),
+                    "numberofdeployments" => (s
+                        .deployments
+                        .iter()
+                        .filter(|d| &d.application_model_name == model)
+                        .count() as u32)
+                        .into(),
+                    "isdeployed" => s
+                        .deployments
+                        .iter()
+                        .any(|d| &d.application_model_name == model)
+                        .into(),
                     "hascontent" => (!app.deployment_types.is_empty()).into(),
                     "islatest" => true.into(),
                     // A lazy property: `-Fast` leaves it empty, as on a real site.
@@ -469,8 +595,12 @@ impl Site {
                 }
             }
             Obj::Dt { model, logical } => {
-                let app = s.applications.iter().find(|a| &a.model_name == model);
-                let Some(dt) = app.and_then(|a| a.deployment_types.iter().find(|d| &d.logical_name == logical)) else {
+                let app = self.app_pos(model).map(|i| &s.applications[i]);
+                let Some(dt) = app.and_then(|a| {
+                    a.deployment_types
+                        .iter()
+                        .find(|d| &d.logical_name == logical)
+                }) else {
                     return Json::Null;
                 };
                 match p.as_str() {
@@ -484,7 +614,9 @@ impl Site {
                 }
             }
             Obj::Folder(id) => {
-                let Some(f) = s.folders.iter().find(|f| f.container_node_id == *id) else { return Json::Null };
+                let Some(f) = s.folders.iter().find(|f| f.container_node_id == *id) else {
+                    return Json::Null;
+                };
                 match p.as_str() {
                     "containernodeid" => f.container_node_id.into(),
                     "name" => f.name.clone().into(),
@@ -495,7 +627,9 @@ impl Site {
                 }
             }
             Obj::Item(id) => {
-                let Some(item) = s.folder_items.iter().find(|i| i.member_id == *id) else { return Json::Null };
+                let Some(item) = s.folder_items.iter().find(|i| i.member_id == *id) else {
+                    return Json::Null;
+                };
                 match p.as_str() {
                     "memberid" => item.member_id.into(),
                     "containernodeid" => item.container_node_id.into(),
@@ -506,7 +640,9 @@ impl Site {
                 }
             }
             Obj::Deployment(id) => {
-                let Some(d) = s.deployments.iter().find(|d| d.assignment_id == *id) else { return Json::Null };
+                let Some(d) = s.deployments.iter().find(|d| d.assignment_id == *id) else {
+                    return Json::Null;
+                };
                 match p.as_str() {
                     "assignmentid" => d.assignment_id.into(),
                     "assignmentuniqueid" => d.assignment_unique_id.clone().into(),
@@ -523,17 +659,29 @@ impl Site {
         let name = call.cmdlet.name().to_owned();
         let is_cm = name.contains("-CM");
         if is_cm && !run.module_loaded {
-            return Err((name.clone(), format!("The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check the spelling of the name, or if a path was included, verify that the path is correct and try again.")));
+            return Err((
+                name.clone(),
+                format!(
+                    "The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable program. Check the spelling of the name, or if a path was included, verify that the path is correct and try again."
+                ),
+            ));
         }
         // `$var.Property` arguments pass the property's value, as PowerShell evaluates them
         // before binding.
         let mut resolved = call.clone();
         for arg in &mut resolved.args {
             if let Some(Value::Member(v, prop)) = &arg.value {
-                let obj = run.vars.get(&v.as_str().to_ascii_lowercase()).cloned().unwrap_or(Obj::Null);
+                let obj = run
+                    .vars
+                    .get(&v.as_str().to_ascii_lowercase())
+                    .cloned()
+                    .unwrap_or(Obj::Null);
                 arg.value = match self.property(&obj, prop) {
                     Json::String(s) => Some(Value::Str(s)),
-                    Json::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).map(Value::Int),
+                    Json::Number(n) => n
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .map(Value::Int),
                     Json::Bool(b) => Some(Value::Bool(b)),
                     _ => None,
                 };
@@ -544,9 +692,18 @@ impl Site {
         let mut objects: HashMap<&'static str, Obj> = HashMap::new();
         for (param, value) in &bound.values {
             let Some(Value::Var(v)) = value else { continue };
-            let obj = run.vars.get(&v.as_str().to_ascii_lowercase()).cloned().unwrap_or(Obj::Null);
+            let obj = run
+                .vars
+                .get(&v.as_str().to_ascii_lowercase())
+                .cloned()
+                .unwrap_or(Obj::Null);
             if obj == Obj::Null {
-                return Err((name.clone(), format!("Cannot validate argument on parameter '{param}'. The argument is null. Provide a valid value for the argument, and then try the command again.")));
+                return Err((
+                    name.clone(),
+                    format!(
+                        "Cannot validate argument on parameter '{param}'. The argument is null. Provide a valid value for the argument, and then try the command again."
+                    ),
+                ));
             }
             objects.insert(param, obj);
         }
@@ -557,31 +714,46 @@ impl Site {
         result.map_err(|m| (name, m))
     }
 
-    fn dispatch(&mut self, run: &mut Run, cmdlet: Cmdlet, b: &Bound, objects: &HashMap<&'static str, Obj>) -> CmdResult {
+    fn dispatch(
+        &mut self,
+        run: &mut Run,
+        cmdlet: Cmdlet,
+        b: &Bound,
+        objects: &HashMap<&'static str, Obj>,
+    ) -> CmdResult {
         match cmdlet {
             Cmdlet::SetExecutionPolicy => Ok(Obj::Null),
             Cmdlet::ImportModule => {
                 let name = b.str("Name").unwrap_or_default();
                 let file = name.rsplit('\\').next().unwrap_or(name);
-                if file.eq_ignore_ascii_case("ConfigurationManager.psd1") || name.eq_ignore_ascii_case("ConfigurationManager") {
+                if file.eq_ignore_ascii_case("ConfigurationManager.psd1")
+                    || name.eq_ignore_ascii_case("ConfigurationManager")
+                {
                     run.module_loaded = true;
                     Ok(Obj::Null)
                 } else {
-                    Err(format!("The specified module '{name}' was not loaded because no valid module file was found in any module directory."))
+                    Err(format!(
+                        "The specified module '{name}' was not loaded because no valid module file was found in any module directory."
+                    ))
                 }
             }
             Cmdlet::SetLocation => {
                 let path = b.str("Path").or(b.str("LiteralPath")).unwrap_or_default();
                 let drive = path.split(':').next().unwrap_or_default();
                 if !path.contains(':') {
-                    return Err(format!("Cannot find path '{path}' because it does not exist."));
+                    return Err(format!(
+                        "Cannot find path '{path}' because it does not exist."
+                    ));
                 }
                 if drive.eq_ignore_ascii_case(&self.state.site_code) && run.module_loaded {
                     run.on_site_drive = true;
-                } else if drive.len() == 1 && drive.eq_ignore_ascii_case("C") {
+                } else if drive.len() == 1 && drive.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    // A file-system drive: leaving the site drive.
                     run.on_site_drive = false;
                 } else {
-                    return Err(format!("Cannot find drive. A drive with the name '{drive}' does not exist."));
+                    return Err(format!(
+                        "Cannot find drive. A drive with the name '{drive}' does not exist."
+                    ));
                 }
                 Ok(Obj::Null)
             }
@@ -590,7 +762,9 @@ impl Site {
                 if name.eq_ignore_ascii_case(&self.state.site_code) && run.module_loaded {
                     Ok(Obj::Drive)
                 } else {
-                    Err(format!("Cannot find drive. A drive with the name '{name}' does not exist."))
+                    Err(format!(
+                        "Cannot find drive. A drive with the name '{name}' does not exist."
+                    ))
                 }
             }
             Cmdlet::GetCimInstance | Cmdlet::GetWmiObject => self.wmi(b),
@@ -604,19 +778,29 @@ impl Site {
                 let found: Vec<Obj> = s
                     .applications
                     .iter()
-                    .filter(|a| match (b.str("Name"), b.str("ModelName"), b.value("Id")) {
-                        (Some(n), _, _) => name_matches(n, &a.name, literal),
-                        (_, Some(m), _) => a.model_name.eq_ignore_ascii_case(m),
-                        (_, _, Some(Value::Int(id))) => a.ci_id == *id,
-                        _ => true,
+                    .filter(
+                        |a| match (b.str("Name"), b.str("ModelName"), b.value("Id")) {
+                            (Some(n), _, _) => name_matches(n, &a.name, literal),
+                            (_, Some(m), _) => a.model_name.eq_ignore_ascii_case(m),
+                            (_, _, Some(Value::Int(id))) => a.ci_id == *id,
+                            _ => true,
+                        },
+                    )
+                    .map(|a| Obj::App {
+                        model: a.model_name.clone(),
+                        fast,
                     })
-                    .map(|a| Obj::App { model: a.model_name.clone(), fast })
                     .collect();
                 Ok(many(found))
             }
             Cmdlet::NewCMApplication => {
                 let name = b.str("Name").unwrap_or_default().to_owned();
-                if self.state.applications.iter().any(|a| a.name.eq_ignore_ascii_case(&name)) {
+                if self
+                    .state
+                    .applications
+                    .iter()
+                    .any(|a| a.name.eq_ignore_ascii_case(&name))
+                {
                     return Err("An object with the specified name already exists.".into());
                 }
                 let logical = format!("Application_{}", uuid::Uuid::new_v4());
@@ -638,23 +822,35 @@ impl Site {
                     content: Vec::new(),
                 };
                 let model = app.model_name.clone();
-                self.state.applications.push(app);
+                self.push_app(app);
                 let i = self.state.applications.len() - 1;
                 apply_app(&mut self.state.applications[i], b);
                 Ok(Obj::App { model, fast: false })
             }
             Cmdlet::SetCMApplication => {
                 let i = self.find_app(b, objects, "InputObject", "Name", "Id")?;
-                if let Some(new) = b.str("NewName") {
-                    if self.state.applications.iter().enumerate().any(|(j, a)| j != i && a.name.eq_ignore_ascii_case(new)) {
-                        return Err("An object with the specified name already exists.".into());
-                    }
+                if let Some(new) = b.str("NewName")
+                    && self
+                        .state
+                        .applications
+                        .iter()
+                        .enumerate()
+                        .any(|(j, a)| j != i && a.name.eq_ignore_ascii_case(new))
+                {
+                    return Err("An object with the specified name already exists.".into());
                 }
                 let app = &mut self.state.applications[i];
                 if apply_app(app, b) {
                     app.revision += 1;
                 }
-                Ok(if b.has("PassThru") { Obj::App { model: app.model_name.clone(), fast: false } } else { Obj::Null })
+                Ok(if b.has("PassThru") {
+                    Obj::App {
+                        model: app.model_name.clone(),
+                        fast: false,
+                    }
+                } else {
+                    Obj::Null
+                })
             }
             Cmdlet::GetCMDeploymentType => {
                 let i = self.find_app(b, objects, "InputObject", "ApplicationName", "")?;
@@ -670,7 +866,13 @@ impl Site {
                 Ok(many(found))
             }
             Cmdlet::AddCMScriptDeploymentType | Cmdlet::AddCMMsiDeploymentType => {
-                let i = self.find_app(b, objects, "InputObject", "ApplicationName", "ApplicationId")?;
+                let i = self.find_app(
+                    b,
+                    objects,
+                    "InputObject",
+                    "ApplicationName",
+                    "ApplicationId",
+                )?;
                 let msi = cmdlet == Cmdlet::AddCMMsiDeploymentType;
                 let location = b.str("ContentLocation").unwrap_or_default().to_owned();
                 let name = match b.str("DeploymentTypeName") {
@@ -687,8 +889,14 @@ impl Site {
                     },
                     _ => return Err("The emulator needs -ProductCode or -ScriptLanguage with -ScriptText for detection (it cannot read MSI files, script files or detection clauses).".into()),
                 };
-                if self.state.applications[i].deployment_types.iter().any(|d| d.name.eq_ignore_ascii_case(&name)) {
-                    return Err(format!("A deployment type named '{name}' already exists in this application."));
+                if self.state.applications[i]
+                    .deployment_types
+                    .iter()
+                    .any(|d| d.name.eq_ignore_ascii_case(&name))
+                {
+                    return Err(format!(
+                        "A deployment type named '{name}' already exists in this application."
+                    ));
                 }
                 let dt = DeploymentType {
                     ci_id: self.next_id(),
@@ -714,29 +922,53 @@ impl Site {
                 let last = app.deployment_types.len() - 1;
                 apply_dt(&mut app.deployment_types[last], b);
                 app.revision += 1;
-                Ok(Obj::Dt { model: app.model_name.clone(), logical })
+                Ok(Obj::Dt {
+                    model: app.model_name.clone(),
+                    logical,
+                })
             }
             Cmdlet::SetCMScriptDeploymentType | Cmdlet::SetCMMsiDeploymentType => {
                 let (i, logical) = match objects.get("InputObject") {
                     Some(Obj::Dt { model, logical }) => {
-                        let i = self.state.applications.iter().position(|a| &a.model_name == model).ok_or(NOT_FOUND)?;
+                        let i = self.app_pos(model).ok_or(NOT_FOUND)?;
                         (i, logical.clone())
                     }
                     Some(_) => return Err(wrong_type("InputObject")),
                     None => {
-                        let i = self.find_app(b, objects, "Application", "ApplicationName", "ApplicationId")?;
+                        let i = self.find_app(
+                            b,
+                            objects,
+                            "Application",
+                            "ApplicationName",
+                            "ApplicationId",
+                        )?;
                         let name = b.str("DeploymentTypeName").unwrap_or_default();
-                        let dt = self.state.applications[i].deployment_types.iter().find(|d| d.name.eq_ignore_ascii_case(name)).ok_or(NOT_FOUND)?;
+                        let dt = self.state.applications[i]
+                            .deployment_types
+                            .iter()
+                            .find(|d| d.name.eq_ignore_ascii_case(name))
+                            .ok_or(NOT_FOUND)?;
                         (i, dt.logical_name.clone())
                     }
                 };
                 let app = &mut self.state.applications[i];
-                let dt = app.deployment_types.iter_mut().find(|d| d.logical_name == logical).ok_or(NOT_FOUND)?;
+                let dt = app
+                    .deployment_types
+                    .iter_mut()
+                    .find(|d| d.logical_name == logical)
+                    .ok_or(NOT_FOUND)?;
                 if apply_dt(dt, b) {
                     dt.revision += 1;
                     app.revision += 1;
                 }
-                Ok(if b.has("PassThru") { Obj::Dt { model: app.model_name.clone(), logical } } else { Obj::Null })
+                Ok(if b.has("PassThru") {
+                    Obj::Dt {
+                        model: app.model_name.clone(),
+                        logical,
+                    }
+                } else {
+                    Obj::Null
+                })
             }
             Cmdlet::StartCMContentDistribution => {
                 let apps = self.find_apps(b, objects)?;
@@ -745,20 +977,35 @@ impl Site {
                     None => return Err("The emulator distributes content to distribution point groups only: pass -DistributionPointGroupName.".into()),
                 };
                 for g in &groups {
-                    if !self.state.distribution_point_groups.iter().any(|k| k.eq_ignore_ascii_case(g)) {
+                    if !self
+                        .state
+                        .distribution_point_groups
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(g))
+                    {
                         return Err(format!("Distribution point group '{g}' does not exist."));
                     }
                 }
                 for i in apps {
                     let app = &mut self.state.applications[i];
                     if app.deployment_types.is_empty() {
-                        return Err(format!("The application '{}' has no content to distribute: it has no deployment types.", app.name));
+                        return Err(format!(
+                            "The application '{}' has no content to distribute: it has no deployment types.",
+                            app.name
+                        ));
                     }
                     for g in &groups {
                         let revision = app.revision;
-                        match app.content.iter_mut().find(|c| c.distribution_point_group.eq_ignore_ascii_case(g)) {
+                        match app
+                            .content
+                            .iter_mut()
+                            .find(|c| c.distribution_point_group.eq_ignore_ascii_case(g))
+                        {
                             Some(c) => c.revision = revision,
-                            None => app.content.push(ContentStatus { distribution_point_group: g.clone(), revision }),
+                            None => app.content.push(ContentStatus {
+                                distribution_point_group: g.clone(),
+                                revision,
+                            }),
                         }
                     }
                 }
@@ -769,21 +1016,34 @@ impl Site {
                 let collection = self.find_collection(b)?;
                 let app = &self.state.applications[i];
                 if app.deployment_types.is_empty() {
-                    return Err(format!("The application '{}' has no deployment types and cannot be deployed.", app.name));
+                    return Err(format!(
+                        "The application '{}' has no deployment types and cannot be deployed.",
+                        app.name
+                    ));
                 }
-                if self.state.deployments.iter().any(|d| d.application_model_name == app.model_name && d.collection_id == collection.id) {
-                    return Err(format!("The application '{}' is already deployed to collection '{}'.", app.name, collection.name));
+                if self.state.deployments.iter().any(|d| {
+                    d.application_model_name == app.model_name && d.collection_id == collection.id
+                }) {
+                    return Err(format!(
+                        "The application '{}' is already deployed to collection '{}'.",
+                        app.name, collection.name
+                    ));
                 }
                 let available = b.str("AvailableDateTime").map(str::to_owned);
                 let deadline = b.str("DeadlineDateTime").map(str::to_owned);
-                if let (Some(a), Some(d)) = (available.as_deref().and_then(parse_datetime), deadline.as_deref().and_then(parse_datetime)) {
-                    if d <= a {
-                        return Err("The deadline must be later than the available time.".into());
-                    }
+                if let (Some(a), Some(d)) = (
+                    available.as_deref().and_then(parse_datetime),
+                    deadline.as_deref().and_then(parse_datetime),
+                ) && d <= a
+                {
+                    return Err("The deadline must be later than the available time.".into());
                 }
                 let deployment = Deployment {
                     assignment_id: 0,
-                    assignment_unique_id: format!("{{{}}}", uuid::Uuid::new_v4().to_string().to_uppercase()),
+                    assignment_unique_id: format!(
+                        "{{{}}}",
+                        uuid::Uuid::new_v4().to_string().to_uppercase()
+                    ),
                     application_model_name: app.model_name.clone(),
                     application_name: app.name.clone(),
                     collection_id: collection.id.clone(),
@@ -795,37 +1055,149 @@ impl Site {
                     time_base: b.str("TimeBaseOn").unwrap_or("LocalTime").to_owned(),
                 };
                 let id = self.next_id();
-                self.state.deployments.push(Deployment { assignment_id: id, ..deployment });
+                self.state.deployments.push(Deployment {
+                    assignment_id: id,
+                    ..deployment
+                });
                 Ok(Obj::Deployment(id))
             }
+            Cmdlet::SetCMApplicationDeployment => {
+                let id = match objects.get("InputObject") {
+                    Some(Obj::Deployment(id)) => *id,
+                    Some(Obj::App { model, .. }) => {
+                        let collection = self.find_collection(b)?;
+                        self.state
+                            .deployments
+                            .iter()
+                            .find(|d| {
+                                &d.application_model_name == model
+                                    && d.collection_id == collection.id
+                            })
+                            .map(|d| d.assignment_id)
+                            .ok_or(NOT_FOUND)?
+                    }
+                    Some(_) => return Err(wrong_type("InputObject")),
+                    None => {
+                        let i = self.find_app(
+                            b,
+                            objects,
+                            "InputObject",
+                            "ApplicationName",
+                            "ApplicationId",
+                        )?;
+                        let collection = self.find_collection(b)?;
+                        let model = &self.state.applications[i].model_name;
+                        self.state
+                            .deployments
+                            .iter()
+                            .find(|d| {
+                                &d.application_model_name == model
+                                    && d.collection_id == collection.id
+                            })
+                            .map(|d| d.assignment_id)
+                            .ok_or(NOT_FOUND)?
+                    }
+                };
+                let d = self
+                    .state
+                    .deployments
+                    .iter_mut()
+                    .find(|d| d.assignment_id == id)
+                    .ok_or(NOT_FOUND)?;
+                let available = b
+                    .str("AvailableDateTime")
+                    .map(str::to_owned)
+                    .or(d.available.clone());
+                let deadline = b
+                    .str("DeadlineDateTime")
+                    .map(str::to_owned)
+                    .or(d.deadline.clone());
+                if let (Some(a), Some(dl)) = (
+                    available.as_deref().and_then(parse_datetime),
+                    deadline.as_deref().and_then(parse_datetime),
+                ) && dl <= a
+                {
+                    return Err("The deadline must be later than the available time.".into());
+                }
+                d.available = available;
+                d.deadline = deadline;
+                if let Some(t) = b.str("TimeBaseOn") {
+                    d.time_base = t.to_owned();
+                }
+                Ok(if b.has("PassThru") {
+                    Obj::Deployment(id)
+                } else {
+                    Obj::Null
+                })
+            }
             Cmdlet::GetCMApplicationDeployment => {
-                let app_model = match (objects.get("InputObject"), b.str("Name"), b.value("SmsObjectId")) {
+                let app_model = match (
+                    objects.get("InputObject"),
+                    b.str("Name"),
+                    b.value("SmsObjectId"),
+                ) {
                     (Some(Obj::App { model, .. }), _, _) => Some(model.clone()),
                     (Some(_), _, _) => return Err(wrong_type("InputObject")),
-                    (None, Some(n), _) => Some(self.state.applications.iter().find(|a| a.name.eq_ignore_ascii_case(n)).map(|a| a.model_name.clone()).unwrap_or_default()),
-                    (None, None, Some(Value::Int(id))) => Some(self.state.applications.iter().find(|a| a.ci_id == *id).map(|a| a.model_name.clone()).unwrap_or_default()),
+                    (None, Some(n), _) => Some(
+                        self.state
+                            .applications
+                            .iter()
+                            .find(|a| a.name.eq_ignore_ascii_case(n))
+                            .map(|a| a.model_name.clone())
+                            .unwrap_or_default(),
+                    ),
+                    (None, None, Some(Value::Int(id))) => Some(
+                        self.state
+                            .applications
+                            .iter()
+                            .find(|a| a.ci_id == *id)
+                            .map(|a| a.model_name.clone())
+                            .unwrap_or_default(),
+                    ),
                     _ => None,
                 };
                 let found = self
                     .state
                     .deployments
                     .iter()
-                    .filter(|d| app_model.as_ref().is_none_or(|m| &d.application_model_name == m))
-                    .filter(|d| b.str("CollectionName").is_none_or(|c| d.collection_name.eq_ignore_ascii_case(c)))
-                    .filter(|d| b.str("CollectionId").is_none_or(|c| d.collection_id.eq_ignore_ascii_case(c)))
+                    .filter(|d| {
+                        app_model
+                            .as_ref()
+                            .is_none_or(|m| &d.application_model_name == m)
+                    })
+                    .filter(|d| {
+                        b.str("CollectionName")
+                            .is_none_or(|c| d.collection_name.eq_ignore_ascii_case(c))
+                    })
+                    .filter(|d| {
+                        b.str("CollectionId")
+                            .is_none_or(|c| d.collection_id.eq_ignore_ascii_case(c))
+                    })
                     .map(|d| Obj::Deployment(d.assignment_id))
                     .collect();
                 Ok(many(found))
             }
             Cmdlet::NewCMFolder => {
                 let parent_path = b.str("ParentFolderPath").unwrap_or_default();
-                let parent = self.folder_by_path(parent_path)?.ok_or_else(|| format!("Folder path '{parent_path}' does not exist."))?;
-                let name = b.str("Name").ok_or("Specify the folder name with -Name.")?.to_owned();
-                if self.state.folders.iter().any(|f| f.parent_container_node_id == parent && f.name.eq_ignore_ascii_case(&name)) {
+                let parent = self
+                    .folder_by_path(parent_path)?
+                    .ok_or_else(|| format!("Folder path '{parent_path}' does not exist."))?;
+                let name = b
+                    .str("Name")
+                    .ok_or("Specify the folder name with -Name.")?
+                    .to_owned();
+                if self.state.folders.iter().any(|f| {
+                    f.parent_container_node_id == parent && f.name.eq_ignore_ascii_case(&name)
+                }) {
                     return Err("An object with the specified name already exists.".into());
                 }
                 let id = self.next_id();
-                self.state.folders.push(Folder { container_node_id: id, name, parent_container_node_id: parent, object_type: 6000 });
+                self.state.folders.push(Folder {
+                    container_node_id: id,
+                    name,
+                    parent_container_node_id: parent,
+                    object_type: 6000,
+                });
                 Ok(Obj::Folder(id))
             }
             Cmdlet::GetCMFolder => match b.str("FolderPath") {
@@ -844,7 +1216,9 @@ impl Site {
             },
             Cmdlet::MoveCMObject => {
                 let path = b.str("FolderPath").unwrap_or_default();
-                let target = self.folder_by_path(path)?.ok_or_else(|| format!("Folder path '{path}' does not exist."))?;
+                let target = self
+                    .folder_by_path(path)?
+                    .ok_or_else(|| format!("Folder path '{path}' does not exist."))?;
                 let keys: Vec<String> = match (objects.get("InputObject"), b.str("ObjectId")) {
                     (Some(obj), _) => obj
                         .items()
@@ -867,7 +1241,12 @@ impl Site {
                     self.state.folder_items.retain(|i| i.instance_key != key);
                     if target != 0 {
                         let member_id = self.next_id();
-                        self.state.folder_items.push(FolderItem { member_id, container_node_id: target, instance_key: key, object_type: 6000 });
+                        self.state.folder_items.push(FolderItem {
+                            member_id,
+                            container_node_id: target,
+                            instance_key: key,
+                            object_type: 6000,
+                        });
                     }
                 }
                 Ok(Obj::Null)
@@ -887,13 +1266,27 @@ impl Site {
         };
         let object_type = match filter.as_deref() {
             None => None,
-            Some(f) => Some(parse_object_type_filter(f).ok_or_else(|| format!("Invalid query \"{f}\""))?),
+            Some(f) => {
+                Some(parse_object_type_filter(f).ok_or_else(|| format!("Invalid query \"{f}\""))?)
+            }
         };
         let wanted = |t: u32| object_type.is_none_or(|o| o == t);
         let s = &self.state;
         match class.to_ascii_lowercase().as_str() {
-            "sms_objectcontainernode" => Ok(many(s.folders.iter().filter(|f| wanted(f.object_type)).map(|f| Obj::Folder(f.container_node_id)).collect())),
-            "sms_objectcontaineritem" => Ok(many(s.folder_items.iter().filter(|i| wanted(i.object_type)).map(|i| Obj::Item(i.member_id)).collect())),
+            "sms_objectcontainernode" => Ok(many(
+                s.folders
+                    .iter()
+                    .filter(|f| wanted(f.object_type))
+                    .map(|f| Obj::Folder(f.container_node_id))
+                    .collect(),
+            )),
+            "sms_objectcontaineritem" => Ok(many(
+                s.folder_items
+                    .iter()
+                    .filter(|i| wanted(i.object_type))
+                    .map(|i| Obj::Item(i.member_id))
+                    .collect(),
+            )),
             _ => Err(format!("Invalid class \"{class}\"")),
         }
     }
@@ -904,44 +1297,87 @@ impl Site {
         id
     }
 
-    /// The application a call addresses, by object, name or CI_ID.
-    fn find_app(&self, b: &Bound, objects: &HashMap<&'static str, Obj>, obj_param: &str, name_param: &str, id_param: &str) -> Result<usize, String> {
+    /// The application a call addresses, by object, name or CI_ID. The index it returns is a
+    /// position in `state.applications`, valid for the whole run: applications are only ever
+    /// appended, never removed.
+    fn find_app(
+        &self,
+        b: &Bound,
+        objects: &HashMap<&'static str, Obj>,
+        obj_param: &str,
+        name_param: &str,
+        id_param: &str,
+    ) -> Result<usize, String> {
         let apps = &self.state.applications;
         if let Some(obj) = objects.get(obj_param) {
             return match obj {
-                Obj::App { model, .. } => apps.iter().position(|a| &a.model_name == model).ok_or_else(|| NOT_FOUND.into()),
-                Obj::List(_) => Err(format!("Cannot convert 'System.Object[]' to the type 'Microsoft.ConfigurationManagement.ManagementProvider.IResultObject' required by parameter '{obj_param}'. Specified method is not supported.")),
+                Obj::App { model, .. } => self.app_pos(model).ok_or_else(|| NOT_FOUND.into()),
+                Obj::List(_) => Err(format!(
+                    "Cannot convert 'System.Object[]' to the type 'Microsoft.ConfigurationManagement.ManagementProvider.IResultObject' required by parameter '{obj_param}'. Specified method is not supported."
+                )),
                 _ => Err(wrong_type(obj_param)),
             };
         }
         if let Some(name) = b.str(name_param) {
-            return apps.iter().position(|a| a.name.eq_ignore_ascii_case(name)).ok_or_else(|| NOT_FOUND.into());
+            return apps
+                .iter()
+                .position(|a| a.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| NOT_FOUND.into());
         }
         if let Some(Value::Int(id)) = b.value(id_param) {
-            return apps.iter().position(|a| a.ci_id == *id).ok_or_else(|| NOT_FOUND.into());
+            return apps
+                .iter()
+                .position(|a| a.ci_id == *id)
+                .ok_or_else(|| NOT_FOUND.into());
         }
         Err(NOT_FOUND.into())
     }
 
-    fn find_apps(&self, b: &Bound, objects: &HashMap<&'static str, Obj>) -> Result<Vec<usize>, String> {
+    fn find_apps(
+        &self,
+        b: &Bound,
+        objects: &HashMap<&'static str, Obj>,
+    ) -> Result<Vec<usize>, String> {
         match objects.get("InputObject") {
             Some(obj) => obj
                 .items()
                 .iter()
                 .map(|o| match o {
-                    Obj::App { model, .. } => self.state.applications.iter().position(|a| &a.model_name == model).ok_or_else(|| NOT_FOUND.to_owned()),
+                    Obj::App { model, .. } => {
+                        self.app_pos(model).ok_or_else(|| NOT_FOUND.to_owned())
+                    }
                     _ => Err(wrong_type("InputObject")),
                 })
                 .collect(),
-            None => self.find_app(b, objects, "InputObject", "ApplicationName", "ApplicationId").map(|i| vec![i]),
+            None => self
+                .find_app(
+                    b,
+                    objects,
+                    "InputObject",
+                    "ApplicationName",
+                    "ApplicationId",
+                )
+                .map(|i| vec![i]),
         }
     }
 
     fn find_collection(&self, b: &Bound) -> Result<Collection, String> {
         let found = match (b.str("CollectionName"), b.str("CollectionId")) {
-            (Some(n), _) => self.state.collections.iter().find(|c| c.name.eq_ignore_ascii_case(n)).ok_or_else(|| format!("Collection '{n}' does not exist.")),
-            (None, Some(id)) => self.state.collections.iter().find(|c| c.id.eq_ignore_ascii_case(id)).ok_or_else(|| format!("Collection '{id}' does not exist.")),
-            (None, None) => Err("Specify the target collection with -CollectionName or -CollectionId.".into()),
+            (Some(n), _) => self
+                .state
+                .collections
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(n))
+                .ok_or_else(|| format!("Collection '{n}' does not exist.")),
+            (None, Some(id)) => self
+                .state
+                .collections
+                .iter()
+                .find(|c| c.id.eq_ignore_ascii_case(id))
+                .ok_or_else(|| format!("Collection '{id}' does not exist.")),
+            (None, None) => {
+                Err("Specify the target collection with -CollectionName or -CollectionId.".into())
+            }
         };
         found.cloned()
     }
@@ -954,11 +1390,17 @@ impl Site {
         let kind = parts.next().unwrap_or_default();
         let site_root = format!("{}:", self.state.site_code);
         if !root.eq_ignore_ascii_case(&site_root) || !kind.eq_ignore_ascii_case("Application") {
-            return Err(format!("The folder path '{path}' is not an application folder path of this site ({site_root}\\Application\\…)."));
+            return Err(format!(
+                "The folder path '{path}' is not an application folder path of this site ({site_root}\\Application\\…)."
+            ));
         }
         let mut current = 0;
         for name in parts {
-            match self.state.folders.iter().find(|f| f.parent_container_node_id == current && f.object_type == 6000 && f.name.eq_ignore_ascii_case(name)) {
+            match self.state.folders.iter().find(|f| {
+                f.parent_container_node_id == current
+                    && f.object_type == 6000
+                    && f.name.eq_ignore_ascii_case(name)
+            }) {
                 Some(f) => current = f.container_node_id,
                 None => return Ok(None),
             }
@@ -968,7 +1410,9 @@ impl Site {
 }
 
 fn wrong_type(param: &str) -> String {
-    format!("Cannot bind parameter '{param}': the object is not of the type this parameter requires.")
+    format!(
+        "Cannot bind parameter '{param}': the object is not of the type this parameter requires."
+    )
 }
 
 /// Applies `Set-CMApplication`/`New-CMApplication` properties; true if any was given.
@@ -1044,19 +1488,34 @@ fn apply_dt(dt: &mut DeploymentType, b: &Bound) -> bool {
     if let Some(v) = flag(b, "Force32Bit") {
         dt.force_32bit = v;
     }
-    if let Some(v) = b.str("AddLanguage") {
-        if !dt.languages.iter().any(|l| l.eq_ignore_ascii_case(v)) {
-            dt.languages.push(v.to_owned());
-        }
+    if let Some(v) = b.str("AddLanguage")
+        && !dt.languages.iter().any(|l| l.eq_ignore_ascii_case(v))
+    {
+        dt.languages.push(v.to_owned());
     }
     if let Some(code) = b.str("ProductCode") {
         dt.detection = DtDetection::ProductCode(code.to_owned());
     } else if let (Some(language), Some(text)) = (b.str("ScriptLanguage"), b.str("ScriptText")) {
         let run_as_32bit = flag(b, "ForceScriptDetection32Bit").unwrap_or(false);
-        dt.detection = DtDetection::Script { language: language.to_owned(), text: text.to_owned(), run_as_32bit };
+        dt.detection = DtDetection::Script {
+            language: language.to_owned(),
+            text: text.to_owned(),
+            run_as_32bit,
+        };
     }
     // Any property given counts as a change, as every Set call saves a new revision.
-    *dt != before || b.values.keys().any(|k| !matches!(*k, "InputObject" | "PassThru" | "Application" | "ApplicationName" | "ApplicationId" | "DeploymentTypeName"))
+    *dt != before
+        || b.values.keys().any(|k| {
+            !matches!(
+                *k,
+                "InputObject"
+                    | "PassThru"
+                    | "Application"
+                    | "ApplicationName"
+                    | "ApplicationId"
+                    | "DeploymentTypeName"
+            )
+        })
 }
 
 /// PowerShell's `-Name` matching for ConfigMgr objects: case-insensitive, `*` and `?`
@@ -1091,10 +1550,14 @@ fn parse_object_type_filter(filter: &str) -> Option<u32> {
 fn parse_wql(query: &str) -> Option<(String, Option<String>)> {
     let words: Vec<&str> = query.split_whitespace().collect();
     match words.as_slice() {
-        [select, "*", from, class, rest @ ..] if select.eq_ignore_ascii_case("SELECT") && from.eq_ignore_ascii_case("FROM") => {
+        [select, "*", from, class, rest @ ..]
+            if select.eq_ignore_ascii_case("SELECT") && from.eq_ignore_ascii_case("FROM") =>
+        {
             match rest {
                 [] => Some(((*class).to_owned(), None)),
-                [w, filter @ ..] if w.eq_ignore_ascii_case("WHERE") => Some(((*class).to_owned(), Some(filter.join(" ")))),
+                [w, filter @ ..] if w.eq_ignore_ascii_case("WHERE") => {
+                    Some(((*class).to_owned(), Some(filter.join(" "))))
+                }
                 _ => None,
             }
         }
@@ -1103,8 +1566,13 @@ fn parse_wql(query: &str) -> Option<(String, Option<String>)> {
 }
 
 fn culture_by_lcid(lcid: u32) -> Option<&'static str> {
-    const TAGS: &[&str] = &["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "nl-NL", "pt-BR", "ru-RU", "pl-PL", "ja-JP", "zh-CN"];
-    TAGS.iter().copied().find(|t| crate::scripts::culture(t).is_some_and(|c| c.1 == lcid))
+    const TAGS: &[&str] = &[
+        "en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "nl-NL", "pt-BR", "ru-RU", "pl-PL",
+        "ja-JP", "zh-CN",
+    ];
+    TAGS.iter()
+        .copied()
+        .find(|t| crate::scripts::culture(t).is_some_and(|c| c.1 == lcid))
 }
 
 /// JSON as Windows PowerShell 5.1's `ConvertTo-Json -Compress` writes it (JavaScriptSerializer):

@@ -44,8 +44,17 @@ fn statement_text(out: &mut String, statement: &Statement) {
             call_text(out, call);
             out.push_str(" }");
         }
-        Statement::Foreach { item, collection, emit } => {
-            let _ = write!(out, "foreach (${} in ${}) {{ ", item.as_str(), collection.as_str());
+        Statement::Foreach {
+            item,
+            collection,
+            emit,
+        } => {
+            let _ = write!(
+                out,
+                "foreach (${} in ${}) {{ ",
+                item.as_str(),
+                collection.as_str()
+            );
             emit_text(out, emit);
             out.push_str(" }");
         }
@@ -56,6 +65,9 @@ fn statement_text(out: &mut String, statement: &Statement) {
 fn call_text(out: &mut String, call: &Call) {
     out.push_str(call.cmdlet.name());
     for arg in &call.args {
+        // Names come from `&'static str` in Ferry's code (see `Call::arg`); the reader refuses
+        // anything else, so a bad one fails the round-trip tests rather than reaching a site.
+        debug_assert!(crate::script::is_identifier(&arg.name), "{}", arg.name);
         let _ = write!(out, " -{}", arg.name);
         if let Some(value) = &arg.value {
             out.push(' ');

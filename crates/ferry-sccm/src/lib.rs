@@ -6,13 +6,15 @@
 //! * [`cmdlets`] — the one table of cmdlet parameters and parameter sets.
 //! * [`script`] — the typed command model; [`scripts`] builds the push, inventory and
 //!   content-location scripts from it and parses their result lines.
-//! * [`generate`] — typed script → PowerShell text; [`read`] — PowerShell text → typed script.
+//! * [`mod@generate`] — typed script → PowerShell text; [`mod@read`] — PowerShell text → typed
+//!   script; [`quote`] — PowerShell's single-quote rule for both.
 //! * [`bind`] — PowerShell-style parameter binding against the table.
-//! * [`emulator`] — an emulated ConfigMgr site that runs scripts obtained through [`read`].
+//! * [`emulator`] — an emulated ConfigMgr site that runs scripts obtained through [`read()`].
+//! * [`perf`] — baseline and generated input for `ferry bench sccm`.
 //!
 //! # Data flow
 //!
-//! `PushSpec` → [`scripts::push_script`] → [`Script`](script::Script) →
+//! `PushSpec` → [`scripts::push_script`] → [`Script`] →
 //! [`generate::generate`] → text → (`powershell.exe` on Windows, or [`read::read`] →
 //! [`emulator::Site::run`]) → stdout → [`scripts::result_lines`].
 //!
@@ -51,7 +53,8 @@ pub mod bind;
 pub mod cmdlets;
 pub mod emulator;
 pub mod generate;
-mod quote;
+pub mod perf;
+pub mod quote;
 pub mod read;
 pub mod script;
 pub mod scripts;

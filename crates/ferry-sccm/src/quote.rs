@@ -54,7 +54,12 @@ pub fn scan_verbatim(text: &str) -> Scan {
                 value.push(c);
                 rest.next();
             }
-            _ => return Scan::Ends { end: i + c.len_utf8(), value },
+            _ => {
+                return Scan::Ends {
+                    end: i + c.len_utf8(),
+                    value,
+                };
+            }
         }
     }
     Scan::Unterminated
@@ -64,9 +69,14 @@ pub fn scan_verbatim(text: &str) -> Scan {
 pub enum Scan {
     NotAString,
     Unterminated,
-    MixedPair { offset: usize },
+    MixedPair {
+        offset: usize,
+    },
     /// `end` is the byte offset just after the closing quote.
-    Ends { end: usize, value: String },
+    Ends {
+        end: usize,
+        value: String,
+    },
 }
 
 #[cfg(test)]
@@ -81,13 +91,25 @@ mod tests {
     #[test]
     fn typographic_quote_ends_the_string_early() {
         let text = "'Tim’; Remove-Item C:\\ ; ‘'";
-        assert_eq!(scan_verbatim(text), Scan::Ends { end: 7, value: "Tim".into() });
+        assert_eq!(
+            scan_verbatim(text),
+            Scan::Ends {
+                end: 7,
+                value: "Tim".into()
+            }
+        );
     }
 
     #[test]
     fn scan_inverts_quote() {
         let v = "x''‘’y$(z)`";
         let q = quote(v);
-        assert_eq!(scan_verbatim(&q), Scan::Ends { end: q.len(), value: v.into() });
+        assert_eq!(
+            scan_verbatim(&q),
+            Scan::Ends {
+                end: q.len(),
+                value: v.into()
+            }
+        );
     }
 }

@@ -39,10 +39,14 @@ pub fn read(text: &str) -> Result<Script, ReadError> {
     let mut parser = Parser::new();
     parser
         .set_language(&tree_sitter_powershell::LANGUAGE.into())
-        .map_err(|e| ReadError { line: 1, construct: format!("script (grammar unavailable: {e})") })?;
-    let tree = parser
-        .parse(text, None)
-        .ok_or(ReadError { line: 1, construct: "script (the parser gave up)".into() })?;
+        .map_err(|e| ReadError {
+            line: 1,
+            construct: format!("script (grammar unavailable: {e})"),
+        })?;
+    let tree = parser.parse(text, None).ok_or(ReadError {
+        line: 1,
+        construct: "script (the parser gave up)".into(),
+    })?;
     let root = tree.root_node();
     let r = Reader { src: text };
     if root.has_error() {
@@ -173,6 +177,12 @@ impl<'a> Reader<'a> {
                 });
             }
         }
+        if theirs.any(|rest| !rest.is_empty()) {
+            return Err(ReadError {
+                line: canonical.split('\n').count(),
+                construct: "text after the last statement".into(),
+            });
+        }
         Ok(())
     }
 
@@ -191,7 +201,10 @@ impl<'a> Reader<'a> {
                         if call.cmdlet.writes_output() {
                             return Err(self.refuse(inner, "call whose output is not assigned"));
                         }
-                        Ok(Statement::Call { target: Target::None, call })
+                        Ok(Statement::Call {
+                            target: Target::None,
+                            call,
+                        })
                     }
                     _ => Err(self.refuse(inner, "statement")),
                 }
@@ -238,7 +251,10 @@ impl<'a> Reader<'a> {
                 Value::Bool(b) => Literal::Bool(b),
                 _ => return Err(self.refuse(right, "preference value")),
             };
-            return Ok(Statement::Preference { variable: pref, value });
+            return Ok(Statement::Preference {
+                variable: pref,
+                value,
+            });
         }
         if right.kind() != "command" {
             return Err(self.refuse(right, "assigned expression (expected a cmdlet call)"));
@@ -247,7 +263,11 @@ impl<'a> Reader<'a> {
         if matches!(call.cmdlet, Cmdlet::WriteOutput | Cmdlet::ConvertToJson) {
             return Err(self.refuse(right, "assigned result line"));
         }
-        let target = if name == "null" { Target::Discard } else { Target::Var(self.var(*left)?) };
+        let target = if name == "null" {
+            Target::Discard
+        } else {
+            Target::Var(self.var(*left)?)
+        };
         Ok(Statement::Call { target, call })
     }
 
@@ -255,14 +275,18 @@ impl<'a> Reader<'a> {
         let parts = self.children(node);
         let kinds: Vec<&str> = parts.iter().map(|n| n.kind()).collect();
         if kinds != ["if", "(", "pipeline", ")", "statement_block"] {
-            return Err(self.refuse(node, "if statement form (only `if ($null -eq $x) { $x = … }`)"));
+            return Err(self.refuse(
+                node,
+                "if statement form (only `if ($null -eq $x) { $x = … }`)",
+            ));
         }
         let cond = self.single(parts[2]);
         let cparts = self.children(cond);
         let variable = match cparts.as_slice() {
-            [l, op, r] if cond.kind() == "comparison_expression"
-                && self.text(*op) == "-eq"
-                && self.variable_name(*l)? == "null" =>
+            [l, op, r]
+                if cond.kind() == "comparison_expression"
+                    && self.text(*op) == "-eq"
+                    && self.variable_name(*l)? == "null" =>
             {
                 self.var(*r)?
             }
@@ -270,9 +294,10 @@ impl<'a> Reader<'a> {
         };
         let body = self.block_single(parts[4])?;
         match self.statement(body)? {
-            Statement::Call { target: Target::Var(v), call } if v == variable => {
-                Ok(Statement::IfNull { variable, call })
-            }
+            Statement::Call {
+                target: Target::Var(v),
+                call,
+            } if v == variable => Ok(Statement::IfNull { variable, call }),
             _ => Err(self.refuse(body, "if body (only an assignment of the tested variable)")),
         }
     }
@@ -294,14 +319,28 @@ impl<'a> Reader<'a> {
     fn foreach(&self, node: Node<'a>) -> Result<Statement, ReadError> {
         let parts = self.children(node);
         let kinds: Vec<&str> = parts.iter().map(|n| n.kind()).collect();
-        if kinds != ["foreach", "(", "variable", "in", "pipeline", ")", "statement_block"] {
+        if kinds
+            != [
+                "foreach",
+                "(",
+                "variable",
+                "in",
+                "pipeline",
+                ")",
+                "statement_block",
+            ]
+        {
             return Err(self.refuse(node, "foreach form"));
         }
         let item = self.var(parts[2])?;
         let collection = self.var(parts[4])?;
         let body = self.block_single(parts[6])?;
         match self.statement(body)? {
-            Statement::Emit(emit) => Ok(Statement::Foreach { item, collection, emit }),
+            Statement::Emit(emit) => Ok(Statement::Foreach {
+                item,
+                collection,
+                emit,
+            }),
             _ => Err(self.refuse(body, "foreach body (only a result line)")),
         }
     }
@@ -348,7 +387,10 @@ impl<'a> Reader<'a> {
                                 || p.aliases.iter().any(|a| a.eq_ignore_ascii_case(pname))
                         })
                         .is_some_and(|p| p.kind == Kind::Switch);
-                    args.push(Arg { name: pname.to_owned(), value: None });
+                    args.push(Arg {
+                        name: pname.to_owned(),
+                        value: None,
+                    });
                     expecting_value = !is_switch;
                 }
                 _ => {
@@ -385,7 +427,9 @@ impl<'a> Reader<'a> {
                 } else {
                     None
                 };
-                parsed.map(Value::Int).ok_or_else(|| self.refuse(node, "number form"))
+                parsed
+                    .map(Value::Int)
+                    .ok_or_else(|| self.refuse(node, "number form"))
             }
             "variable" => match self.variable_name(node)? {
                 "true" => Ok(Value::Bool(true)),
@@ -441,10 +485,14 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter(|n| n.kind() != "command_argument_sep")
             .collect();
-        let [arg] = args.as_slice() else { return Err(bad(command)) };
+        let [arg] = args.as_slice() else {
+            return Err(bad(command));
+        };
         let sum = self.paren(self.single(*arg)).ok_or_else(|| bad(*arg))?;
         let sum_parts = self.children(sum);
-        let [marker, plus, json] = sum_parts.as_slice() else { return Err(bad(sum)) };
+        let [marker, plus, json] = sum_parts.as_slice() else {
+            return Err(bad(sum));
+        };
         if sum.kind() != "additive_expression" || self.text(*plus) != "+" {
             return Err(bad(sum));
         }
@@ -461,11 +509,15 @@ impl<'a> Reader<'a> {
             .into_iter()
             .filter(|n| n.kind() != "command_argument_sep")
             .collect();
-        let [compress, input, object] = conv_args.as_slice() else { return Err(bad(convert)) };
+        let [compress, input, object] = conv_args.as_slice() else {
+            return Err(bad(convert));
+        };
         if self.text(*compress) != "-Compress" || self.text(*input) != "-InputObject" {
             return Err(bad(convert));
         }
-        let cast = self.paren(self.single(*object)).ok_or_else(|| bad(*object))?;
+        let cast = self
+            .paren(self.single(*object))
+            .ok_or_else(|| bad(*object))?;
         let cast = self.single(cast);
         let cast = if cast.kind() == "expression_with_unary_operator" && cast.child_count() == 1 {
             cast.child(0).unwrap_or(cast)
@@ -473,7 +525,9 @@ impl<'a> Reader<'a> {
             cast
         };
         let cast_parts = self.children(cast);
-        let [ty, hash] = cast_parts.as_slice() else { return Err(bad(cast)) };
+        let [ty, hash] = cast_parts.as_slice() else {
+            return Err(bad(cast));
+        };
         if cast.kind() != "cast_expression" || self.text(*ty) != "[ordered]" {
             return Err(bad(cast));
         }

@@ -1,8 +1,8 @@
 //! The typed command model: a script as the generator writes it and the reader returns it.
 //!
 //! Why it exists: PowerShell text is never assembled from strings anywhere in Ferry. Code builds
-//! a [`Script`] of typed statements; [`crate::generate`] is the only place that turns it into
-//! text and [`crate::read`] the only place that turns text back into it. The model is small on
+//! a [`Script`] of typed statements; [`crate::generate()`] is the only place that turns it into
+//! text and [`crate::read()`] the only place that turns text back into it. The model is small on
 //! purpose: it can express exactly the statements the push, inventory and content-location
 //! scripts need (see the crate docs for the subset) and nothing else, so a value can only ever
 //! be data.
@@ -21,7 +21,10 @@ pub struct Script {
 pub enum Statement {
     /// `$ErrorActionPreference = 'Stop'` or `$CMPSSuppressFastNotUsedCheck = $true`: a
     /// preference variable set to a literal.
-    Preference { variable: Preference, value: Literal },
+    Preference {
+        variable: Preference,
+        value: Literal,
+    },
     /// A cmdlet call, its output discarded (`$null = …`), kept in a variable, or (only for
     /// cmdlets that write nothing) a bare call.
     Call { target: Target, call: Call },
@@ -29,7 +32,11 @@ pub enum Statement {
     /// find. Idempotency needs nothing more.
     IfNull { variable: Var, call: Call },
     /// `foreach ($item in $collection) { <emit> }` — one result line per object.
-    Foreach { item: Var, collection: Var, emit: Emit },
+    Foreach {
+        item: Var,
+        collection: Var,
+        emit: Emit,
+    },
     /// A result line on stdout (see [`Emit`]).
     Emit(Emit),
 }
@@ -49,9 +56,12 @@ impl Preference {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Preference::ErrorActionPreference, Preference::CMPSSuppressFastNotUsedCheck]
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(name))
+        [
+            Preference::ErrorActionPreference,
+            Preference::CMPSSuppressFastNotUsedCheck,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -102,27 +112,37 @@ pub struct Call {
 
 impl Call {
     pub fn new(cmdlet: Cmdlet) -> Self {
-        Call { cmdlet, args: Vec::new() }
+        Call {
+            cmdlet,
+            args: Vec::new(),
+        }
     }
 
-    /// Adds `-name value`.
-    pub fn arg(mut self, name: &str, value: Value) -> Self {
-        self.args.push(Arg { name: name.to_owned(), value: Some(value) });
+    /// Adds `-name value`. Names are `&'static str` so that they can only come from Ferry's
+    /// code, never from data; values are always quoted or typed.
+    pub fn arg(mut self, name: &'static str, value: Value) -> Self {
+        self.args.push(Arg {
+            name: name.to_owned(),
+            value: Some(value),
+        });
         self
     }
 
-    pub fn string(self, name: &str, value: &str) -> Self {
+    pub fn string(self, name: &'static str, value: &str) -> Self {
         self.arg(name, Value::Str(value.to_owned()))
     }
 
     /// Adds `-name` (a switch).
-    pub fn switch(mut self, name: &str) -> Self {
-        self.args.push(Arg { name: name.to_owned(), value: None });
+    pub fn switch(mut self, name: &'static str) -> Self {
+        self.args.push(Arg {
+            name: name.to_owned(),
+            value: None,
+        });
         self
     }
 
     /// Adds the string argument only when there is a value.
-    pub fn opt_string(self, name: &str, value: Option<&str>) -> Self {
+    pub fn opt_string(self, name: &'static str, value: Option<&str>) -> Self {
         match value {
             Some(v) => self.string(name, v),
             None => self,
@@ -167,15 +187,17 @@ pub struct Emit {
 impl Emit {
     /// Starts a result line with its `step` field.
     pub fn step(step: &str) -> Self {
-        Emit { fields: vec![("step".to_owned(), Value::Str(step.to_owned()))] }
+        Emit {
+            fields: vec![("step".to_owned(), Value::Str(step.to_owned()))],
+        }
     }
 
-    pub fn field(mut self, key: &str, value: Value) -> Self {
+    pub fn field(mut self, key: &'static str, value: Value) -> Self {
         self.fields.push((key.to_owned(), value));
         self
     }
 
-    pub fn member(self, key: &str, var: &Var, property: &str) -> Self {
+    pub fn member(self, key: &'static str, var: &Var, property: &'static str) -> Self {
         self.field(key, Value::Member(var.clone(), property.to_owned()))
     }
 }
@@ -183,6 +205,8 @@ impl Emit {
 /// Whether `key` may be a hashtable key / property name in our subset: an ASCII identifier.
 pub fn is_identifier(key: &str) -> bool {
     let mut chars = key.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

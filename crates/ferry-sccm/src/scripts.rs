@@ -5,7 +5,12 @@
 //! in which order, with which parameters. Idempotency uses one pattern for every object:
 //! look it up by its exact name (wildcards off), create it with the mandatory parameters if the
 //! lookup found nothing, then set every property. A re-push therefore updates, a retry after a
-//! crash completes, and the script needs a single kind of branch.
+//! crash completes, and the script needs a single kind of branch. After the deployment type,
+//! the application is read again by model name (`Get-CMApplication -ModelName $app.ModelName`)
+//! so that content, deployment and folder act on the latest revision.
+//!
+//! Errors: `$ErrorActionPreference = 'Stop'` ends the script at the first failing cmdlet, so the
+//! last result line on stdout tells how far a push got (and a retry resumes safely).
 //!
 //! Result lines (stdout, one per step, `FERRY-RESULT ` + a compact JSON object):
 //!
@@ -37,11 +42,17 @@ fn var(name: &'static str) -> Var {
 }
 
 fn assign(v: &Var, call: Call) -> Statement {
-    Statement::Call { target: Target::Var(v.clone()), call }
+    Statement::Call {
+        target: Target::Var(v.clone()),
+        call,
+    }
 }
 
 fn bare(call: Call) -> Statement {
-    Statement::Call { target: Target::None, call }
+    Statement::Call {
+        target: Target::None,
+        call,
+    }
 }
 
 /// `$ErrorActionPreference = 'Stop'`, module import, site drive, and the `connected` line.
@@ -56,15 +67,22 @@ fn preamble(site_code: &str, console_path: &str, suppress_fast_warning: bool) ->
             value: Literal::Bool(true),
         });
     }
-    let module = format!("{}\\ConfigurationManager.psd1", console_path.trim_end_matches('\\'));
+    let module = format!(
+        "{}\\ConfigurationManager.psd1",
+        console_path.trim_end_matches('\\')
+    );
     s.push(bare(
         Call::new(Cmdlet::SetExecutionPolicy)
             .string("ExecutionPolicy", "RemoteSigned")
             .string("Scope", "Process")
             .switch("Force"),
     ));
-    s.push(bare(Call::new(Cmdlet::ImportModule).string("Name", &module)));
-    s.push(bare(Call::new(Cmdlet::SetLocation).string("Path", &format!("{site_code}:"))));
+    s.push(bare(
+        Call::new(Cmdlet::ImportModule).string("Name", &module),
+    ));
+    s.push(bare(
+        Call::new(Cmdlet::SetLocation).string("Path", &format!("{site_code}:")),
+    ));
     s.push(Statement::Emit(
         Emit::step("connected").field("site_code", Value::Str(site_code.to_owned())),
     ));
@@ -89,9 +107,15 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
     // Application: exact-name lookup (wildcards off, so `[` or `*` in a name match literally).
     s.push(assign(
         &app,
-        Call::new(Cmdlet::GetCMApplication).string("Name", &a.name).switch("DisableWildcardHandling").switch("Fast"),
+        Call::new(Cmdlet::GetCMApplication)
+            .string("Name", &a.name)
+            .switch("DisableWildcardHandling")
+            .switch("Fast"),
     ));
-    s.push(Statement::IfNull { variable: app.clone(), call: Call::new(Cmdlet::NewCMApplication).string("Name", &a.name) });
+    s.push(Statement::IfNull {
+        variable: app.clone(),
+        call: Call::new(Cmdlet::NewCMApplication).string("Name", &a.name),
+    });
     let mut set_app = Call::new(Cmdlet::SetCMApplication)
         .arg("InputObject", Value::Var(app.clone()))
         .string("Publisher", &a.publisher)
@@ -122,13 +146,19 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
             .switch("DisableWildcardHandling"),
     ));
     let (add, set) = match d.installer {
-        Installer::Script => (Cmdlet::AddCMScriptDeploymentType, Cmdlet::SetCMScriptDeploymentType),
-        Installer::Msi => (Cmdlet::AddCMMsiDeploymentType, Cmdlet::SetCMMsiDeploymentType),
+        Installer::Script => (
+            Cmdlet::AddCMScriptDeploymentType,
+            Cmdlet::SetCMScriptDeploymentType,
+        ),
+        Installer::Msi => (
+            Cmdlet::AddCMMsiDeploymentType,
+            Cmdlet::SetCMMsiDeploymentType,
+        ),
     };
     let detection = |call: Call| match &d.detection {
-        DetectionSpec::Script { language, text } => {
-            call.string("ScriptLanguage", language.cmdlet_value()).string("ScriptText", text)
-        }
+        DetectionSpec::Script { language, text } => call
+            .string("ScriptLanguage", language.cmdlet_value())
+            .string("ScriptText", text),
         DetectionSpec::MsiProductCode(code) => call.string("ProductCode", code),
     };
     let create = Call::new(add)
@@ -136,7 +166,10 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
         .string("DeploymentTypeName", &dt_name)
         .string("ContentLocation", &d.content_location)
         .string("InstallCommand", &d.install_command);
-    s.push(Statement::IfNull { variable: dt.clone(), call: detection(create) });
+    s.push(Statement::IfNull {
+        variable: dt.clone(),
+        call: detection(create),
+    });
     let mut update = Call::new(set)
         .arg("InputObject", Value::Var(dt.clone()))
         .string("ContentLocation", &d.content_location)
@@ -154,7 +187,19 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
     }
     s.push(assign(&dt, update.switch("PassThru")));
     s.push(Statement::Emit(
-        Emit::step("deployment_type").member("ci_id", &dt, "CI_ID").member("name", &dt, "LocalizedDisplayName"),
+        Emit::step("deployment_type")
+            .member("ci_id", &dt, "CI_ID")
+            .member("name", &dt, "LocalizedDisplayName"),
+    ));
+
+    // Re-read the application by its stable key: the object in `$app` is the revision from
+    // before the deployment type was added, and content, deployment and folder must act on the
+    // latest one.
+    s.push(assign(
+        &app,
+        Call::new(Cmdlet::GetCMApplication)
+            .arg("ModelName", Value::Member(app.clone(), "ModelName".into()))
+            .switch("Fast"),
     ));
 
     // Content.
@@ -163,9 +208,10 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
             .arg("InputObject", Value::Var(app.clone()))
             .string("DistributionPointGroupName", &d.distribution_point_group),
     ));
-    s.push(Statement::Emit(
-        Emit::step("content").field("distribution_point_group", Value::Str(d.distribution_point_group.clone())),
-    ));
+    s.push(Statement::Emit(Emit::step("content").field(
+        "distribution_point_group",
+        Value::Str(d.distribution_point_group.clone()),
+    )));
 
     // Deployment: one per application and collection.
     s.push(assign(
@@ -174,7 +220,7 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
             .arg("InputObject", Value::Var(app.clone()))
             .string("CollectionName", &dep.collection),
     ));
-    let mut new_dep = Call::new(Cmdlet::NewCMApplicationDeployment)
+    let new_dep = Call::new(Cmdlet::NewCMApplicationDeployment)
         .arg("InputObject", Value::Var(app.clone()))
         .string("CollectionName", &dep.collection)
         .string(
@@ -192,20 +238,36 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
             },
         );
     // Validated above, so both parse; re-formatting pins the seconds.
-    if let Some(t) = parse_local_datetime(&dep.available_at) {
-        new_dep = new_dep.string("AvailableDateTime", &format_datetime(t));
-    }
-    if let Some(t) = dep.deadline.as_deref().and_then(parse_local_datetime) {
-        new_dep = new_dep.string("DeadlineDateTime", &format_datetime(t));
-    }
-    new_dep = new_dep.string(
-        "TimeBaseOn",
-        match dep.time_base {
-            TimeBase::Local => "LocalTime",
-            TimeBase::Utc => "Utc",
-        },
-    );
-    s.push(Statement::IfNull { variable: deployment.clone(), call: new_dep });
+    let times = |mut call: Call| {
+        if let Some(t) = parse_local_datetime(&dep.available_at) {
+            call = call.string("AvailableDateTime", &format_datetime(t));
+        }
+        if let Some(t) = dep.deadline.as_deref().and_then(parse_local_datetime) {
+            call = call.string("DeadlineDateTime", &format_datetime(t));
+        }
+        call.string(
+            "TimeBaseOn",
+            match dep.time_base {
+                TimeBase::Local => "LocalTime",
+                TimeBase::Utc => "Utc",
+            },
+        )
+    };
+    s.push(Statement::IfNull {
+        variable: deployment.clone(),
+        call: times(new_dep),
+    });
+    // An existing deployment gets the new schedule. Action and purpose cannot be changed on a
+    // deployment (Set-CMApplicationDeployment has no such parameters); changing them means
+    // removing the deployment, which a push never does on its own.
+    s.push(assign(
+        &deployment,
+        times(
+            Call::new(Cmdlet::SetCMApplicationDeployment)
+                .arg("InputObject", Value::Var(deployment.clone())),
+        )
+        .switch("PassThru"),
+    ));
     s.push(Statement::Emit(
         Emit::step("deployment")
             .member("assignment_id", &deployment, "AssignmentID")
@@ -219,15 +281,22 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
             let mut parent = format!("{site}:\\Application");
             for segment in &segments {
                 let here = format!("{parent}\\{segment}");
-                s.push(assign(&folder, Call::new(Cmdlet::GetCMFolder).string("FolderPath", &here)));
+                s.push(assign(
+                    &folder,
+                    Call::new(Cmdlet::GetCMFolder).string("FolderPath", &here),
+                ));
                 s.push(Statement::IfNull {
                     variable: folder.clone(),
-                    call: Call::new(Cmdlet::NewCMFolder).string("ParentFolderPath", &parent).string("Name", segment),
+                    call: Call::new(Cmdlet::NewCMFolder)
+                        .string("ParentFolderPath", &parent)
+                        .string("Name", segment),
                 });
                 parent = here;
             }
             s.push(bare(
-                Call::new(Cmdlet::MoveCMObject).string("FolderPath", &parent).arg("InputObject", Value::Var(app.clone())),
+                Call::new(Cmdlet::MoveCMObject)
+                    .string("FolderPath", &parent)
+                    .arg("InputObject", Value::Var(app.clone())),
             ));
             s.push(Statement::Emit(
                 Emit::step("folder")
@@ -258,7 +327,9 @@ pub fn inventory_script(site_code: &str, console_path: &str) -> Result<Script, S
     let mut s = preamble(site_code, console_path, true);
     s.push(assign(
         &drive,
-        Call::new(Cmdlet::GetPSDrive).string("Name", site_code).string("PSProvider", "CMSite"),
+        Call::new(Cmdlet::GetPSDrive)
+            .string("Name", site_code)
+            .string("PSProvider", "CMSite"),
     ));
     // Get-WmiObject (DCOM), not Get-CimInstance (WinRM by default): DCOM is what the console
     // itself uses to reach the SMS Provider, so it works wherever the console does.
@@ -315,11 +386,19 @@ pub fn content_location_script(
         let valid = model.starts_with("ScopeId_")
             && model.contains("/Application_")
             && model.len() <= 200
-            && model.chars().all(|c| c.is_ascii_alphanumeric() || "_-/".contains(c));
+            && model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-/".contains(c));
         if !valid {
-            return Err(SpecError::new(&field, "is not a model name like ScopeId_<guid>/Application_<guid>"));
+            return Err(SpecError::new(
+                &field,
+                "is not a model name like ScopeId_<guid>/Application_<guid>",
+            ));
         }
-        s.push(assign(&app, Call::new(Cmdlet::GetCMApplication).string("ModelName", model)));
+        s.push(assign(
+            &app,
+            Call::new(Cmdlet::GetCMApplication).string("ModelName", model),
+        ));
         s.push(Statement::Emit(
             Emit::step("content_location")
                 .field("model_name", Value::Str(model.clone()))
@@ -342,15 +421,26 @@ pub struct ResultLineError {
 
 /// The result objects of a script's stdout, in order. Lines without the marker (anything a
 /// cmdlet may print) are ignored; `\r\n` is accepted.
-pub fn result_lines(stdout: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, ResultLineError> {
+pub fn result_lines(
+    stdout: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, ResultLineError> {
     let mut out = Vec::new();
     for (i, raw) in stdout.lines().enumerate() {
-        let Some(json) = raw.strip_prefix(RESULT_MARKER) else { continue };
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| ResultLineError { line: i + 1, message: e.to_string() })?;
+        let Some(json) = raw.strip_prefix(RESULT_MARKER) else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| ResultLineError {
+            line: i + 1,
+            message: e.to_string(),
+        })?;
         match value {
             serde_json::Value::Object(map) => out.push(map),
-            _ => return Err(ResultLineError { line: i + 1, message: "not an object".into() }),
+            _ => {
+                return Err(ResultLineError {
+                    line: i + 1,
+                    message: "not an object".into(),
+                });
+            }
         }
     }
     Ok(out)
@@ -374,9 +464,15 @@ pub fn culture(language: &str) -> Option<(&'static str, u32)> {
         ("ja-JP", "Japanese(Japan)", 1041),
         ("zh-CN", "Chinese(Simplified, PRC)", 2052),
     ];
-    let compact: String = language.split_whitespace().collect::<Vec<_>>().join(" ").replace(" (", "(");
+    let compact: String = language
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" (", "(");
     CULTURES
         .iter()
-        .find(|(tag, name, _)| tag.eq_ignore_ascii_case(language.trim()) || name.eq_ignore_ascii_case(&compact))
+        .find(|(tag, name, _)| {
+            tag.eq_ignore_ascii_case(language.trim()) || name.eq_ignore_ascii_case(&compact)
+        })
         .map(|(tag, _, lcid)| (*tag, *lcid))
 }

@@ -100,7 +100,10 @@ pub enum Installer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum DetectionSpec {
-    Script { language: ScriptLanguage, text: String },
+    Script {
+        language: ScriptLanguage,
+        text: String,
+    },
     MsiProductCode(String),
 }
 
@@ -193,7 +196,10 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(field: &str, message: impl fmt::Display) -> Self {
-        SpecError { field: field.to_owned(), message: message.to_string() }
+        SpecError {
+            field: field.to_owned(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -209,7 +215,10 @@ impl PushSpec {
         let spec: PushSpec = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { "spec".to_owned() } else { path };
-            SpecError { field, message: e.into_inner().to_string() }
+            SpecError {
+                field,
+                message: e.into_inner().to_string(),
+            }
         })?;
         spec.validate()?;
         Ok(spec)
@@ -228,38 +237,78 @@ impl PushSpec {
         line("application.product_name", &a.product_name, MAX_NAME)?;
         line("application.language", &a.language, MAX_NAME)?;
         opt_line("application.owner", a.owner.as_deref(), MAX_NAME)?;
-        opt_text("application.description", a.description.as_deref(), MAX_TEXT)?;
-        opt_line("application.optional_reference", a.optional_reference.as_deref(), MAX_NAME)?;
+        opt_text(
+            "application.description",
+            a.description.as_deref(),
+            MAX_TEXT,
+        )?;
+        opt_line(
+            "application.optional_reference",
+            a.optional_reference.as_deref(),
+            MAX_NAME,
+        )?;
         if let Some(folder) = &a.folder {
             folder_segments(folder)?;
         }
 
         let d = &self.deployment_type;
         opt_line("deployment_type.name", d.name.as_deref(), MAX_NAME)?;
-        line("deployment_type.content_location", &d.content_location, 1024)?;
-        line("deployment_type.distribution_point_group", &d.distribution_point_group, MAX_NAME)?;
+        if d.name.is_none() && self.deployment_type_name().chars().count() > MAX_NAME {
+            return Err(SpecError::new(
+                "deployment_type.name",
+                format!(
+                    "is not given and the default (application.name + \"_DT\") is longer than {MAX_NAME} characters"
+                ),
+            ));
+        }
+        line(
+            "deployment_type.content_location",
+            &d.content_location,
+            1024,
+        )?;
+        line(
+            "deployment_type.distribution_point_group",
+            &d.distribution_point_group,
+            MAX_NAME,
+        )?;
         line("deployment_type.install_command", &d.install_command, 8191)?;
-        opt_line("deployment_type.uninstall_command", d.uninstall_command.as_deref(), 8191)?;
-        opt_text("deployment_type.admin_comment", d.admin_comment.as_deref(), MAX_TEXT)?;
+        opt_line(
+            "deployment_type.uninstall_command",
+            d.uninstall_command.as_deref(),
+            8191,
+        )?;
+        opt_text(
+            "deployment_type.admin_comment",
+            d.admin_comment.as_deref(),
+            MAX_TEXT,
+        )?;
         match &d.detection {
             DetectionSpec::Script { text, .. } => {
                 text_field("deployment_type.detection.script.text", text, 1 << 20)?;
                 if text.trim().is_empty() {
-                    return Err(SpecError::new("deployment_type.detection.script.text", "is empty"));
+                    return Err(SpecError::new(
+                        "deployment_type.detection.script.text",
+                        "is empty",
+                    ));
                 }
             }
             DetectionSpec::MsiProductCode(code) => {
                 if !is_braced_guid(code) {
                     return Err(SpecError::new(
                         "deployment_type.detection.msi_product_code",
-                        format!("{code:?} is not a product code like {{23170F69-40C1-2702-1900-000001000000}}"),
+                        format!(
+                            "{code:?} is not a product code like {{23170F69-40C1-2702-1900-000001000000}}"
+                        ),
                     ));
                 }
             }
         }
         // ConfigMgr's console accepts 15 to 720 minutes for the maximum run time.
         if !(15..=720).contains(&d.max_runtime_mins) {
-            return Err(SpecError::new("deployment_type.max_runtime_mins", "must be between 15 and 720"));
+            return Err(SpecError::new(
+                "deployment_type.max_runtime_mins",
+                "must be between 15 and 720",
+            ));
         }
         if d.estimated_runtime_mins > d.max_runtime_mins {
             return Err(SpecError::new(
@@ -270,13 +319,18 @@ impl PushSpec {
 
         let dep = &self.deployment;
         line("deployment.collection", &dep.collection, MAX_NAME)?;
-        let available = parse_local_datetime(&dep.available_at)
-            .ok_or_else(|| SpecError::new("deployment.available_at", "expected YYYY-MM-DDTHH:MM[:SS]"))?;
+        let available = parse_local_datetime(&dep.available_at).ok_or_else(|| {
+            SpecError::new("deployment.available_at", "expected YYYY-MM-DDTHH:MM[:SS]")
+        })?;
         if let Some(deadline) = &dep.deadline {
-            let deadline = parse_local_datetime(deadline)
-                .ok_or_else(|| SpecError::new("deployment.deadline", "expected YYYY-MM-DDTHH:MM[:SS]"))?;
+            let deadline = parse_local_datetime(deadline).ok_or_else(|| {
+                SpecError::new("deployment.deadline", "expected YYYY-MM-DDTHH:MM[:SS]")
+            })?;
             if deadline <= available {
-                return Err(SpecError::new("deployment.deadline", "must be after available_at"));
+                return Err(SpecError::new(
+                    "deployment.deadline",
+                    "must be after available_at",
+                ));
             }
         }
         Ok(())
@@ -294,7 +348,10 @@ impl PushSpec {
 /// The two site fields every script needs.
 pub fn validate_site(site_code: &str, console_path: &str) -> Result<(), SpecError> {
     if site_code.len() != 3 || !site_code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(SpecError::new("site.site_code", "must be three letters or digits"));
+        return Err(SpecError::new(
+            "site.site_code",
+            "must be three letters or digits",
+        ));
     }
     line("site.console_path", console_path, 1024)
 }
@@ -307,7 +364,8 @@ pub fn filezilla_example() -> PushSpec {
     PushSpec {
         site: SiteSpec {
             site_code: "DEM".into(),
-            console_path: "C:\\Program Files (x86)\\Microsoft Configuration Manager\\AdminConsole\\bin".into(),
+            console_path:
+                "C:\\Program Files (x86)\\Microsoft Configuration Manager\\AdminConsole\\bin".into(),
             share_path: "\\\\WIN-2HDJCBHRRVB\\Sources$\\incoming".into(),
         },
         application: ApplicationSpec {
@@ -362,7 +420,9 @@ pub fn folder_segments(folder: &str) -> Result<Vec<String>, SpecError> {
     if parts.first() == Some(&"") {
         parts.remove(0);
     }
-    if parts.first().is_some_and(|p| p.eq_ignore_ascii_case("Applications") || p.eq_ignore_ascii_case("Application")) {
+    if parts.first().is_some_and(|p| {
+        p.eq_ignore_ascii_case("Applications") || p.eq_ignore_ascii_case("Application")
+    }) {
         parts.remove(0);
     }
     let mut out = Vec::new();
@@ -371,10 +431,16 @@ pub fn folder_segments(folder: &str) -> Result<Vec<String>, SpecError> {
             return Err(SpecError::new(FIELD, "has an empty folder name"));
         }
         if part.contains('\\') {
-            return Err(SpecError::new(FIELD, "folder names cannot contain `\\` (it separates console folder paths)"));
+            return Err(SpecError::new(
+                FIELD,
+                "folder names cannot contain `\\` (it separates console folder paths)",
+            ));
         }
         if part.chars().count() > MAX_NAME {
-            return Err(SpecError::new(FIELD, format!("a folder name is longer than {MAX_NAME} characters")));
+            return Err(SpecError::new(
+                FIELD,
+                format!("a folder name is longer than {MAX_NAME} characters"),
+            ));
         }
         out.push(part.to_owned());
     }
@@ -414,15 +480,31 @@ fn bad_char(c: char, multiline: bool) -> bool {
 }
 
 fn check_chars(field: &str, value: &str, max: usize, multiline: bool) -> Result<(), SpecError> {
-    if let Some((i, c)) = value.chars().enumerate().find(|(_, c)| bad_char(*c, multiline)) {
+    if let Some((i, c)) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| bad_char(*c, multiline))
+    {
         return Err(SpecError::new(
             field,
-            format!("contains the control character U+{:04X} at position {}, which ConfigMgr cannot store", c as u32, i + 1),
+            format!(
+                "contains the {} U+{:04X} at position {}, which ConfigMgr cannot store",
+                if c.is_control() {
+                    "control character"
+                } else {
+                    "non-character"
+                },
+                c as u32,
+                i + 1
+            ),
         ));
     }
     let n = value.chars().count();
     if n > max {
-        return Err(SpecError::new(field, format!("is {n} characters long; the limit is {max}")));
+        return Err(SpecError::new(
+            field,
+            format!("is {n} characters long; the limit is {max}"),
+        ));
     }
     Ok(())
 }

@@ -34,8 +34,9 @@ fn unknown_command_is_refused_with_its_line() {
 
 #[test]
 fn pipeline_is_refused() {
-    let (line, construct) =
-        refusal(&format!("{HEAD}$apps = Get-CMApplication | Where-Object {{ $_.Name -eq 'x' }}\n"));
+    let (line, construct) = refusal(&format!(
+        "{HEAD}$apps = Get-CMApplication | Where-Object {{ $_.Name -eq 'x' }}\n"
+    ));
     assert_eq!(line, 2);
     assert!(construct.starts_with("assigned expression"), "{construct}");
 }
@@ -43,7 +44,10 @@ fn pipeline_is_refused() {
 #[test]
 fn double_quoted_string_is_refused() {
     let (_, construct) = refusal("$app = Get-CMApplication -Name \"x$(Remove-Item C:\\)\"\n");
-    assert!(construct.starts_with("string form (only '…')"), "{construct}");
+    assert!(
+        construct.starts_with("string form (only '…')"),
+        "{construct}"
+    );
 }
 
 #[test]
@@ -74,7 +78,10 @@ fn positional_argument_is_refused() {
 #[test]
 fn unassigned_output_is_refused() {
     let (_, construct) = refusal("Get-CMApplication -Name 'x'\n");
-    assert!(construct.starts_with("call whose output is not assigned"), "{construct}");
+    assert!(
+        construct.starts_with("call whose output is not assigned"),
+        "{construct}"
+    );
 }
 
 #[test]
@@ -137,7 +144,8 @@ fn result_line_with_another_marker_is_refused() {
 #[test]
 fn crlf_between_statements_is_refused() {
     // Line ends are the generator's `\n`; converting them would also change CRs inside literals.
-    let (line, construct) = refusal("$ErrorActionPreference = 'Stop'\r\nSet-Location -Path 'DEM:'\n");
+    let (line, construct) =
+        refusal("$ErrorActionPreference = 'Stop'\r\nSet-Location -Path 'DEM:'\n");
     assert_eq!(line, 1);
     assert!(construct.contains("'\\r'"), "{construct}");
 }

@@ -17,7 +17,9 @@ fn push_script_for_the_filezilla_example() {
 fn push_script_for_an_msi_installer_with_product_code_detection() {
     let mut spec = filezilla_example();
     spec.deployment_type.installer = Installer::Msi;
-    spec.deployment_type.content_location.push_str("\\FileZilla_3.46.3_x64.msi");
+    spec.deployment_type
+        .content_location
+        .push_str("\\FileZilla_3.46.3_x64.msi");
     spec.deployment_type.detection =
         DetectionSpec::MsiProductCode("{23170F69-40C1-2702-1900-000001000000}".into());
     spec.application.folder = Some("Applications/Vendors/Tim Kosse".into());
@@ -58,6 +60,7 @@ fn every_generated_script_reads_back_to_the_same_commands() {
 
 #[test]
 fn content_location_script_refuses_a_model_name_that_is_not_one() {
-    let err = content_location_script("DEM", CONSOLE, &["x'; Remove-Item C:\\".to_owned()]).unwrap_err();
+    let err =
+        content_location_script("DEM", CONSOLE, &["x'; Remove-Item C:\\".to_owned()]).unwrap_err();
     assert_eq!(err.field, "model_names[0]");
 }

@@ -235,6 +235,10 @@ fn declaration_encoding_is_ignored_and_bom_in_text_is_accepted() {
             .expect("parse")
             .title,
         "é"
+    ); // Leading whitespace before the declaration (seen when a string is pasted into a file).
+    assert_eq!(
+        sdm::parse_str(&format!(" \r\n{doc}")).expect("parse").title,
+        "é"
     );
 }
 
@@ -256,6 +260,41 @@ fn many_deployment_types_are_ordered_in_linear_time() {
     assert_eq!(app.deployment_types.len(), n);
     assert_eq!(app.deployment_types[0].logical_name, format!("D{}", n - 1));
     assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+}
+
+#[test]
+fn prefixed_namespaces_resolve_like_default_ones() {
+    let rules = "http://schemas.microsoft.com/SystemsCenterConfigurationManager/2009/06/14/Rules";
+    let default_ns = format!(
+        r#"<AppMgmtDigest xmlns="{NS}"><Application LogicalName="A"><Title>T</Title></Application><DeploymentType LogicalName="D"><Requirements><Rule xmlns="{rules}" id="r"><Expression><Operator>Equals</Operator><Operands><ConstantValue Value="1" DataType="Int64" /></Operands></Expression></Rule></Requirements></DeploymentType></AppMgmtDigest>"#
+    );
+    let prefixed = format!(
+        r#"<a:AppMgmtDigest xmlns:a="{NS}" xmlns:r="{rules}"><a:Application LogicalName="A"><a:Title>T</a:Title></a:Application><a:DeploymentType LogicalName="D"><a:Requirements><r:Rule id="r"><r:Expression><r:Operator>Equals</r:Operator><r:Operands><r:ConstantValue Value="1" DataType="Int64" /></r:Operands></r:Expression></r:Rule></a:Requirements></a:DeploymentType></a:AppMgmtDigest>"#
+    );
+    let a = sdm::parse_str(&default_ns).expect("default");
+    assert_eq!(a.deployment_types[0].requirements.len(), 1);
+    assert_eq!(sdm::parse_str(&prefixed).expect("prefixed"), a);
+    // An element in another namespace is not ours, even with the right local name.
+    let foreign = format!(
+        r#"<AppMgmtDigest xmlns="{NS}"><Application LogicalName="A"><Title xmlns="urn:other">X</Title><Title>T</Title></Application></AppMgmtDigest>"#
+    );
+    assert_eq!(sdm::parse_str(&foreign).expect("foreign").title, "T");
+    // Declarations are scoped: inside <x xmlns=""> nothing is ours; after it, ours again.
+    let undeclared = format!(
+        r#"<AppMgmtDigest xmlns="{NS}"><Application LogicalName="A"><x xmlns=""><Title>X</Title></x><Publisher>P</Publisher></Application></AppMgmtDigest>"#
+    );
+    let u = sdm::parse_str(&undeclared).expect("undeclared");
+    assert_eq!((u.title.as_str(), u.publisher.as_str()), ("", "P"));
+}
+
+#[test]
+fn too_many_namespace_declarations_are_refused() {
+    let decls: String = (0..500)
+        .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+        .collect();
+    let doc = format!("<AppMgmtDigest xmlns=\"{NS}\"{decls}><Application /></AppMgmtDigest>");
+    let err = sdm::parse_str(&doc).unwrap_err();
+    assert!(err.to_string().contains("namespace declarations"), "{err}");
 }
 
 // ---- never panic ----

@@ -1,8 +1,8 @@
 //! `parse(to_xml(a)) == a` for hand-built applications and for arbitrary (normalised) ones.
 
 use ferry_sccm::sdm::{
-    self, Application, ContentFile, DependencyGroup, DependencyItem, DeploymentType, Detection,
-    DetectionSetting, ExitCode, Expression, LocalizedInfo, Rule, SettingReference,
+    self, ActionArg, Application, ContentFile, DependencyGroup, DependencyItem, DeploymentType,
+    Detection, DetectionSetting, ExitCode, Expression, LocalizedInfo, Rule, SettingReference,
 };
 use proptest::prelude::*;
 
@@ -525,6 +525,20 @@ fn deployment_type() -> impl Strategy<Value = DeploymentType> {
         prop::collection::vec(rule(), 0..2),
         prop::collection::vec(dependency_group(), 0..2),
         prop::collection::vec(dependency_group(), 0..2),
+        prop::collection::vec(
+            (
+                xml_string(),
+                prop::sample::select(vec!["String", "Boolean", "Int32"]),
+                xml_string(),
+            )
+                .prop_map(|(name, ty, value)| ActionArg {
+                    // Names of arguments with a field of their own would not come back here.
+                    name: format!("Custom{name}"),
+                    arg_type: ty.into(),
+                    value,
+                }),
+            0..3,
+        ),
     );
     (texts, commands, flags, content, detection(), lists).prop_map(
         |(
@@ -533,7 +547,7 @@ fn deployment_type() -> impl Strategy<Value = DeploymentType> {
             (log_on, interaction, x86, max, est),
             (content_locations, content_files),
             detection,
-            (exit_codes, requirements, dependencies, supersedes),
+            (exit_codes, requirements, dependencies, supersedes, other_install_args),
         )| DeploymentType {
             scope_id,
             logical_name,
@@ -555,6 +569,7 @@ fn deployment_type() -> impl Strategy<Value = DeploymentType> {
             max_run_time_mins: max,
             estimated_run_time_mins: est,
             run_as_32bit: x86,
+            other_install_args,
             detection,
             exit_codes,
             requirements,

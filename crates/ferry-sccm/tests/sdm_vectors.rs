@@ -123,6 +123,7 @@ fn summary(app: &Application) -> Value {
                 "expression": r.expression.as_ref().map(expr_summary),
             })).collect::<Vec<_>>(),
             "dependencies": dt.dependencies.len(),
+            "other_install_args": dt.other_install_args.iter().map(|a| format!("{}: {}", a.name, a.value.len())).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -267,6 +268,12 @@ fn vector_12_webapp_has_no_content_and_no_detection() {
     };
     let dt = &app.deployment_types[0];
     assert_eq!(dt.technology, "WebApp");
+    let url = dt
+        .other_install_args
+        .iter()
+        .find(|a| a.name == "TargetUrl")
+        .expect("TargetUrl");
+    assert_eq!(url.value, "HTTP://ADMIN.MANAGE.CONTOSO.COM");
     assert!(dt.content_locations.is_empty());
     assert_eq!(dt.detection, Detection::None);
 }

@@ -71,7 +71,8 @@ fn line_break_in_a_one_line_field_is_refused() {
 #[test]
 fn line_breaks_in_the_detection_script_are_allowed() {
     let mut spec = example_json();
-    spec["deployment_type"]["detection"] = json!({"script": {"language": "powershell", "text": "if ($x) {\r\n  $true\r\n}"}});
+    spec["deployment_type"]["detection"] =
+        json!({"script": {"language": "powershell", "text": "if ($x) {\r\n  $true\r\n}"}});
     PushSpec::from_json(&spec.to_string()).unwrap();
 }
 
@@ -88,7 +89,13 @@ fn name_longer_than_256_characters_is_refused() {
 fn deadline_before_available_time_is_refused() {
     let mut spec = example_json();
     spec["deployment"]["deadline"] = json!("2020-02-01T18:00");
-    assert_eq!(field_error(spec), ("deployment.deadline".into(), "must be after available_at".into()));
+    assert_eq!(
+        field_error(spec),
+        (
+            "deployment.deadline".into(),
+            "must be after available_at".into()
+        )
+    );
 }
 
 #[test]
@@ -109,7 +116,10 @@ fn site_code_must_be_three_letters_or_digits() {
 fn malformed_product_code_is_refused() {
     let mut spec = example_json();
     spec["deployment_type"]["detection"] = json!({"msi_product_code": "23170F69"});
-    assert_eq!(field_error(spec).0, "deployment_type.detection.msi_product_code");
+    assert_eq!(
+        field_error(spec).0,
+        "deployment_type.detection.msi_product_code"
+    );
 }
 
 #[test]
@@ -130,5 +140,16 @@ fn max_runtime_outside_configmgr_range_is_refused() {
 fn deployment_type_name_defaults_to_the_package_name_with_dt() {
     let mut spec = filezilla_example();
     spec.deployment_type.name = None;
-    assert_eq!(spec.deployment_type_name(), "TimKosse_FileZilla_3.46.3_English(United States)_DT");
+    assert_eq!(
+        spec.deployment_type_name(),
+        "TimKosse_FileZilla_3.46.3_English(United States)_DT"
+    );
+}
+
+#[test]
+fn default_deployment_type_name_longer_than_256_characters_is_refused() {
+    let mut spec = example_json();
+    spec["application"]["name"] = json!("a".repeat(255));
+    spec["deployment_type"]["name"] = Value::Null;
+    assert_eq!(field_error(spec).0, "deployment_type.name");
 }

@@ -44,7 +44,9 @@ impl AdminClient {
         let token = match (&args.token, dir) {
             (Some(t), _) => t.clone(),
             (None, Some(d)) => read_trimmed(&d.join(ferry_hub::ADMIN_TOKEN_FILE))?,
-            (None, None) => bail!("no admin token: pass --token, set FERRY_ADMIN_TOKEN, or point --data-dir at the hub's data dir"),
+            (None, None) => bail!(
+                "no admin token: pass --token, set FERRY_ADMIN_TOKEN, or point --data-dir at the hub's data dir"
+            ),
         };
         Self::new(&base, &token, args.ca_cert.as_deref())
     }
@@ -57,22 +59,39 @@ impl AdminClient {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        Ok(AdminClient { http: builder.build()?, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        Ok(AdminClient {
+            http: builder.build()?,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send::<(), T>(Method::GET, path, None).await
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    pub async fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> anyhow::Result<T> {
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -81,7 +100,10 @@ impl AdminClient {
         if let Some(b) = body {
             request = request.json(b);
         }
-        let response = request.send().await.with_context(|| format!("{method} {}{path}", self.base))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {}{path}", self.base))?;
         let status = response.status();
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {
@@ -98,5 +120,8 @@ impl AdminClient {
 }
 
 fn read_trimmed(path: &Path) -> anyhow::Result<String> {
-    Ok(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_owned())
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned())
 }

@@ -110,9 +110,16 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
 
 async fn run(args: &DispatchArgs, dir: &Path) -> anyhow::Result<Report> {
     let hub = start_hub(dir, &args.sqlite_synchronous).await?;
-    eprintln!("hub pid {} at {}; registering {} connectors", hub.pid, hub.url, args.connectors.max(args.idle));
+    eprintln!(
+        "hub pid {} at {}; registering {} connectors",
+        hub.pid,
+        hub.url,
+        args.connectors.max(args.idle)
+    );
     let creds = register(&hub.client, args.connectors.max(args.idle)).await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .build()?;
 
     let mut report = Report {
         connectors: args.connectors,
@@ -145,21 +152,40 @@ async fn run(args: &DispatchArgs, dir: &Path) -> anyhow::Result<Report> {
 
     // Phase 2: the baseline, a plain poll every `baseline_interval` seconds.
     if args.baseline_jobs > 0 {
-        eprintln!("baseline: {} connectors polling every {} s", args.connectors, args.baseline_interval);
-        let phase = Phase::start(&http, &hub.url, connectors, Mode::Interval(Duration::from_secs(args.baseline_interval)));
-        let latencies = phase.drive(&hub.client, args.baseline_jobs, args.rate).await?;
+        eprintln!(
+            "baseline: {} connectors polling every {} s",
+            args.connectors, args.baseline_interval
+        );
+        let phase = Phase::start(
+            &http,
+            &hub.url,
+            connectors,
+            Mode::Interval(Duration::from_secs(args.baseline_interval)),
+        );
+        let latencies = phase
+            .drive(&hub.client, args.baseline_jobs, args.rate)
+            .await?;
         phase.stop();
         let base = Percentiles::of(latencies);
         report.baseline_p50_ms = base.p50;
         report.baseline_p99_ms = base.p99;
         report.baseline_max_ms = base.max;
-        report.p50_ratio_baseline_over_longpoll = if lp.p50 > 0.0 { base.p50 / lp.p50 } else { 0.0 };
+        report.p50_ratio_baseline_over_longpoll =
+            if lp.p50 > 0.0 { base.p50 / lp.p50 } else { 0.0 };
     }
 
     // Phase 3: idle connectors in long polls; only the hub's CPU matters.
     if args.idle > 0 {
-        eprintln!("idle: {} connectors in {} s long polls for {} s", args.idle, args.hold, args.idle_secs);
-        let phase = Phase::start(&http, &hub.url, &creds[..args.idle], Mode::LongPoll(args.hold));
+        eprintln!(
+            "idle: {} connectors in {} s long polls for {} s",
+            args.idle, args.hold, args.idle_secs
+        );
+        let phase = Phase::start(
+            &http,
+            &hub.url,
+            &creds[..args.idle],
+            Mode::LongPoll(args.hold),
+        );
         // Wait until the connection storm of the start is over: one full hold.
         tokio::time::sleep(Duration::from_secs(u64::from(args.hold) + 2)).await;
         let a = ProcStat::read(hub.pid)?;
@@ -200,7 +226,12 @@ async fn start_hub(dir: &Path, synchronous: &str) -> anyhow::Result<Hub> {
     };
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
     let client = AdminClient::new(&url, token.trim(), None)?;
-    Ok(Hub { child, pid, client, url })
+    Ok(Hub {
+        child,
+        pid,
+        client,
+        url,
+    })
 }
 
 async fn register(client: &AdminClient, n: usize) -> anyhow::Result<Vec<ConnectorCredentials>> {
@@ -211,8 +242,13 @@ async fn register(client: &AdminClient, n: usize) -> anyhow::Result<Vec<Connecto
         let limit = limit.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let new = NewConnector { name: format!("bench-{i:05}"), site: SiteSettings::default() };
-            client.post::<_, ConnectorCredentials>("/api/v1/connectors", &new).await
+            let new = NewConnector {
+                name: format!("bench-{i:05}"),
+                site: SiteSettings::default(),
+            };
+            client
+                .post::<_, ConnectorCredentials>("/api/v1/connectors", &new)
+                .await
         }));
     }
     let mut out = Vec::with_capacity(n);
@@ -237,7 +273,12 @@ struct Phase {
 }
 
 impl Phase {
-    fn start(http: &reqwest::Client, base: &str, creds: &[ConnectorCredentials], mode: Mode) -> Self {
+    fn start(
+        http: &reqwest::Client,
+        base: &str,
+        creds: &[ConnectorCredentials],
+        mode: Mode,
+    ) -> Self {
         let received = Arc::new(Mutex::new(HashMap::new()));
         let notify = Arc::new(tokio::sync::Notify::new());
         let tasks = creds
@@ -253,12 +294,22 @@ impl Phase {
                 })
             })
             .collect();
-        Phase { tasks, received, notify, connectors: creds.iter().map(|c| c.remote_id).collect() }
+        Phase {
+            tasks,
+            received,
+            notify,
+            connectors: creds.iter().map(|c| c.remote_id).collect(),
+        }
     }
 
     /// Enqueues `jobs` at `rate` per second, round-robin over the connectors, and waits until
     /// every job has been received. Returns the pickup latencies in milliseconds.
-    async fn drive(&self, client: &AdminClient, jobs: usize, rate: u32) -> anyhow::Result<Vec<f64>> {
+    async fn drive(
+        &self,
+        client: &AdminClient,
+        jobs: usize,
+        rate: u32,
+    ) -> anyhow::Result<Vec<f64>> {
         let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
         let start = tokio::time::Instant::now();
         let mut sent = HashMap::with_capacity(jobs);
@@ -277,7 +328,10 @@ impl Phase {
                     expires_at: None,
                     max_attempts: None,
                 };
-                client.post::<_, Job>("/api/v1/jobs", &new).await.map(|job| (job.id, t0))
+                client
+                    .post::<_, Job>("/api/v1/jobs", &new)
+                    .await
+                    .map(|job| (job.id, t0))
             });
         }
         while let Some(r) = in_flight.join_next().await {
@@ -288,7 +342,10 @@ impl Phase {
         loop {
             let notified = self.notify.notified();
             let done = {
-                let received = self.received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                let received = self
+                    .received
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?;
                 sent.keys().all(|id| received.contains_key(id))
             };
             if done {
@@ -299,10 +356,17 @@ impl Phase {
             }
             let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
         }
-        let received = self.received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let received = self
+            .received
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         Ok(sent
             .iter()
-            .filter_map(|(id, t0)| received.get(id).map(|t1| t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0))
+            .filter_map(|(id, t0)| {
+                received
+                    .get(id)
+                    .map(|t1| t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0)
+            })
             .collect())
     }
 
@@ -346,7 +410,12 @@ async fn simulated_connector(
                     }
                     notify.notify_one();
                     got_job = true;
-                    let report = JobReport { lease_token: job.lease_token, outcome: Outcome::Succeeded, result: None, error: None };
+                    let report = JobReport {
+                        lease_token: job.lease_token,
+                        outcome: Outcome::Succeeded,
+                        result: None,
+                        error: None,
+                    };
                     let _ = http
                         .post(format!("{base}/api/v1/connector/jobs/{}/result", job.id))
                         .header("authorization", &auth)
@@ -383,7 +452,12 @@ impl Percentiles {
             let i = ((v.len() as f64 - 1.0) * q).round() as usize;
             v[i.min(v.len() - 1)]
         };
-        Percentiles { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 
@@ -396,7 +470,8 @@ struct ProcStat {
 
 impl ProcStat {
     fn read(pid: u32) -> anyhow::Result<Self> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc (Linux only)")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .context("reading /proc (Linux only)")?;
         // Fields after the command name (which may hold spaces) start after the last ')'.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -410,7 +485,11 @@ impl ProcStat {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
-        Ok(ProcStat { at: Instant::now(), cpu_ticks: utime + stime, rss_mib: rss_kib / 1024.0 })
+        Ok(ProcStat {
+            at: Instant::now(),
+            cpu_ticks: utime + stime,
+            rss_mib: rss_kib / 1024.0,
+        })
     }
 
     /// Percent of one core used since `earlier`. Linux reports CPU time in clock ticks of
@@ -423,7 +502,10 @@ impl ProcStat {
 }
 
 fn print_report(r: &Report) {
-    println!("dispatch benchmark: {} connectors, {} jobs at {} jobs/s", r.connectors, r.jobs, r.rate);
+    println!(
+        "dispatch benchmark: {} connectors, {} jobs at {} jobs/s",
+        r.connectors, r.jobs, r.rate
+    );
     println!(
         "  long poll     pickup p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.0} jobs/s; hub CPU {:.1} %, RSS {:.1} MiB)",
         r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.jobs_per_sec, r.hub_cpu_percent, r.hub_rss_mib
@@ -431,9 +513,16 @@ fn print_report(r: &Report) {
     if r.baseline_jobs > 0 {
         println!(
             "  {} s interval pickup p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  ({} jobs)",
-            r.baseline_interval_s, r.baseline_p50_ms, r.baseline_p99_ms, r.baseline_max_ms, r.baseline_jobs
+            r.baseline_interval_s,
+            r.baseline_p50_ms,
+            r.baseline_p99_ms,
+            r.baseline_max_ms,
+            r.baseline_jobs
         );
-        println!("  ratio: the interval poll's median pickup is {:.0}x the long poll's", r.p50_ratio_baseline_over_longpoll);
+        println!(
+            "  ratio: the interval poll's median pickup is {:.0}x the long poll's",
+            r.p50_ratio_baseline_over_longpoll
+        );
     }
     if r.idle_connectors > 0 {
         println!(

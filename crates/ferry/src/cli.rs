@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferry_connector::ConnectorConfig;
-use ferry_proto::connector::{Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector};
+use ferry_proto::connector::{
+    Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector,
+};
 use ferry_proto::job::{Job, JobKind, NewJob};
 use uuid::Uuid;
 
@@ -15,7 +17,11 @@ use crate::admin_client::{AdminClient, HubArgs};
 use crate::logging;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Packaged Windows applications from the packaging team into ConfigMgr and onto endpoints.")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Packaged Windows applications from the packaging team into ConfigMgr and onto endpoints."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -210,13 +216,17 @@ pub enum BenchCmd {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sccm(cmd) => crate::sccm_cmd::run(cmd),
-        Command::Bench(BenchCmd::Sccm(args)) => crate::sccm_cmd::bench(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCmd::Sccm(args)) => {
+            crate::sccm_cmd::bench(args).map(|()| ExitCode::SUCCESS)
+        }
         other => runtime()?.block_on(dispatch_async(other)),
     }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
@@ -226,7 +236,9 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Job(cmd) => job(cmd).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
-        Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => unreachable!("handled synchronously in dispatch"),
+        Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
+            unreachable!("handled synchronously in dispatch")
+        }
     }
 }
 
@@ -279,43 +291,76 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
         ConnectorCmd::Run { config, log_format } => {
             logging::init(log_format, "info");
             let config = ConnectorConfig::load(&config)?;
-            let runner = ferry_connector::runner::Runner::new(config, ferry_connector::executor::Executors::standard())?;
+            let runner = ferry_connector::runner::Runner::new(
+                config,
+                ferry_connector::executor::Executors::standard(),
+            )?;
             runner.run(shutdown_signal()).await?;
         }
-        ConnectorCmd::Register { name, site, write_config, hub } => {
+        ConnectorCmd::Register {
+            name,
+            site,
+            write_config,
+            hub,
+        } => {
             let client = AdminClient::from_args(&hub)?;
-            let creds: ConnectorCredentials =
-                client.post("/api/v1/connectors", &NewConnector { name, site: site.settings() }).await?;
+            let creds: ConnectorCredentials = client
+                .post(
+                    "/api/v1/connectors",
+                    &NewConnector {
+                        name,
+                        site: site.settings(),
+                    },
+                )
+                .await?;
             println!("remote_id: {}", creds.remote_id);
             println!("secret:    {}", creds.secret);
             println!("(the secret is shown once; the hub keeps only a hash of it)");
             if let Some(path) = write_config {
-                let mut config = ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
+                let mut config =
+                    ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
                 config.ca_cert = hub.ca_cert.clone();
                 write_connector_config(&path, &config)?;
                 println!("wrote {}", path.display());
             }
         }
         ConnectorCmd::List { hub } => {
-            let list: Vec<Connector> = AdminClient::from_args(&hub)?.get("/api/v1/connectors").await?;
+            let list: Vec<Connector> = AdminClient::from_args(&hub)?
+                .get("/api/v1/connectors")
+                .await?;
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ConnectorCmd::Show { id, hub } => {
-            let c: Connector = AdminClient::from_args(&hub)?.get(&format!("/api/v1/connectors/{id}")).await?;
+            let c: Connector = AdminClient::from_args(&hub)?
+                .get(&format!("/api/v1/connectors/{id}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
         }
         ConnectorCmd::SetSite { id, site, hub } => {
-            let update = UpdateConnector { site: Some(site.patch()), ..Default::default() };
-            let c: Connector = AdminClient::from_args(&hub)?.patch(&format!("/api/v1/connectors/{id}"), &update).await?;
+            let update = UpdateConnector {
+                site: Some(site.patch()),
+                ..Default::default()
+            };
+            let c: Connector = AdminClient::from_args(&hub)?
+                .patch(&format!("/api/v1/connectors/{id}"), &update)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
         }
         ConnectorCmd::RotateSecret { id, hub } => {
             let creds: ConnectorCredentials = AdminClient::from_args(&hub)?
-                .post(&format!("/api/v1/connectors/{id}/rotate-secret"), &serde_json::json!({}))
+                .post(
+                    &format!("/api/v1/connectors/{id}/rotate-secret"),
+                    &serde_json::json!({}),
+                )
                 .await?;
-            println!("remote_id: {}\nsecret:    {}", creds.remote_id, creds.secret);
+            println!(
+                "remote_id: {}\nsecret:    {}",
+                creds.remote_id, creds.secret
+            );
         }
-        ConnectorCmd::Disable { id, hub } | ConnectorCmd::Enable { id, hub } if false => unreachable!("{id} {hub:?}"),
+        ConnectorCmd::Disable { id, hub } | ConnectorCmd::Enable { id, hub } if false => {
+            unreachable!("{id} {hub:?}")
+        }
         ConnectorCmd::Disable { id, hub } => set_enabled(id, &hub, false).await?,
         ConnectorCmd::Enable { id, hub } => set_enabled(id, &hub, true).await?,
     }
@@ -323,27 +368,53 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn set_enabled(id: Uuid, hub: &HubArgs, enabled: bool) -> anyhow::Result<()> {
-    let update = UpdateConnector { enabled: Some(enabled), ..Default::default() };
-    let c: Connector = AdminClient::from_args(hub)?.patch(&format!("/api/v1/connectors/{id}"), &update).await?;
-    println!("{} is now {}", c.name, if c.enabled { "enabled" } else { "disabled" });
+    let update = UpdateConnector {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    let c: Connector = AdminClient::from_args(hub)?
+        .patch(&format!("/api/v1/connectors/{id}"), &update)
+        .await?;
+    println!(
+        "{} is now {}",
+        c.name,
+        if c.enabled { "enabled" } else { "disabled" }
+    );
     Ok(())
 }
 
-pub fn write_connector_config(path: &std::path::Path, config: &ConnectorConfig) -> anyhow::Result<()> {
+pub fn write_connector_config(
+    path: &std::path::Path,
+    config: &ConnectorConfig,
+) -> anyhow::Result<()> {
     ferry_hub::secrets::write_private_file(path, config.to_toml().as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobCmd::Enqueue { connector, kind, payload, wait, hub } => {
+        JobCmd::Enqueue {
+            connector,
+            kind,
+            payload,
+            wait,
+            hub,
+        } => {
             let client = AdminClient::from_args(&hub)?;
-            let kind = JobKind::parse(&kind).with_context(|| format!("unknown job kind {kind:?}"))?;
+            let kind =
+                JobKind::parse(&kind).with_context(|| format!("unknown job kind {kind:?}"))?;
             let payload = match payload {
                 Some(p) => serde_json::from_str(&p).context("--payload is not valid JSON")?,
                 None => serde_json::Value::Null,
             };
-            let new = NewJob { connector_id: connector, kind, payload, not_before: None, expires_at: None, max_attempts: None };
+            let new = NewJob {
+                connector_id: connector,
+                kind,
+                payload,
+                not_before: None,
+                expires_at: None,
+                max_attempts: None,
+            };
             let mut job: Job = client.post("/api/v1/jobs", &new).await?;
             if wait {
                 job = wait_for_job(&client, job.id, Duration::from_secs(600)).await?;
@@ -351,7 +422,9 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&job)?);
         }
         JobCmd::Show { id, hub } => {
-            let job: Job = AdminClient::from_args(&hub)?.get(&format!("/api/v1/jobs/{id}")).await?;
+            let job: Job = AdminClient::from_args(&hub)?
+                .get(&format!("/api/v1/jobs/{id}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
         }
         JobCmd::List { connector, hub } => {
@@ -361,12 +434,30 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             };
             let jobs: Vec<Job> = AdminClient::from_args(&hub)?.get(&path).await?;
             for j in jobs {
-                println!("{}  {:<11} {:<12} attempts {}  {}", j.id, j.kind.as_str(), j.state.as_str(), j.attempts, j.error.unwrap_or_default());
+                println!(
+                    "{}  {:<11} {:<12} attempts {}  {}",
+                    j.id,
+                    j.kind.as_str(),
+                    j.state.as_str(),
+                    j.attempts,
+                    j.error.unwrap_or_default()
+                );
             }
         }
         JobCmd::Cancel { id, hub } => {
-            let job: Job = AdminClient::from_args(&hub)?.post(&format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({})).await?;
-            println!("{} is {}{}", job.id, job.state.as_str(), if job.cancel_requested { " (cancel requested)" } else { "" });
+            let job: Job = AdminClient::from_args(&hub)?
+                .post(&format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+                .await?;
+            println!(
+                "{} is {}{}",
+                job.id,
+                job.state.as_str(),
+                if job.cancel_requested {
+                    " (cancel requested)"
+                } else {
+                    ""
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -382,7 +473,11 @@ pub async fn wait_for_job(client: &AdminClient, id: Uuid, limit: Duration) -> an
             return Ok(job);
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("job {id} still {} after {}s", job.state.as_str(), limit.as_secs());
+            anyhow::bail!(
+                "job {id} still {} after {}s",
+                job.state.as_str(),
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -40,7 +40,10 @@ struct Managed {
 impl Managed {
     async fn stop(mut self) {
         terminate(&self.child);
-        if tokio::time::timeout(Duration::from_secs(12), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(12), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
         say(&format!("stopped the {}", self.name));
@@ -67,10 +70,16 @@ fn say(line: &str) {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (dir, temporary) = match &args.data_dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("ferry-demo-{}", uuid::Uuid::new_v4().simple())), true),
+        None => (
+            std::env::temp_dir().join(format!("ferry-demo-{}", uuid::Uuid::new_v4().simple())),
+            true,
+        ),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    println!("Ferry demo: a hub and an SCCM connector on this machine, in {}", dir.display());
+    println!(
+        "Ferry demo: a hub and an SCCM connector on this machine, in {}",
+        dir.display()
+    );
 
     let outcome = steps(&args, &dir).await;
     let (children, result) = match outcome {
@@ -112,7 +121,10 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
 
     let (hub, client) = try_step!(start_hub(dir, &tls, args.port).await);
     children.push(hub);
-    say(&format!("the hub is up at {} (admin token in hub/admin.token, log in hub.log)", client.base));
+    say(&format!(
+        "the hub is up at {} (admin token in hub/admin.token, log in hub.log)",
+        client.base
+    ));
 
     let site = SiteSettings {
         site_code: Some("DEM".into()),
@@ -123,7 +135,15 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         folder: Some("Applications/Test 1".into()),
     };
     let creds: ConnectorCredentials = try_step!(
-        client.post("/api/v1/connectors", &NewConnector { name: "demo-connector".into(), site }).await
+        client
+            .post(
+                "/api/v1/connectors",
+                &NewConnector {
+                    name: "demo-connector".into(),
+                    site
+                }
+            )
+            .await
     );
     say(&format!(
         "registered connector \"demo-connector\": remote ID {}; its secret is in connector.toml (mode 0600), the hub keeps only a hash",
@@ -132,7 +152,9 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
 
     let connector = try_step!(start_connector(dir, &client.base, &tls.ca_cert, &creds).await);
     children.push(connector);
-    say("the connector is running (log in connector.log): it dialled out to the hub and waits in a long poll");
+    say(
+        "the connector is running (log in connector.log): it dialled out to the hub and waits in a long poll",
+    );
 
     let job = try_step!(run_diagnostics(&client, creds.remote_id).await);
     let summary = serde_json::json!({
@@ -143,7 +165,14 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         "state": job.state,
     });
     if job.state != JobState::Succeeded {
-        return Err((children, anyhow::anyhow!("the diagnostics job ended {}: {}", job.state.as_str(), job.error.unwrap_or_default())));
+        return Err((
+            children,
+            anyhow::anyhow!(
+                "the diagnostics job ended {}: {}",
+                job.state.as_str(),
+                job.error.unwrap_or_default()
+            ),
+        ));
     }
     Ok((children, summary))
 }
@@ -157,22 +186,31 @@ struct Tls {
 /// A throw-away CA and a server certificate for `localhost` / `127.0.0.1` signed by it, so the
 /// connector verifies the hub exactly as it would in production (no "insecure" switch).
 fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     std::fs::create_dir_all(dir)?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "Ferry demo CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Ferry demo CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
     let key = KeyPair::generate()?;
     let mut server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-    server.distinguished_name.push(DnType::CommonName, "Ferry demo hub");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "Ferry demo hub");
     let server_cert = server.signed_by(&key, &issuer)?;
 
-    let tls = Tls { ca_cert: dir.join("ca.pem"), cert: dir.join("hub.pem"), key: dir.join("hub-key.pem") };
+    let tls = Tls {
+        ca_cert: dir.join("ca.pem"),
+        cert: dir.join("hub.pem"),
+        key: dir.join("hub-key.pem"),
+    };
     std::fs::write(&tls.ca_cert, ca_cert.pem())?;
     std::fs::write(&tls.cert, server_cert.pem())?;
     ferry_hub::secrets::write_private_file(&tls.key, key.serialize_pem().as_bytes())?;
@@ -181,7 +219,8 @@ fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
 
 fn spawn_ferry(args: &[&str], log: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ferry binary")?;
-    let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err_file = log_file.try_clone()?;
     Command::new(exe)
         .args(args)
@@ -214,28 +253,49 @@ async fn start_hub(dir: &Path, tls: &Tls, port: u16) -> anyhow::Result<(Managed,
             break text.trim().to_owned();
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the hub exited ({status}); see {}", dir.join("hub.log").display());
+            bail!(
+                "the hub exited ({status}); see {}",
+                dir.join("hub.log").display()
+            );
         }
         if started.elapsed() > Duration::from_secs(30) {
-            bail!("the hub did not start within 30 s; see {}", dir.join("hub.log").display());
+            bail!(
+                "the hub did not start within 30 s; see {}",
+                dir.join("hub.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
     let client = AdminClient::new(&url, token.trim(), Some(&tls.ca_cert))?;
-    let _: serde_json::Value = client.get("/healthz").await.context("the hub is not answering over HTTPS")?;
+    let _: serde_json::Value = client
+        .get("/healthz")
+        .await
+        .context("the hub is not answering over HTTPS")?;
     Ok((Managed { name: "hub", child }, client))
 }
 
-async fn start_connector(dir: &Path, hub_url: &str, ca: &Path, creds: &ConnectorCredentials) -> anyhow::Result<Managed> {
-    let mut config = ConnectorConfig::new(hub_url.to_owned(), creds.remote_id, creds.secret.clone());
+async fn start_connector(
+    dir: &Path,
+    hub_url: &str,
+    ca: &Path,
+    creds: &ConnectorCredentials,
+) -> anyhow::Result<Managed> {
+    let mut config =
+        ConnectorConfig::new(hub_url.to_owned(), creds.remote_id, creds.secret.clone());
     config.ca_cert = Some(ca.to_owned());
     config.work_dir = dir.join("connector-work");
     let path = dir.join("connector.toml");
     crate::cli::write_connector_config(&path, &config)?;
     let path_arg = path.display().to_string();
-    let child = spawn_ferry(&["connector", "run", "--config", &path_arg], &dir.join("connector.log"))?;
-    Ok(Managed { name: "connector", child })
+    let child = spawn_ferry(
+        &["connector", "run", "--config", &path_arg],
+        &dir.join("connector.log"),
+    )?;
+    Ok(Managed {
+        name: "connector",
+        child,
+    })
 }
 
 async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow::Result<Job> {
@@ -248,19 +308,31 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
         max_attempts: None,
     };
     let queued: Job = client.post("/api/v1/jobs", &new).await?;
-    say(&format!("queued a diagnostics job ({}); the connector is told at once, not at its next poll", queued.id));
+    say(&format!(
+        "queued a diagnostics job ({}); the connector is told at once, not at its next poll",
+        queued.id
+    ));
     let started = Instant::now();
     let mut shown = 1; // the "queued" event
     let job = loop {
         let job: Job = client.get(&format!("/api/v1/jobs/{}", queued.id)).await?;
         for event in job.events.iter().skip(shown) {
             let text = match (&event.state, &event.step) {
-                (Some(state), _) => format!("    job is {} (attempt {})", state.as_str(), event.attempt),
-                (None, Some(step)) => format!(
-                    "    {step}: {}{}",
-                    event.message.as_deref().unwrap_or(""),
-                    event.percent.map(|p| format!(" ({p}%)")).unwrap_or_default()
+                (Some(state), _) => format!(
+                    "    the job {} (attempt {})",
+                    state_phrase(*state),
+                    event.attempt
                 ),
+                (None, Some(step)) => {
+                    let percent = event
+                        .percent
+                        .map(|p| format!(" ({p}%)"))
+                        .unwrap_or_default();
+                    match event.message.as_deref() {
+                        Some(m) => format!("    {step}: {m}{percent}"),
+                        None => format!("    {step}{percent}"),
+                    }
+                }
                 _ => continue,
             };
             println!("{text}");
@@ -270,12 +342,23 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
             break job;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("the diagnostics job did not finish within 60 s (state {})", job.state.as_str());
+            bail!(
+                "the diagnostics job did not finish within 60 s (state {})",
+                job.state.as_str()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if let Some(report) = job.result.clone().and_then(|r| serde_json::from_value::<DiagnosticsReport>(r).ok()) {
-        say(&format!("the job {} in {:.2} s; the connector reports:", job.state.as_str(), started.elapsed().as_secs_f64()));
+    if let Some(report) = job
+        .result
+        .clone()
+        .and_then(|r| serde_json::from_value::<DiagnosticsReport>(r).ok())
+    {
+        say(&format!(
+            "the job {} in {:.2} s; the connector reports:",
+            job.state.as_str(),
+            started.elapsed().as_secs_f64()
+        ));
         say(&format!(
             "  connector {} on {} ({}), {}",
             report.connector_version,
@@ -287,16 +370,35 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
             "  Windows PowerShell: {}; PowerShell 7: {}; ConfigMgr console module: {}",
             report.windows_powershell.as_deref().unwrap_or("not found"),
             report.pwsh.as_deref().unwrap_or("not found"),
-            if report.console_module_found { "found" } else { "not found (off Windows the emulated site stands in)" }
+            if report.console_module_found {
+                "found"
+            } else {
+                "not found (off Windows the emulated site stands in)"
+            }
         ));
         say(&format!(
             "  free disk in the work folder: {}; hub round trip: {:.1} ms average over {}",
-            report.work_dir_free_bytes.map(human_bytes).unwrap_or_else(|| "unknown".into()),
+            report
+                .work_dir_free_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "unknown".into()),
             report.hub_rtt_ms.avg,
             report.hub_rtt_ms.samples
         ));
     }
     Ok(job)
+}
+
+fn state_phrase(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "is queued",
+        JobState::Leased => "was handed to the connector",
+        JobState::Running => "is running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "was cancelled",
+        JobState::Expired => "expired",
+    }
 }
 
 fn human_bytes(n: u64) -> String {

@@ -11,10 +11,14 @@ fn demo_runs_end_to_end_over_https_and_exits_zero() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let last = stdout.lines().last().unwrap();
     let summary: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(summary["ok"], true, "{stdout}");
     assert!(summary["hub"].as_str().unwrap().starts_with("https://"));
-    assert!(stdout.contains("job is succeeded"), "{stdout}");
+    assert!(stdout.contains("the job succeeded"), "{stdout}");
 }

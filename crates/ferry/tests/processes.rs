@@ -20,13 +20,20 @@ async fn a_connector_runs_a_diagnostics_job_and_reports_its_findings() {
     let c = hub.register("c").await;
     let _connector = hub.spawn_connector(&c, "");
     let job = hub.enqueue(c.remote_id, json!({ "rtt_samples": 2 })).await;
-    let done = hub.wait_job(job.id, Duration::from_secs(20), |j| j.state.is_terminal()).await;
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(20), |j| j.state.is_terminal())
+        .await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     let result = done.result.unwrap();
     assert_eq!(result["os"], std::env::consts::OS);
     assert_eq!(result["hub_rtt_ms"]["samples"], 2);
     assert!(result["work_dir_free_bytes"].as_u64().unwrap() > 0);
-    assert!(done.events.iter().any(|e| e.step.as_deref() == Some("hub_rtt")), "progress reached the hub");
+    assert!(
+        done.events
+            .iter()
+            .any(|e| e.step.as_deref() == Some("hub_rtt")),
+        "progress reached the hub"
+    );
 }
 
 #[tokio::test]
@@ -35,12 +42,21 @@ async fn a_killed_connectors_job_returns_to_the_queue_and_runs_again() {
     let c = hub.register("c").await;
     let mut first = hub.spawn_connector(&c, "");
     let job = hub.enqueue(c.remote_id, slow_payload(3)).await;
-    hub.wait_job(job.id, Duration::from_secs(20), |j| j.state == JobState::Running).await;
+    hub.wait_job(job.id, Duration::from_secs(20), |j| {
+        j.state == JobState::Running
+    })
+    .await;
     first.kill9();
-    let requeued = hub.wait_job(job.id, Duration::from_secs(10), |j| j.state == JobState::Queued).await;
+    let requeued = hub
+        .wait_job(job.id, Duration::from_secs(10), |j| {
+            j.state == JobState::Queued
+        })
+        .await;
     assert_eq!(requeued.attempts, 1);
     let _second = hub.spawn_connector(&c, "");
-    let done = hub.wait_job(job.id, Duration::from_secs(30), |j| j.state.is_terminal()).await;
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(30), |j| j.state.is_terminal())
+        .await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     assert_eq!(done.attempts, 2);
 }
@@ -62,7 +78,9 @@ async fn a_killed_hub_restarts_with_every_job_and_resolves_old_leases() {
     // The old lease still lapses on time after the restart, and both jobs then run.
     let _connector = hub.spawn_connector(&c, "");
     for id in [leased.id, queued.id] {
-        let done = hub.wait_job(id, Duration::from_secs(30), |j| j.state.is_terminal()).await;
+        let done = hub
+            .wait_job(id, Duration::from_secs(30), |j| j.state.is_terminal())
+            .await;
         assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     }
     assert_eq!(hub.job(leased.id).await.attempts, 2);
@@ -72,7 +90,11 @@ async fn a_killed_hub_restarts_with_every_job_and_resolves_old_leases() {
 #[tokio::test]
 async fn an_unreachable_hub_is_retried_with_backoff_not_in_a_spin() {
     // A port nothing listens on: bind, read the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "hub_url = \"http://127.0.0.1:{port}\"\nremote_id = \"{}\"\nsecret = \"x\"\nmax_backoff_secs = 2\nwork_dir = \"{}\"\n",
@@ -89,9 +111,20 @@ async fn an_unreachable_hub_is_retried_with_backoff_not_in_a_spin() {
         .collect();
     // With a 100 ms floor and a 2 s cap, 4 s allow at most ~40 attempts; a spinning loop
     // would make thousands. At least two prove it keeps trying.
-    assert!(retries.len() >= 2 && retries.len() <= 40, "{} retries: {}", retries.len(), connector.log());
-    let delays: Vec<u64> = retries.iter().filter_map(|v| v["retry_in_ms"].as_u64()).collect();
-    assert!(delays.iter().all(|d| (100..=2000).contains(d)), "{delays:?}");
+    assert!(
+        retries.len() >= 2 && retries.len() <= 40,
+        "{} retries: {}",
+        retries.len(),
+        connector.log()
+    );
+    let delays: Vec<u64> = retries
+        .iter()
+        .filter_map(|v| v["retry_in_ms"].as_u64())
+        .collect();
+    assert!(
+        delays.iter().all(|d| (100..=2000).contains(d)),
+        "{delays:?}"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +135,11 @@ async fn a_connector_with_a_wrong_secret_stops_and_says_why() {
     let mut connector = hub.spawn_connector(&c, "");
     let code = connector.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(1));
-    assert!(connector.log().contains("invalid connector credentials"), "{}", connector.log());
+    assert!(
+        connector.log().contains("invalid connector credentials"),
+        "{}",
+        connector.log()
+    );
 }
 
 #[tokio::test]
@@ -111,7 +148,10 @@ async fn sigterm_gives_a_running_job_back_to_the_hub() {
     let c = hub.register("c").await;
     let mut connector = hub.spawn_connector(&c, "shutdown_grace_secs = 0");
     let job = hub.enqueue(c.remote_id, slow_payload(20)).await;
-    hub.wait_job(job.id, Duration::from_secs(20), |j| j.state == JobState::Running).await;
+    hub.wait_job(job.id, Duration::from_secs(20), |j| {
+        j.state == JobState::Running
+    })
+    .await;
     connector.sigterm();
     assert_eq!(connector.wait_exit(Duration::from_secs(10)).await, Some(0));
     let released = hub.job(job.id).await;
@@ -125,7 +165,10 @@ async fn sigterm_lets_a_short_job_finish_within_the_grace_period() {
     let c = hub.register("c").await;
     let mut connector = hub.spawn_connector(&c, "shutdown_grace_secs = 20");
     let job = hub.enqueue(c.remote_id, slow_payload(2)).await;
-    hub.wait_job(job.id, Duration::from_secs(20), |j| j.state == JobState::Running).await;
+    hub.wait_job(job.id, Duration::from_secs(20), |j| {
+        j.state == JobState::Running
+    })
+    .await;
     connector.sigterm();
     assert_eq!(connector.wait_exit(Duration::from_secs(20)).await, Some(0));
     assert_eq!(hub.job(job.id).await.state, JobState::Succeeded);
@@ -137,9 +180,20 @@ async fn a_cancelled_job_is_stopped_by_its_connector() {
     let c = hub.register("c").await;
     let _connector = hub.spawn_connector(&c, "");
     let job = hub.enqueue(c.remote_id, slow_payload(30)).await;
-    hub.wait_job(job.id, Duration::from_secs(20), |j| j.state == JobState::Running).await;
-    hub.admin(reqwest::Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id)).send().await.unwrap();
-    let done = hub.wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal()).await;
+    hub.wait_job(job.id, Duration::from_secs(20), |j| {
+        j.state == JobState::Running
+    })
+    .await;
+    hub.admin(
+        reqwest::Method::POST,
+        &format!("/api/v1/jobs/{}/cancel", job.id),
+    )
+    .send()
+    .await
+    .unwrap();
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal())
+        .await;
     assert_eq!(done.state, JobState::Cancelled, "{done:#?}");
 }
 
@@ -149,6 +203,8 @@ async fn interval_polling_mode_still_delivers_jobs() {
     let c = hub.register("c").await;
     let _connector = hub.spawn_connector(&c, "poll_interval_secs = 1");
     let job = hub.enqueue(c.remote_id, json!({ "rtt_samples": 1 })).await;
-    let done = hub.wait_job(job.id, Duration::from_secs(20), |j| j.state.is_terminal()).await;
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(20), |j| j.state.is_terminal())
+        .await;
     assert_eq!(done.state, JobState::Succeeded);
 }

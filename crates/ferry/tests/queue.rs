@@ -31,7 +31,10 @@ async fn enqueueing_wakes_the_waiting_long_poll() {
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         })
     };
     // Make sure the poll is parked before enqueueing.
@@ -70,10 +73,14 @@ async fn a_late_result_from_a_lapsed_lease_is_refused() {
     assert_eq!(status, 200);
     assert_eq!(second["attempt"], 2);
     assert_ne!(first["lease_token"], second["lease_token"]);
-    let (status, body) = hub.report(&c, &first["id"], &first["lease_token"], "succeeded").await;
+    let (status, body) = hub
+        .report(&c, &first["id"], &first["lease_token"], "succeeded")
+        .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "stale_lease");
-    let (status, _) = hub.report(&c, &second["id"], &second["lease_token"], "succeeded").await;
+    let (status, _) = hub
+        .report(&c, &second["id"], &second["lease_token"], "succeeded")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(hub.job(job.id).await.state, JobState::Succeeded);
 }
@@ -84,14 +91,32 @@ async fn the_same_result_sent_twice_is_accepted_once() {
     let c = hub.register("c").await;
     let job = hub.enqueue(c.remote_id, Value::Null).await;
     let (_, leased) = hub.poll(&c, 1).await;
-    let (s1, b1) = hub.report(&c, &leased["id"], &leased["lease_token"], "succeeded").await;
-    let (s2, b2) = hub.report(&c, &leased["id"], &leased["lease_token"], "succeeded").await;
+    let (s1, b1) = hub
+        .report(&c, &leased["id"], &leased["lease_token"], "succeeded")
+        .await;
+    let (s2, b2) = hub
+        .report(&c, &leased["id"], &leased["lease_token"], "succeeded")
+        .await;
     assert_eq!((s1, s2), (200, 200));
-    assert_eq!(b1["finished_at"], b2["finished_at"], "the replay must not change the job");
-    let (s3, b3) = hub.report(&c, &leased["id"], &leased["lease_token"], "failed").await;
-    assert_eq!(s3, 409, "a different outcome after the end is a conflict: {b3}");
+    assert_eq!(
+        b1["finished_at"], b2["finished_at"],
+        "the replay must not change the job"
+    );
+    let (s3, b3) = hub
+        .report(&c, &leased["id"], &leased["lease_token"], "failed")
+        .await;
+    assert_eq!(
+        s3, 409,
+        "a different outcome after the end is a conflict: {b3}"
+    );
     let events = hub.job(job.id).await.events;
-    assert_eq!(events.iter().filter(|e| e.state == Some(JobState::Succeeded)).count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.state == Some(JobState::Succeeded))
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -109,7 +134,9 @@ async fn a_lease_that_lapses_on_the_last_attempt_fails_the_job_with_the_reason()
         })
         .await;
     assert_eq!(hub.poll(&c, 1).await.0, 200);
-    let failed = hub.wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal()).await;
+    let failed = hub
+        .wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal())
+        .await;
     assert_eq!(failed.state, JobState::Failed);
     assert!(failed.error.unwrap().contains("attempt 1 of 1"));
 }
@@ -119,7 +146,11 @@ async fn cancelling_a_queued_job_ends_it_at_once() {
     let hub = TestHub::start("").await;
     let c = hub.register("c").await;
     let job = hub.enqueue(c.remote_id, Value::Null).await;
-    let r = hub.admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id)).send().await.unwrap();
+    let r = hub
+        .admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(hub.job(job.id).await.state, JobState::Cancelled);
     assert_eq!(hub.poll(&c, 1).await.0, 204);
@@ -131,17 +162,30 @@ async fn cancelling_a_leased_job_tells_the_connector_at_its_next_contact() {
     let c = hub.register("c").await;
     let job = hub.enqueue(c.remote_id, Value::Null).await;
     let (_, leased) = hub.poll(&c, 1).await;
-    hub.admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id)).send().await.unwrap();
-    assert_eq!(hub.job(job.id).await.state, JobState::Leased, "the connector decides when it stops");
+    hub.admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        hub.job(job.id).await.state,
+        JobState::Leased,
+        "the connector decides when it stops"
+    );
     let r = hub
-        .as_connector(&c, Method::POST, &format!("/api/v1/connector/jobs/{}/lease", job.id))
+        .as_connector(
+            &c,
+            Method::POST,
+            &format!("/api/v1/connector/jobs/{}/lease", job.id),
+        )
         .json(&json!({ "lease_token": leased["lease_token"] }))
         .send()
         .await
         .unwrap();
     let status: Value = r.json().await.unwrap();
     assert_eq!(status["cancel_requested"], true);
-    let (code, _) = hub.report(&c, &leased["id"], &leased["lease_token"], "cancelled").await;
+    let (code, _) = hub
+        .report(&c, &leased["id"], &leased["lease_token"], "cancelled")
+        .await;
     assert_eq!(code, 200);
     assert_eq!(hub.job(job.id).await.state, JobState::Cancelled);
 }
@@ -152,8 +196,13 @@ async fn cancelling_a_finished_job_is_a_conflict() {
     let c = hub.register("c").await;
     let job = hub.enqueue(c.remote_id, Value::Null).await;
     let (_, leased) = hub.poll(&c, 1).await;
-    hub.report(&c, &leased["id"], &leased["lease_token"], "succeeded").await;
-    let r = hub.admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id)).send().await.unwrap();
+    hub.report(&c, &leased["id"], &leased["lease_token"], "succeeded")
+        .await;
+    let r = hub
+        .admin(Method::POST, &format!("/api/v1/jobs/{}/cancel", job.id))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
 }
 
@@ -172,7 +221,9 @@ async fn a_job_past_its_expiry_is_never_handed_out() {
             max_attempts: None,
         })
         .await;
-    let expired = hub.wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal()).await;
+    let expired = hub
+        .wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal())
+        .await;
     assert_eq!(expired.state, JobState::Expired);
     assert_eq!(hub.poll(&c, 1).await.0, 204);
 }
@@ -193,9 +244,15 @@ async fn a_delayed_job_reaches_a_waiting_connector_when_it_becomes_due() {
         })
         .await;
     let (status, body) = hub.poll(&c, 20).await;
-    assert_eq!(status, 200, "the sweeper must wake the waiting poll when the job is due");
+    assert_eq!(
+        status, 200,
+        "the sweeper must wake the waiting poll when the job is due"
+    );
     assert_eq!(body["id"], job.id.to_string());
-    assert!(time::OffsetDateTime::now_utc() >= not_before, "handed out before not_before");
+    assert!(
+        time::OffsetDateTime::now_utc() >= not_before,
+        "handed out before not_before"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +262,11 @@ async fn released_job_is_queued_again_without_using_up_an_attempt() {
     let job = hub.enqueue(c.remote_id, Value::Null).await;
     let (_, leased) = hub.poll(&c, 1).await;
     let r = hub
-        .as_connector(&c, Method::POST, &format!("/api/v1/connector/jobs/{}/release", job.id))
+        .as_connector(
+            &c,
+            Method::POST,
+            &format!("/api/v1/connector/jobs/{}/release", job.id),
+        )
         .json(&json!({ "lease_token": leased["lease_token"] }))
         .send()
         .await
@@ -232,7 +293,11 @@ async fn progress_moves_the_job_to_running_and_is_kept_in_its_history() {
     assert_eq!(r.status(), 200);
     let running = hub.job(job.id).await;
     assert_eq!(running.state, JobState::Running);
-    let step = running.events.iter().find(|e| e.step.as_deref() == Some("download")).unwrap();
+    let step = running
+        .events
+        .iter()
+        .find(|e| e.step.as_deref() == Some("download"))
+        .unwrap();
     assert_eq!(step.percent, Some(30));
     assert_eq!(step.message.as_deref(), Some("12 of 40 MiB"));
 }

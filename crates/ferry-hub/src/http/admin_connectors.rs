@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ferry_proto::connector::{Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector};
+use ferry_proto::connector::{
+    Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector,
+};
 use uuid::Uuid;
 
 use super::auth::Admin;
@@ -24,17 +26,42 @@ pub async fn register(
     validate_site(&req.site)?;
     let id = Uuid::new_v4();
     let secret = generate_secret();
-    state.store.create_connector(admin.actor(), id, &req.name, &state.key.hash(&secret), &req.site).await?;
+    state
+        .store
+        .create_connector(
+            admin.actor(),
+            id,
+            &req.name,
+            &state.key.hash(&secret),
+            &req.site,
+        )
+        .await?;
     tracing::info!(connector = %id, name = %req.name, "connector registered");
-    Ok((StatusCode::CREATED, Json(ConnectorCredentials { remote_id: id, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectorCredentials {
+            remote_id: id,
+            secret,
+        }),
+    ))
 }
 
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Connector>>> {
-    Ok(Json(state.store.list_connectors().await?))
+    let list = state.store.list_connectors().await?;
+    Ok(Json(list.into_iter().map(|c| with_presence(&state, c)).collect()))
 }
 
-pub async fn show(_: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Connector>> {
-    state.store.get_connector(id).await?.map(Json).ok_or(Error::NotFound("connector"))
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Connector>> {
+    state
+        .store
+        .get_connector(id)
+        .await?
+        .map(|c| Json(with_presence(&state, c)))
+        .ok_or(Error::NotFound("connector"))
 }
 
 pub async fn update(
@@ -51,16 +78,19 @@ pub async fn update(
         probe.apply(site);
         validate_site(&probe)?;
     }
-    let connector = state.store.update_connector(admin.actor(), id, &req).await.map_err(|e| match e {
-        crate::store::JobError::NotFound => Error::NotFound("connector"),
-        other => other.into(),
-    })?;
-    if req.enabled == Some(false) {
-        // A disabled connector's waiting long poll must not be handed a job; wake it so it
-        // re-authenticates (and gets its 403) at once rather than at the end of its hold.
-        state.waiters.wake(id);
-    }
-    Ok(Json(connector))
+    let connector = state
+        .store
+        .update_connector(admin.actor(), id, &req)
+        .await
+        .map_err(|e| match e {
+            crate::store::JobError::NotFound => Error::NotFound("connector"),
+            other => other.into(),
+        })?;
+    super::auth::forget_connector(&state, id);
+    // Wake its waiting long poll: a disabled connector gets its 403 at once rather than at
+    // the end of its hold, and a re-enabled one looks for jobs again.
+    state.waiters.wake(id);
+    Ok(Json(with_presence(&state, connector)))
 }
 
 pub async fn rotate_secret(
@@ -69,18 +99,37 @@ pub async fn rotate_secret(
     IdPath(id): IdPath,
 ) -> Result<Json<ConnectorCredentials>> {
     let secret = generate_secret();
-    state.store.set_connector_secret(admin.actor(), id, &state.key.hash(&secret)).await.map_err(|e| match e {
-        crate::store::JobError::NotFound => Error::NotFound("connector"),
-        other => other.into(),
-    })?;
+    state
+        .store
+        .set_connector_secret(admin.actor(), id, &state.key.hash(&secret))
+        .await
+        .map_err(|e| match e {
+            crate::store::JobError::NotFound => Error::NotFound("connector"),
+            other => other.into(),
+        })?;
+    super::auth::forget_connector(&state, id);
     tracing::info!(connector = %id, "connector secret rotated");
-    Ok(Json(ConnectorCredentials { remote_id: id, secret }))
+    Ok(Json(ConnectorCredentials {
+        remote_id: id,
+        secret,
+    }))
+}
+
+/// The store's `last_seen_at` lags by up to the presence flush interval; the hub's memory does not.
+fn with_presence(state: &AppState, mut connector: Connector) -> Connector {
+    if let Some(at) = state.presence.latest(connector.id) {
+        connector.last_seen_at = Some(crate::time_util::from_ms(at));
+    }
+    connector
 }
 
 fn validate_name(name: &str) -> Result<()> {
     let trimmed = name.trim();
     if trimmed.is_empty() || trimmed.len() != name.len() {
-        return Err(Error::bad("invalid_field", "`name` must be non-empty with no leading or trailing spaces"));
+        return Err(Error::bad(
+            "invalid_field",
+            "`name` must be non-empty with no leading or trailing spaces",
+        ));
     }
     if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(Error::bad(
@@ -96,7 +145,10 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
         ("site.site_code", &site.site_code),
         ("site.console_path", &site.console_path),
         ("site.share_path", &site.share_path),
-        ("site.distribution_point_group", &site.distribution_point_group),
+        (
+            "site.distribution_point_group",
+            &site.distribution_point_group,
+        ),
         ("site.collection", &site.collection),
         ("site.folder", &site.folder),
     ];
@@ -105,7 +157,9 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
             if v.chars().count() > MAX_SETTING || v.chars().any(char::is_control) {
                 return Err(Error::bad(
                     "invalid_field",
-                    format!("`{field}` must be at most {MAX_SETTING} characters with no control characters"),
+                    format!(
+                        "`{field}` must be at most {MAX_SETTING} characters with no control characters"
+                    ),
                 ));
             }
         }
@@ -113,7 +167,10 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
     if let Some(code) = &site.site_code {
         // ConfigMgr site codes are three letters or digits.
         if code.len() != 3 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(Error::bad("invalid_field", "`site.site_code` must be three letters or digits, e.g. DEM"));
+            return Err(Error::bad(
+                "invalid_field",
+                "`site.site_code` must be three letters or digits, e.g. DEM",
+            ));
         }
     }
     Ok(())

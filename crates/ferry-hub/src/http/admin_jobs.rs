@@ -24,26 +24,43 @@ pub async fn enqueue(
     let not_before_ms = req.not_before.map(to_ms);
     let expires_at_ms = req.expires_at.map(to_ms);
     if expires_at_ms.is_some_and(|e| e <= now) {
-        return Err(Error::bad("invalid_field", "`expires_at` must be in the future"));
+        return Err(Error::bad(
+            "invalid_field",
+            "`expires_at` must be in the future",
+        ));
     }
     if let (Some(nb), Some(ex)) = (not_before_ms, expires_at_ms) {
         if ex <= nb {
-            return Err(Error::bad("invalid_field", "`expires_at` must be after `not_before`"));
+            return Err(Error::bad(
+                "invalid_field",
+                "`expires_at` must be after `not_before`",
+            ));
         }
     }
     let max_attempts = req.max_attempts.unwrap_or(state.config.max_attempts);
     if !(1..=100).contains(&max_attempts) {
-        return Err(Error::bad("invalid_field", "`max_attempts` must be between 1 and 100"));
+        return Err(Error::bad(
+            "invalid_field",
+            "`max_attempts` must be between 1 and 100",
+        ));
     }
     let connector = state
         .store
         .get_connector(req.connector_id)
         .await?
-        .ok_or_else(|| Error::bad("unknown_connector", format!("no connector with id {}", req.connector_id)))?;
+        .ok_or_else(|| {
+            Error::bad(
+                "unknown_connector",
+                format!("no connector with id {}", req.connector_id),
+            )
+        })?;
     let payload = match req.kind {
         JobKind::Diagnostics => {
-            let mut d: DiagnosticsRequest =
-                if req.payload.is_null() { DiagnosticsRequest::default() } else { payload_of(&req.payload)? };
+            let mut d: DiagnosticsRequest = if req.payload.is_null() {
+                DiagnosticsRequest::default()
+            } else {
+                payload_of(&req.payload)?
+            };
             d.validate().map_err(|m| Error::bad("invalid_field", m))?;
             if d.console_path.is_none() {
                 d.console_path = connector.site.console_path.clone();
@@ -91,17 +108,34 @@ pub async fn list(
     Ok(Json(state.store.list_jobs(&filter).await?))
 }
 
-pub async fn show(_: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>> {
-    state.store.get_job(id, true).await?.map(Json).ok_or(Error::NotFound("job"))
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Job>> {
+    state
+        .store
+        .get_job(id, true)
+        .await?
+        .map(Json)
+        .ok_or(Error::NotFound("job"))
 }
 
-pub async fn cancel(admin: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Job>> {
-    let job = state.store.cancel_job(admin.actor(), id).await.map_err(|e| match e {
-        JobError::Finished(s) => Error::Conflict {
-            code: "job_finished",
-            message: format!("the job has already finished ({s}); there is nothing to cancel"),
-        },
-        other => other.into(),
-    })?;
+pub async fn cancel(
+    admin: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Job>> {
+    let job = state
+        .store
+        .cancel_job(admin.actor(), id)
+        .await
+        .map_err(|e| match e {
+            JobError::Finished(s) => Error::Conflict {
+                code: "job_finished",
+                message: format!("the job has already finished ({s}); there is nothing to cancel"),
+            },
+            other => other.into(),
+        })?;
     Ok(Json(job))
 }

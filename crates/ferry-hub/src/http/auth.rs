@@ -13,11 +13,8 @@ use uuid::Uuid;
 
 use super::error::Error;
 use crate::AppState;
+use crate::store::ConnectorAuthRow;
 use crate::time_util::now_ms;
-
-/// How stale `last_seen_at` may get before a request writes it again. Writing on every long
-/// poll would turn 10,000 idle connectors into 400 writes a second for no information.
-const LAST_SEEN_WRITE_INTERVAL_MS: i64 = 15_000;
 
 fn bearer(parts: &Parts) -> Result<&str, Error> {
     let value = parts
@@ -29,7 +26,9 @@ fn bearer(parts: &Parts) -> Result<&str, Error> {
     value
         .strip_prefix("Bearer ")
         .map(str::trim)
-        .ok_or(Error::Unauthorized("the Authorization header must use the Bearer scheme"))
+        .ok_or(Error::Unauthorized(
+            "the Authorization header must use the Bearer scheme",
+        ))
 }
 
 /// An administrator (the hub's admin token).
@@ -47,7 +46,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = bearer(parts)?;
-        let hashes = state.admin_hashes.read().map_err(|_| anyhow::anyhow!("admin token lock poisoned"))?;
+        let hashes = state
+            .admin_hashes
+            .read()
+            .map_err(|_| anyhow::anyhow!("admin token lock poisoned"))?;
         if hashes.iter().any(|h| state.key.verify(token, h)) {
             Ok(Admin)
         } else {
@@ -66,15 +68,12 @@ impl FromRequestParts<AppState> for ConnectorAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = bearer(parts)?;
-        let (id, secret) = token
-            .split_once(':')
-            .ok_or(Error::Unauthorized("connector credentials must be <remote id>:<secret>"))?;
-        let id = Uuid::parse_str(id).map_err(|_| Error::Unauthorized("invalid connector credentials"))?;
-        let row = state
-            .store
-            .connector_auth(id)
-            .await?
-            .ok_or(Error::Unauthorized("invalid connector credentials"))?;
+        let (id, secret) = token.split_once(':').ok_or(Error::Unauthorized(
+            "connector credentials must be <remote id>:<secret>",
+        ))?;
+        let id = Uuid::parse_str(id)
+            .map_err(|_| Error::Unauthorized("invalid connector credentials"))?;
+        let row = cached_auth(state, id).await?.ok_or(Error::Unauthorized("invalid connector credentials"))?;
         if !state.key.verify(secret, &row.secret_hash) {
             return Err(Error::Unauthorized("invalid connector credentials"));
         }
@@ -87,25 +86,43 @@ impl FromRequestParts<AppState> for ConnectorAuth {
 }
 
 fn note_contact(state: &AppState, id: Uuid) {
-    let now = now_ms();
-    let due = match state.last_seen.lock() {
-        Ok(mut map) => {
-            let last = map.entry(id).or_insert(i64::MIN);
-            if now.saturating_sub(*last) >= LAST_SEEN_WRITE_INTERVAL_MS {
-                *last = now;
-                true
-            } else {
-                false
-            }
+    state.presence.note(id, now_ms());
+}
+
+/// The connector's credential row, from the cache or the store.
+///
+/// The generation counter closes a race: a request that read the row from the store just
+/// before an administrator rotated the secret must not put the old hash back into the cache
+/// after [`forget_connector`] removed it.
+pub async fn cached_auth(state: &AppState, id: Uuid) -> Result<Option<ConnectorAuthRow>, Error> {
+    let generation = {
+        let cache = state.connector_auth.lock().map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
+        if let Some(row) = cache.rows.get(&id) {
+            return Ok(Some(row.clone()));
         }
-        Err(_) => false,
+        cache.generation
     };
-    if due {
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.touch_connector(id, now).await {
-                tracing::warn!(error = %e, connector = %id, "could not record last contact");
-            }
-        });
+    let row = state.store.connector_auth(id).await?;
+    if let Some(row) = &row {
+        let mut cache = state.connector_auth.lock().map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
+        if cache.generation == generation {
+            cache.rows.insert(id, row.clone());
+        }
     }
+    Ok(row)
+}
+
+/// Forgets a connector's cached credentials; call after (not before) any change to its secret
+/// or state is committed.
+pub fn forget_connector(state: &AppState, id: Uuid) {
+    let mut cache = state.connector_auth.lock().unwrap_or_else(|p| p.into_inner());
+    cache.generation += 1;
+    cache.rows.remove(&id);
+}
+
+/// See [`cached_auth`].
+#[derive(Default)]
+pub struct AuthCache {
+    rows: std::collections::HashMap<Uuid, ConnectorAuthRow>,
+    generation: u64,
 }

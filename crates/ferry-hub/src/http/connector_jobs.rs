@@ -47,21 +47,35 @@ pub async fn next(
     let max = state.config.max_hold_secs;
     let hold = query.hold.unwrap_or(state.config.default_hold_secs);
     if hold > max {
-        return Err(Error::bad("invalid_query", format!("`hold` must be between 0 and {max} seconds")));
+        return Err(Error::bad(
+            "invalid_query",
+            format!("`hold` must be between 0 and {max} seconds"),
+        ));
     }
-    state.metrics.long_polls_started.fetch_add(1, Ordering::Relaxed);
-    state.metrics.long_polls_waiting.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .long_polls_started
+        .fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .long_polls_waiting
+        .fetch_add(1, Ordering::Relaxed);
     let _guard = WaitingGuard(&state.metrics.long_polls_waiting);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(hold));
-    let notify = state.waiters.get(who.id);
+    let slot = state.waiters.get(who.id);
     let mut shutdown = state.shutdown.clone();
     let lease_ms = i64::from(state.config.lease_secs) * 1000;
     loop {
         // Register for wake-ups before looking, so an enqueue between the look and the
         // sleep is not missed.
-        let mut notified = pin!(notify.notified());
+        let mut notified = pin!(slot.notify.notified());
         notified.as_mut().enable();
-        if let Some(job) = state.store.lease_next(who.id, lease_ms).await? {
+        let epoch = slot.epoch();
+        let due = !slot.known_empty(epoch) && state.store.has_due_job(who.id).await?;
+        if !due {
+            slot.found_empty(epoch);
+        }
+        if let Some(job) = if due { state.store.lease_next(who.id, lease_ms).await? } else { None } {
             state.metrics.jobs_leased.fetch_add(1, Ordering::Relaxed);
             state.schedule_sweep(crate::time_util::to_ms(job.lease_expires_at));
             tracing::debug!(job = %job.id, connector = %who.id, attempt = job.attempt, "job leased");
@@ -71,12 +85,22 @@ pub async fn next(
             return Err(Error::ShuttingDown);
         }
         tokio::select! {
-            _ = notified => continue,
+            _ = notified => {
+                // Woken: the connector may have been disabled or re-keyed meanwhile.
+                match super::auth::cached_auth(&state, who.id).await? {
+                    Some(row) if row.enabled => continue,
+                    Some(_) => return Err(Error::Forbidden("this connector is disabled")),
+                    None => return Err(Error::Unauthorized("invalid connector credentials")),
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = shutdown.changed() => return Err(Error::ShuttingDown),
         }
     }
-    state.metrics.long_polls_empty.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .long_polls_empty
+        .fetch_add(1, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -87,7 +111,11 @@ pub async fn renew(
     ApiJson(req): ApiJson<LeaseRef>,
 ) -> Result<Json<LeaseStatus>> {
     let lease_ms = i64::from(state.config.lease_secs) * 1000;
-    let status = state.store.renew_lease(job, who.id, req.lease_token, lease_ms).await.map_err(|e| refused(&state, e))?;
+    let status = state
+        .store
+        .renew_lease(job, who.id, req.lease_token, lease_ms)
+        .await
+        .map_err(|e| refused(&state, e))?;
     Ok(Json(status))
 }
 
@@ -98,18 +126,39 @@ pub async fn progress(
     ApiJson(req): ApiJson<ProgressReport>,
 ) -> Result<Json<LeaseStatus>> {
     if req.step.is_empty() || req.step.chars().count() > MAX_STEP {
-        return Err(Error::bad("invalid_field", format!("`step` must be 1 to {MAX_STEP} characters")));
+        return Err(Error::bad(
+            "invalid_field",
+            format!("`step` must be 1 to {MAX_STEP} characters"),
+        ));
     }
-    if req.message.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
-        return Err(Error::bad("invalid_field", format!("`message` must be at most {MAX_MESSAGE} characters")));
+    if req
+        .message
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE)
+    {
+        return Err(Error::bad(
+            "invalid_field",
+            format!("`message` must be at most {MAX_MESSAGE} characters"),
+        ));
     }
     if req.percent.is_some_and(|p| p > 100) {
-        return Err(Error::bad("invalid_field", "`percent` must be between 0 and 100"));
+        return Err(Error::bad(
+            "invalid_field",
+            "`percent` must be between 0 and 100",
+        ));
     }
     let lease_ms = i64::from(state.config.lease_secs) * 1000;
     let status = state
         .store
-        .progress(job, who.id, req.lease_token, lease_ms, &req.step, req.message.as_deref(), req.percent)
+        .progress(
+            job,
+            who.id,
+            req.lease_token,
+            lease_ms,
+            &req.step,
+            req.message.as_deref(),
+            req.percent,
+        )
         .await
         .map_err(|e| refused(&state, e))?;
     Ok(Json(status))
@@ -121,10 +170,21 @@ pub async fn result(
     IdPath(job): IdPath,
     ApiJson(req): ApiJson<JobReport>,
 ) -> Result<Json<Job>> {
-    if req.error.as_ref().is_some_and(|m| m.chars().count() > MAX_MESSAGE) {
-        return Err(Error::bad("invalid_field", format!("`error` must be at most {MAX_MESSAGE} characters")));
+    if req
+        .error
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE)
+    {
+        return Err(Error::bad(
+            "invalid_field",
+            format!("`error` must be at most {MAX_MESSAGE} characters"),
+        ));
     }
-    let done = state.store.finish(job, who.id, &req).await.map_err(|e| refused(&state, e))?;
+    let done = state
+        .store
+        .finish(job, who.id, &req)
+        .await
+        .map_err(|e| refused(&state, e))?;
     state.metrics.jobs_finished.fetch_add(1, Ordering::Relaxed);
     tracing::info!(job = %job, connector = %who.id, state = done.state.as_str(), "job finished");
     Ok(Json(done))
@@ -136,7 +196,11 @@ pub async fn release(
     IdPath(job): IdPath,
     ApiJson(req): ApiJson<LeaseRef>,
 ) -> Result<StatusCode> {
-    let new_state = state.store.release(job, who.id, req.lease_token).await.map_err(|e| refused(&state, e))?;
+    let new_state = state
+        .store
+        .release(job, who.id, req.lease_token)
+        .await
+        .map_err(|e| refused(&state, e))?;
     if new_state == JobState::Queued {
         state.waiters.wake(who.id);
     }
@@ -146,7 +210,10 @@ pub async fn release(
 
 fn refused(state: &AppState, e: JobError) -> Error {
     if matches!(e, JobError::StaleLease | JobError::Finished(_)) {
-        state.metrics.stale_reports_refused.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .stale_reports_refused
+            .fetch_add(1, Ordering::Relaxed);
     }
     e.into()
 }

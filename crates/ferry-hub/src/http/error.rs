@@ -33,7 +33,10 @@ pub enum Error {
 
 impl Error {
     pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Error::BadRequest { code, message: message.into() }
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -56,13 +59,17 @@ impl IntoResponse for Error {
         if let Error::Internal(cause) = &self {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
-        let body = ApiError { code: code.to_owned(), message: self.to_string() };
+        let body = ApiError {
+            code: code.to_owned(),
+            message: self.to_string(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110 §11.6.1: a 401 must say which scheme would work.
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ferry\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ferry\""),
+            );
         }
         response
     }
@@ -78,9 +85,18 @@ impl From<JobError> for Error {
     fn from(e: JobError) -> Self {
         match e {
             JobError::NotFound => Error::NotFound("job"),
-            JobError::StaleLease => Error::Conflict { code: "stale_lease", message: e.to_string() },
-            JobError::Finished(_) => Error::Conflict { code: "job_finished", message: e.to_string() },
-            JobError::NameTaken => Error::Conflict { code: "name_taken", message: e.to_string() },
+            JobError::StaleLease => Error::Conflict {
+                code: "stale_lease",
+                message: e.to_string(),
+            },
+            JobError::Finished(_) => Error::Conflict {
+                code: "job_finished",
+                message: e.to_string(),
+            },
+            JobError::NameTaken => Error::Conflict {
+                code: "name_taken",
+                message: e.to_string(),
+            },
             JobError::Store(s) => s.into(),
         }
     }

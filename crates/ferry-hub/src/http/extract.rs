@@ -31,9 +31,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         if declared.is_some_and(|n| n > limit) {
             return Err(Error::TooLarge(limit));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| Error::TooLarge(limit))?;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| Error::TooLarge(limit))?;
         if !json_type {
-            return Err(Error::bad("bad_content_type", "the body must be JSON (Content-Type: application/json)"));
+            return Err(Error::bad(
+                "bad_content_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
         }
         parse_json(&bytes).map(ApiJson)
     }
@@ -61,12 +66,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| Error::bad("invalid_path", e.body_text()))?;
-        Uuid::parse_str(&raw)
-            .map(IdPath)
-            .map_err(|_| Error::bad("invalid_id", format!("path parameter `id` is not a valid UUID: {raw:?}")))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::bad("invalid_path", e.body_text()))?;
+        Uuid::parse_str(&raw).map(IdPath).map_err(|_| {
+            Error::bad(
+                "invalid_id",
+                format!("path parameter `id` is not a valid UUID: {raw:?}"),
+            )
+        })
     }
 }
 
@@ -86,9 +95,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
     // axum's Query uses serde_urlencoded; go through it to keep the same syntax, and map
     // the error to a 400 that names the parameter.
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| {
-        Error::bad("invalid_query", "malformed query string")
-    })?)
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Error::bad("invalid_query", "malformed query string"))?,
+    )
     .map(|q| q.0)
     .map_err(|e| Error::bad("invalid_query", e.body_text()))
 }

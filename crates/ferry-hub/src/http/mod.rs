@@ -29,27 +29,51 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/connectors/{id}",
             get(admin_connectors::show).patch(admin_connectors::update),
         )
-        .route("/api/v1/connectors/{id}/rotate-secret", post(admin_connectors::rotate_secret))
-        .route("/api/v1/jobs", get(admin_jobs::list).post(admin_jobs::enqueue))
+        .route(
+            "/api/v1/connectors/{id}/rotate-secret",
+            post(admin_connectors::rotate_secret),
+        )
+        .route(
+            "/api/v1/jobs",
+            get(admin_jobs::list).post(admin_jobs::enqueue),
+        )
         .route("/api/v1/jobs/{id}", get(admin_jobs::show))
         .route("/api/v1/jobs/{id}/cancel", post(admin_jobs::cancel))
         .route("/api/v1/connector/jobs/next", get(connector_jobs::next))
-        .route("/api/v1/connector/jobs/{id}/lease", post(connector_jobs::renew))
-        .route("/api/v1/connector/jobs/{id}/progress", post(connector_jobs::progress))
-        .route("/api/v1/connector/jobs/{id}/result", post(connector_jobs::result))
-        .route("/api/v1/connector/jobs/{id}/release", post(connector_jobs::release))
+        .route(
+            "/api/v1/connector/jobs/{id}/lease",
+            post(connector_jobs::renew),
+        )
+        .route(
+            "/api/v1/connector/jobs/{id}/progress",
+            post(connector_jobs::progress),
+        )
+        .route(
+            "/api/v1/connector/jobs/{id}/result",
+            post(connector_jobs::result),
+        )
+        .route(
+            "/api/v1/connector/jobs/{id}/release",
+            post(connector_jobs::release),
+        )
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })))
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, error::Error> {
     let counts = state.store.job_counts().await?;
     let connectors = state.store.connector_count().await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&counts, connectors)))
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&counts, connectors),
+    ))
 }
 
 async fn not_found() -> error::Error {

@@ -22,13 +22,42 @@
 //! * **Large base64 icons** (`Resources/Icon/Data`) are skipped without being copied; only
 //!   [`Application::icon_present`] remains.
 //!
+//! # Example
+//!
+//! ```
+//! use ferry_sccm::sdm::{self, Application, DeploymentType, Detection};
+//!
+//! let app = Application {
+//!     scope_id: "ScopeId_FAA1136B-8C9D-41AC-98A5-926609F05C60".into(),
+//!     logical_name: "Application_1142d387-45ff-4d7e-b4af-8a460818d7e7".into(),
+//!     revision: 1,
+//!     title: "Orca".into(),
+//!     deployment_types: vec![DeploymentType {
+//!         logical_name: "DeploymentType_3b8d6c12-47ed-4148-83d8-3ea3bb2199fa".into(),
+//!         technology: "MSI".into(),
+//!         install_command: Some("msiexec /i \"Orca.Msi\" /q".into()),
+//!         detection: Detection::MsiProductCode {
+//!             product_code: "{6F7CB29F-1319-4816-B345-0856916EB801}".into(),
+//!         },
+//!         ..DeploymentType::default()
+//!     }],
+//!     ..Application::default()
+//! };
+//! let xml = sdm::to_xml(&app);
+//! assert!(xml.starts_with(r#"<?xml version="1.0" encoding="utf-16"?>"#));
+//! assert_eq!(sdm::parse(xml.as_bytes())?, app);
+//! # Ok::<(), sdm::SdmError>(())
+//! ```
+//!
 //! # Why streaming
 //!
 //! A DOM would allocate every node, including a 40 KB base64 icon and all the annotation
-//! and action-argument elements that we throw away. A pull parser (quick-xml's `NsReader` over the borrowed text) reads
-//! each element once, skips unknown subtrees without allocating, and only allocates the
-//! strings that end up in the [`Application`]. The decoder is a small recursive descent over
-//! that stream (one function per element kind), which keeps it readable.
+//! and action-argument elements that we throw away. A pull parser (quick-xml's `Reader` over
+//! the borrowed text, with our own small namespace tracking) reads each element once, skips
+//! unknown subtrees without allocating, and only allocates the strings that end up in the
+//! [`Application`]. The decoder is a small recursive descent over that stream (one function
+//! per element kind), which keeps it readable. Release-mode throughput on the vectors is
+//! about 200 MB/s of CPU time (`tests/sdm_perf.rs`).
 //!
 //! # What is refused, and why
 //!
@@ -36,8 +65,11 @@
 //!   ("billion laughs") and external-entity attacks get in → [`SdmError::DtdRefused`].
 //! * Entities other than the five predefined ones, and character references to characters
 //!   XML 1.0 cannot carry (e.g. `&#0;`) → [`SdmError::UndefinedEntity`] / [`SdmError::BadCharRef`].
+//!   Literal characters outside XML 1.0's `Char` production are passed through rather than
+//!   refused (checking costs a scan of every text, and ConfigMgr never writes them).
 //! * Input over [`MAX_INPUT_BYTES`] → [`SdmError::TooLarge`]; nesting deeper than [`MAX_DEPTH`]
-//!   → [`SdmError::TooDeep`] (rule expressions are parsed recursively).
+//!   → [`SdmError::TooDeep`] (rule expressions are parsed recursively); more than
+//!   [`MAX_NS_BINDINGS`] namespace declarations in scope → [`SdmError::Malformed`].
 //! * Anything after the root element other than whitespace/comments (several documents
 //!   concatenated have been reported in the wild) → [`SdmError::NotAppMgmtDigest`].
 //!
@@ -60,9 +92,10 @@ mod xml;
 
 pub use error::SdmError;
 pub use model::{
-    Application, ContentFile, DependencyGroup, DependencyItem, DeploymentType, Detection,
-    DetectionSetting, ExitCode, Expression, LocalizedInfo, RequirementRule, Rule, SettingReference,
+    ActionArg, Application, ContentFile, DependencyGroup, DependencyItem, DeploymentType,
+    Detection, DetectionSetting, ExitCode, Expression, LocalizedInfo, RequirementRule, Rule,
+    SettingReference,
 };
 pub use parse::{parse, parse_str};
 pub use write::to_xml;
-pub use xml::{MAX_DEPTH, MAX_INPUT_BYTES, is_xml_char};
+pub use xml::{MAX_DEPTH, MAX_INPUT_BYTES, MAX_NS_BINDINGS, is_xml_char};

@@ -119,6 +119,10 @@ pub struct DeploymentType {
     pub estimated_run_time_mins: Option<u32>,
     /// `RunAs32Bit` of the install action (`-Force32Bit`).
     pub run_as_32bit: bool,
+    /// `InstallAction` arguments without a field of their own (e.g. `TargetUrl` of a web
+    /// app, `Package` of an Android app, `RequiresReboot`), in document order. Array-typed
+    /// arguments (`Int32[]`, `String[]`) other than the exit-code lists are not kept.
+    pub other_install_args: Vec<ActionArg>,
     /// How the client decides whether the DT is installed.
     pub detection: Detection,
     /// `CustomData/ExitCodes` (falls back to the `*ExitCodes` action args).
@@ -129,6 +133,15 @@ pub struct DeploymentType {
     pub dependencies: Vec<DependencyGroup>,
     /// `Supersedes/DeploymentTypeRule` (same shape as dependencies; no real sample seen).
     pub supersedes: Vec<DependencyGroup>,
+}
+
+/// One `Args/Arg` of an action: `<Arg Name="TargetUrl" Type="String">https://…</Arg>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionArg {
+    pub name: String,
+    /// `String`, `Boolean`, `Int32`, …
+    pub arg_type: String,
+    pub value: String,
 }
 
 /// One `Content/File` entry (file name relative to the content location, size in bytes).
@@ -300,6 +313,15 @@ pub struct DependencyItem {
     pub dt_version: String,
     /// `DeploymentTypeReference/@Changeable` (the "auto install" flag of a dependency).
     pub changeable: bool,
+}
+
+impl Application {
+    /// The deployment type with this logical name, if any.
+    pub fn deployment_type(&self, logical_name: &str) -> Option<&DeploymentType> {
+        self.deployment_types
+            .iter()
+            .find(|dt| dt.logical_name == logical_name)
+    }
 }
 
 impl Detection {

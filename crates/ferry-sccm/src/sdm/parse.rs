@@ -39,14 +39,13 @@ fn parse_text(text: &str) -> Result<Application, SdmError> {
         .root()?
         .ok_or_else(|| SdmError::NotAppMgmtDigest("no root element".into()))?;
     if !root.is(Ns::Digest, "AppMgmtDigest") {
+        let found = if root.name() == "AppMgmtDigest" {
+            "<AppMgmtDigest> in another namespace".to_owned()
+        } else {
+            format!("<{}>", root.name())
+        };
         return Err(SdmError::NotAppMgmtDigest(format!(
-            "root element is <{}>{}, expected <AppMgmtDigest> in namespace {}",
-            root.name(),
-            if root.ns == Ns::Digest {
-                ""
-            } else {
-                " (or in another namespace)"
-            },
+            "root element is {found}, expected <AppMgmtDigest> in namespace {}",
             super::xml::NS_DIGEST
         )));
     }
@@ -88,7 +87,6 @@ fn parse_text(text: &str) -> Result<Application, SdmError> {
             .copied()
             .unwrap_or(usize::MAX)
     });
-    drop(rank);
     app.deployment_types = dts;
     Ok(app)
 }
@@ -253,6 +251,7 @@ struct ActionArgs {
     max_execute_time: Option<String>,
     run_as_32bit: Option<bool>,
     exit_codes: Vec<ExitCode>,
+    other: Vec<ActionArg>,
 }
 
 /// Values read from `DetectAction`.
@@ -344,16 +343,16 @@ fn installer(x: &mut Xml<'_>, el: &Elem<'_>, dt: &mut DeploymentType) -> Result<
         }
     }
 
+    // Args first (what the client runs), CustomData when Args has nothing.
     dt.install_command = install
         .command_line
-        .clone()
-        .or(custom.install_command_line.clone())
-        .and_then(non_empty);
+        .and_then(non_empty)
+        .or_else(|| custom.install_command_line.and_then(non_empty));
     dt.install_working_directory = install.working_directory.and_then(non_empty);
     dt.uninstall_command = uninstall
         .command_line
-        .or(custom.uninstall_command_line)
-        .and_then(non_empty);
+        .and_then(non_empty)
+        .or_else(|| custom.uninstall_command_line.and_then(non_empty));
     dt.uninstall_working_directory = uninstall.working_directory.and_then(non_empty);
     dt.execution_context = install.execution_context.and_then(non_empty).or(exec_ctx);
     dt.requires_log_on = log_on.or_else(|| {
@@ -368,8 +367,8 @@ fn installer(x: &mut Xml<'_>, el: &Elem<'_>, dt: &mut DeploymentType) -> Result<
         .unwrap_or(false);
     dt.user_interaction_mode = install
         .user_interaction_mode
-        .or(custom.user_interaction_mode)
-        .and_then(non_empty);
+        .and_then(non_empty)
+        .or_else(|| custom.user_interaction_mode.and_then(non_empty));
     dt.post_install_behavior = install.post_install_behavior.and_then(non_empty);
     let minutes = |s: Option<String>| s.and_then(|s| s.trim().parse::<u32>().ok());
     dt.estimated_run_time_mins =
@@ -377,6 +376,7 @@ fn installer(x: &mut Xml<'_>, el: &Elem<'_>, dt: &mut DeploymentType) -> Result<
     dt.max_run_time_mins =
         minutes(install.max_execute_time).or_else(|| minutes(custom.max_execute_time));
     dt.run_as_32bit = install.run_as_32bit.unwrap_or(false);
+    dt.other_install_args = install.other;
     dt.exit_codes = custom.exit_codes.unwrap_or(install.exit_codes);
 
     // Detection: CustomData (the console's editable copy, real XML) first, DetectAction
@@ -391,10 +391,10 @@ fn installer(x: &mut Xml<'_>, el: &Elem<'_>, dt: &mut DeploymentType) -> Result<
         "Local" => match custom.enhanced {
             Some(d) => d,
             None => match &detect.method_body {
-                Some(body) => {
+                Some(body) if !body.trim().is_empty() => {
                     enhanced_document(body).map_err(|e| SdmError::BadMethodBody(Box::new(e)))?
                 }
-                None => Detection::None,
+                _ => Detection::None,
             },
         },
         "Script" => {
@@ -567,7 +567,21 @@ fn action(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<ActionArgs, SdmError> {
             "HardRebootExitCodes" => items(x, arg, "HardReboot", &mut a.exit_codes)?,
             "FastRetryExitCodes" => items(x, arg, "FastRetry", &mut a.exit_codes)?,
             "FailureExitCodes" => items(x, arg, "Failure", &mut a.exit_codes)?,
-            _ => x.skip(arg)?,
+            // Written with a fixed value by the generator: not kept, or it would appear twice.
+            "RequiresElevatedRights" | "RequiresReboot" => x.skip(arg)?,
+            _ => {
+                let arg_type = arg.attr(x.pos(), "Type")?;
+                if arg_type.ends_with("[]") {
+                    x.skip(arg)?;
+                } else {
+                    let value = x.text(arg)?;
+                    a.other.push(ActionArg {
+                        name: name.to_owned(),
+                        arg_type,
+                        value,
+                    });
+                }
+            }
         }
         Ok(())
     })?;
@@ -759,7 +773,7 @@ fn annotation(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<String, SdmError> {
         return Ok(name);
     }
     while let Some(c) = x.next_child()? {
-        if c.name() == "DisplayName" {
+        if c.is(Ns::Rules, "DisplayName") {
             name = c.attr(x.pos(), "Text")?;
         }
         x.skip(&c)?;
@@ -808,8 +822,9 @@ fn rule(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<Rule, SdmError> {
 }
 
 /// One node of an expression tree (recursive; bounded by the reader's depth limit).
+/// Every element of the tree is in the Rules namespace; anything else is `Unknown`.
 fn operand(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<Expression, SdmError> {
-    let name = el.name();
+    let name = if el.ns == Ns::Rules { el.name() } else { "" };
     match name {
         "Expression" | "OperatingSystemExpression" => {
             let os = name == "OperatingSystemExpression";
@@ -817,9 +832,9 @@ fn operand(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<Expression, SdmError> {
             let mut operands = Vec::new();
             if !el.empty {
                 while let Some(c) = x.next_child()? {
-                    match c.name() {
-                        "Operator" => operator = x.text(&c)?.trim().to_owned(),
-                        "Operands" if !c.empty => {
+                    match (c.ns, c.name()) {
+                        (Ns::Rules, "Operator") => operator = x.text(&c)?.trim().to_owned(),
+                        (Ns::Rules, "Operands") if !c.empty => {
                             while let Some(o) = x.next_child()? {
                                 operands.push(operand(x, &o)?);
                             }
@@ -873,7 +888,7 @@ fn operand(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<Expression, SdmError> {
             Ok(Expression::RuleReference { rule_id })
         }
         _ => {
-            let element = name.to_owned();
+            let element = el.name().to_owned();
             x.skip(el)?;
             Ok(Expression::Unknown { element })
         }
@@ -898,16 +913,18 @@ fn dt_rules(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<Vec<DependencyGroup>, SdmE
         })?;
         if !c.empty {
             while let Some(e) = x.next_child()? {
-                match e.name() {
-                    "Annotation" => g.name = annotation(x, &e)?,
-                    "DeploymentTypeIntentExpression" => g.items.push(intent(x, &e)?),
-                    "DeploymentTypeExpression" if !e.empty => {
+                match (e.ns, e.name()) {
+                    (Ns::Rules, "Annotation") => g.name = annotation(x, &e)?,
+                    (Ns::Rules, "DeploymentTypeIntentExpression") => g.items.push(intent(x, &e)?),
+                    (Ns::Rules, "DeploymentTypeExpression") if !e.empty => {
                         while let Some(p) = x.next_child()? {
-                            match p.name() {
-                                "Operator" => g.operator = x.text(&p)?.trim().to_owned(),
-                                "Operands" if !p.empty => {
+                            match (p.ns, p.name()) {
+                                (Ns::Rules, "Operator") => {
+                                    g.operator = x.text(&p)?.trim().to_owned()
+                                }
+                                (Ns::Rules, "Operands") if !p.empty => {
                                     while let Some(i) = x.next_child()? {
-                                        if i.name() == "DeploymentTypeIntentExpression" {
+                                        if i.is(Ns::Rules, "DeploymentTypeIntentExpression") {
                                             g.items.push(intent(x, &i)?);
                                         } else {
                                             x.skip(&i)?;
@@ -936,14 +953,16 @@ fn intent(x: &mut Xml<'_>, el: &Elem<'_>) -> Result<DependencyItem, SdmError> {
         return Ok(item);
     }
     while let Some(c) = x.next_child()? {
-        match c.name() {
-            "DeploymentTypeApplicationReference" => c.attrs(x.pos(), |k, v| match k {
-                "AuthoringScopeId" => item.application_scope_id = v.into_owned(),
-                "LogicalName" => item.application_logical_name = v.into_owned(),
-                "Version" => item.application_version = v.into_owned(),
-                _ => {}
-            })?,
-            "DeploymentTypeReference" => c.attrs(x.pos(), |k, v| match k {
+        match (c.ns, c.name()) {
+            (Ns::Rules, "DeploymentTypeApplicationReference") => {
+                c.attrs(x.pos(), |k, v| match k {
+                    "AuthoringScopeId" => item.application_scope_id = v.into_owned(),
+                    "LogicalName" => item.application_logical_name = v.into_owned(),
+                    "Version" => item.application_version = v.into_owned(),
+                    _ => {}
+                })?
+            }
+            (Ns::Rules, "DeploymentTypeReference") => c.attrs(x.pos(), |k, v| match k {
                 "AuthoringScopeId" => item.dt_scope_id = v.into_owned(),
                 "LogicalName" => item.dt_logical_name = v.into_owned(),
                 "Version" => item.dt_version = v.into_owned(),

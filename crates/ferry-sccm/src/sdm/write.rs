@@ -563,6 +563,11 @@ fn action(
         }
         w.raw("</Arg>");
     }
+    if element == "InstallAction" {
+        for a in &dt.other_install_args {
+            w.arg(&a.name, &a.arg_type, &a.value);
+        }
+    }
     w.raw("</Args>");
     if let Some(id) = content_id {
         w.raw("<Contents><Content");

@@ -1,4 +1,4 @@
-//! Low-level reading: byte decoding and a thin pull layer over quick-xml's `NsReader`.
+//! Low-level reading: byte decoding and a thin pull layer over quick-xml's `Reader`.
 //!
 //! The layer hands out child elements one at a time (`next_child`), reads an element's text
 //! (`text`), or skips an element (`skip`). It enforces the safety rules of the codec in one
@@ -7,8 +7,7 @@
 use std::borrow::Cow;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
+use quick_xml::reader::Reader;
 
 use super::error::SdmError;
 
@@ -20,6 +19,10 @@ pub const MAX_INPUT_BYTES: usize = 16 * 1024 * 1024;
 /// few levels each); the limit bounds the recursion of the expression parser.
 pub const MAX_DEPTH: usize = 100;
 
+/// Most namespace declarations in scope at once. Real digests have about four; the cap keeps
+/// the per-element namespace lookup cheap on hostile input.
+pub const MAX_NS_BINDINGS: usize = 64;
+
 pub(crate) const NS_DIGEST: &str =
     "http://schemas.microsoft.com/SystemCenterConfigurationManager/2009/AppMgmtDigest";
 pub(crate) const NS_RULES: &str =
@@ -28,6 +31,10 @@ pub(crate) const NS_DC: &str = "http://schemas.microsoft.com/SystemsCenterConfig
 pub(crate) const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// The namespaces the codec distinguishes.
+///
+/// Namespaces are tracked here rather than with quick-xml's `NsReader`: we only need to tell
+/// three URIs apart, and a declaration is rare (a substring test on the start tag finds it),
+/// which makes the per-element cost a short scan of a handful of bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ns {
     Digest,
@@ -200,13 +207,32 @@ impl Elem<'_> {
 
 /// Pull reader over decoded text.
 pub(crate) struct Xml<'a> {
-    reader: NsReader<&'a [u8]>,
+    reader: Reader<&'a [u8]>,
+    /// Depth of the innermost open element (the root is 1).
     depth: usize,
+    /// Namespace declarations in scope, innermost last.
+    bindings: Vec<Binding>,
+}
+
+/// `xmlns[:prefix]="uri"` declared on the element at `depth`.
+struct Binding {
+    depth: usize,
+    prefix: String,
+    ns: Ns,
+}
+
+fn classify(uri: &str) -> Ns {
+    match uri {
+        NS_DIGEST => Ns::Digest,
+        NS_RULES => Ns::Rules,
+        NS_DC => Ns::Dc,
+        _ => Ns::Other,
+    }
 }
 
 impl<'a> Xml<'a> {
     pub fn new(text: &'a str) -> Self {
-        let mut reader = NsReader::from_str(text);
+        let mut reader = Reader::from_str(text);
         let config = reader.config_mut();
         config.trim_text(false);
         config.expand_empty_elements = false;
@@ -214,7 +240,11 @@ impl<'a> Xml<'a> {
         config.check_comments = true;
         config.allow_dangling_amp = false;
         config.allow_unmatched_ends = false;
-        Xml { reader, depth: 0 }
+        Xml {
+            reader,
+            depth: 0,
+            bindings: Vec::new(),
+        }
     }
 
     /// Position for error messages.
@@ -236,46 +266,88 @@ impl<'a> Xml<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), SdmError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(SdmError::TooDeep {
-                limit: MAX_DEPTH,
-                offset: self.pos(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Reads one event, resolving the namespace of element starts.
-    fn event(&mut self) -> Result<(Ns, Event<'a>), SdmError> {
-        match self.reader.read_resolved_event() {
-            Ok((res, ev)) => {
-                let ns = match res {
-                    ResolveResult::Bound(ns) => match ns.into_inner() {
-                        NS_DIGEST => Ns::Digest,
-                        NS_RULES => Ns::Rules,
-                        NS_DC => Ns::Dc,
-                        _ => Ns::Other,
-                    },
-                    _ => Ns::Other,
-                };
-                if matches!(ev, Event::DocType(_)) {
-                    return Err(SdmError::DtdRefused);
+    /// Reads one event, keeping depth and namespace bindings up to date (every read goes
+    /// through here), and resolves the namespace of element starts (`Ns::Other` otherwise).
+    fn read(&mut self) -> Result<(Ns, Event<'a>), SdmError> {
+        let ev = match self.reader.read_event() {
+            Ok(ev) => ev,
+            Err(e) => return Err(self.malformed(e)),
+        };
+        let ns = match &ev {
+            Event::Start(start) => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(SdmError::TooDeep {
+                        limit: MAX_DEPTH,
+                        offset: self.pos(),
+                    });
                 }
-                Ok((ns, ev))
+                self.bind(start, self.depth)?
             }
-            Err(e) => Err(self.malformed(e)),
-        }
+            Event::Empty(start) => {
+                let depth = self.depth + 1;
+                let ns = self.bind(start, depth)?;
+                self.unbind(depth);
+                ns
+            }
+            Event::End(_) => {
+                self.unbind(self.depth);
+                self.depth = self.depth.saturating_sub(1);
+                Ns::Other
+            }
+            Event::DocType(_) => return Err(SdmError::DtdRefused),
+            _ => Ns::Other,
+        };
+        Ok((ns, ev))
     }
 
-    /// Reads one event without resolving namespaces (for skipping and text content, where
-    /// the namespace does not matter; the reader still tracks the bindings).
-    fn plain_event(&mut self) -> Result<Event<'a>, SdmError> {
-        match self.reader.read_event() {
-            Ok(Event::DocType(_)) => Err(SdmError::DtdRefused),
-            Ok(ev) => Ok(ev),
-            Err(e) => Err(self.malformed(e)),
+    /// Records the namespace declarations of `start` and resolves its name.
+    fn bind(&mut self, start: &BytesStart<'_>, depth: usize) -> Result<Ns, SdmError> {
+        if start.attributes_raw().contains("xmlns") {
+            let offset = self.pos();
+            for attr in start.attributes() {
+                let attr = attr.map_err(|e| SdmError::Malformed {
+                    offset,
+                    message: e.to_string(),
+                })?;
+                let key = attr.key.into_inner();
+                let prefix = match key.strip_prefix("xmlns") {
+                    Some("") => "",
+                    Some(rest) => match rest.strip_prefix(':') {
+                        Some(prefix) => prefix,
+                        None => continue,
+                    },
+                    None => continue,
+                };
+                if self.bindings.len() >= MAX_NS_BINDINGS {
+                    return Err(SdmError::Malformed {
+                        offset,
+                        message: format!(
+                            "more than {MAX_NS_BINDINGS} namespace declarations in scope"
+                        ),
+                    });
+                }
+                let uri = decode_attr(&attr.value, offset)?;
+                self.bindings.push(Binding {
+                    depth,
+                    prefix: prefix.to_owned(),
+                    ns: classify(&uri),
+                });
+            }
+        }
+        let name = start.name().into_inner();
+        let found = match name.split_once(':') {
+            // The common case (default namespace) without a string comparison.
+            None => self.bindings.iter().rev().find(|b| b.prefix.is_empty()),
+            Some((prefix, _)) => self.bindings.iter().rev().find(|b| b.prefix == prefix),
+        };
+        Ok(found.map_or(Ns::Other, |b| b.ns))
+    }
+
+    /// Drops the declarations made at `depth` or deeper.
+    fn unbind(&mut self, depth: usize) {
+        while self.bindings.last().is_some_and(|b| b.depth >= depth) {
+            self.bindings.pop();
         }
     }
 
@@ -289,10 +361,9 @@ impl<'a> Xml<'a> {
     /// a processing instruction or whitespace; `Ok(None)` if there is no element at all.
     pub fn root(&mut self) -> Result<Option<Elem<'a>>, SdmError> {
         loop {
-            let (ns, ev) = self.event()?;
+            let (ns, ev) = self.read()?;
             match ev {
                 Event::Start(start) => {
-                    self.enter()?;
                     return Ok(Some(Elem {
                         ns,
                         empty: false,
@@ -323,7 +394,7 @@ impl<'a> Xml<'a> {
     /// refusing is safer than reading only the first.
     pub fn finish(&mut self) -> Result<(), SdmError> {
         loop {
-            let (_, ev) = self.event()?;
+            let (_, ev) = self.read()?;
             match ev {
                 Event::Eof => return Ok(()),
                 Event::Text(t) if t.trim().is_empty() => {}
@@ -342,10 +413,9 @@ impl<'a> Xml<'a> {
     /// Text between children is ignored (element-only content).
     pub fn next_child(&mut self) -> Result<Option<Elem<'a>>, SdmError> {
         loop {
-            let (ns, ev) = self.event()?;
+            let (ns, ev) = self.read()?;
             match ev {
                 Event::Start(start) => {
-                    self.enter()?;
                     return Ok(Some(Elem {
                         ns,
                         empty: false,
@@ -359,10 +429,7 @@ impl<'a> Xml<'a> {
                         start,
                     }));
                 }
-                Event::End(_) => {
-                    self.depth = self.depth.saturating_sub(1);
-                    return Ok(None);
-                }
+                Event::End(_) => return Ok(None),
                 Event::GeneralRef(r) => self.check_ref(&r)?,
                 Event::Eof => return Err(self.unexpected_eof()),
                 _ => {}
@@ -370,22 +437,17 @@ impl<'a> Xml<'a> {
         }
     }
 
-    /// Skips the rest of `el` (its children and end tag).
+    /// Skips the rest of `el` (its children and end tag). `el` must be the element most
+    /// recently returned and not yet consumed.
     pub fn skip(&mut self, el: &Elem<'_>) -> Result<(), SdmError> {
         if el.empty {
             return Ok(());
         }
         let base = self.depth;
         loop {
-            let ev = self.plain_event()?;
+            let (_, ev) = self.read()?;
             match ev {
-                Event::Start(_) => self.enter()?,
-                Event::End(_) => {
-                    self.depth -= 1;
-                    if self.depth < base {
-                        return Ok(());
-                    }
-                }
+                Event::End(_) if self.depth < base => return Ok(()),
                 Event::GeneralRef(r) => self.check_ref(&r)?,
                 Event::Eof => return Err(self.unexpected_eof()),
                 _ => {}
@@ -400,25 +462,17 @@ impl<'a> Xml<'a> {
         if el.empty {
             return Ok(out);
         }
+        let base = self.depth;
         loop {
-            let ev = self.plain_event()?;
+            let (_, ev) = self.read()?;
             match ev {
-                Event::Text(t) => out.push_str(&t.xml10_content()),
-                Event::CData(t) => out.push_str(&t.xml10_content()),
-                Event::GeneralRef(r) => resolve_ref(&r, &mut out, self.pos())?,
-                Event::Start(start) => {
-                    self.enter()?;
-                    let child = Elem {
-                        ns: Ns::Other,
-                        empty: false,
-                        start,
-                    };
-                    self.skip(&child)?;
+                Event::Text(t) if self.depth == base => out.push_str(&t.xml10_content()),
+                Event::CData(t) if self.depth == base => out.push_str(&t.xml10_content()),
+                Event::GeneralRef(r) if self.depth == base => {
+                    resolve_ref(&r, &mut out, self.pos())?
                 }
-                Event::End(_) => {
-                    self.depth = self.depth.saturating_sub(1);
-                    return Ok(out);
-                }
+                Event::GeneralRef(r) => self.check_ref(&r)?,
+                Event::End(_) if self.depth < base => return Ok(out),
                 Event::Eof => return Err(self.unexpected_eof()),
                 _ => {}
             }

@@ -44,7 +44,12 @@ impl TestHub {
     async fn spawn(&mut self) {
         let config = format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nlog_level = \"info\"\n{extra}\n",
-            port = self.url.rsplit(':').next().filter(|_| !self.url.is_empty()).unwrap_or("0"),
+            port = self
+                .url
+                .rsplit(':')
+                .next()
+                .filter(|_| !self.url.is_empty())
+                .unwrap_or("0"),
             data = self.data_dir().display(),
             extra = self.extra_config
         );
@@ -52,7 +57,11 @@ impl TestHub {
         std::fs::write(&config_path, config).unwrap();
         let url_file = self.data_dir().join("hub.url");
         let _ = std::fs::remove_file(&url_file);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("hub.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("hub.log"))
+            .unwrap();
         let child = Command::new(FERRY)
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -68,10 +77,17 @@ impl TestHub {
                 self.url = u.trim().to_owned();
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "hub did not start: {}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "hub did not start: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.token = std::fs::read_to_string(self.data_dir().join("admin.token")).unwrap().trim().to_owned();
+        self.token = std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
     }
 
     pub fn log(&self) -> String {
@@ -93,13 +109,18 @@ impl TestHub {
     }
 
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token)
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
     }
 
     pub async fn register(&self, name: &str) -> ConnectorCredentials {
         let r = self
             .admin(reqwest::Method::POST, "/api/v1/connectors")
-            .json(&NewConnector { name: name.into(), site: Default::default() })
+            .json(&NewConnector {
+                name: name.into(),
+                site: Default::default(),
+            })
             .send()
             .await
             .unwrap();
@@ -120,17 +141,34 @@ impl TestHub {
     }
 
     pub async fn enqueue_job(&self, job: NewJob) -> Job {
-        let r = self.admin(reqwest::Method::POST, "/api/v1/jobs").json(&job).send().await.unwrap();
+        let r = self
+            .admin(reqwest::Method::POST, "/api/v1/jobs")
+            .json(&job)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         r.json().await.unwrap()
     }
 
     pub async fn job(&self, id: Uuid) -> Job {
-        self.admin(reqwest::Method::GET, &format!("/api/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap()
+        self.admin(reqwest::Method::GET, &format!("/api/v1/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn jobs(&self) -> Vec<Job> {
-        self.admin(reqwest::Method::GET, "/api/v1/jobs").send().await.unwrap().json().await.unwrap()
+        self.admin(reqwest::Method::GET, "/api/v1/jobs")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until `pred` holds for the job, or panics after `limit`.
@@ -141,22 +179,37 @@ impl TestHub {
             if pred(&job) {
                 return job;
             }
-            assert!(started.elapsed() < limit, "job never reached the expected state: {job:#?}");
+            assert!(
+                started.elapsed() < limit,
+                "job never reached the expected state: {job:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// A request as a connector.
-    pub fn as_connector(&self, creds: &ConnectorCredentials, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn as_connector(
+        &self,
+        creds: &ConnectorCredentials,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {}:{}", creds.remote_id, creds.secret))
+            .header(
+                "authorization",
+                format!("Bearer {}:{}", creds.remote_id, creds.secret),
+            )
     }
 
     /// Long-polls once as `creds`; returns the status and body.
     pub async fn poll(&self, creds: &ConnectorCredentials, hold: u32) -> (u16, Value) {
         let r = self
-            .as_connector(creds, reqwest::Method::GET, &format!("/api/v1/connector/jobs/next?hold={hold}"))
+            .as_connector(
+                creds,
+                reqwest::Method::GET,
+                &format!("/api/v1/connector/jobs/next?hold={hold}"),
+            )
             .send()
             .await
             .unwrap();
@@ -165,9 +218,19 @@ impl TestHub {
         (status, body)
     }
 
-    pub async fn report(&self, creds: &ConnectorCredentials, job: &Value, token: &Value, outcome: &str) -> (u16, Value) {
+    pub async fn report(
+        &self,
+        creds: &ConnectorCredentials,
+        job: &Value,
+        token: &Value,
+        outcome: &str,
+    ) -> (u16, Value) {
         let r = self
-            .as_connector(creds, reqwest::Method::POST, &format!("/api/v1/connector/jobs/{}/result", job.as_str().unwrap()))
+            .as_connector(
+                creds,
+                reqwest::Method::POST,
+                &format!("/api/v1/connector/jobs/{}/result", job.as_str().unwrap()),
+            )
             .json(&json!({ "lease_token": token, "outcome": outcome, "result": { "ok": true } }))
             .send()
             .await
@@ -178,7 +241,10 @@ impl TestHub {
 
     /// Writes a connector config for `creds` and starts `ferry connector run` on it.
     pub fn spawn_connector(&self, creds: &ConnectorCredentials, extra: &str) -> TestConnector {
-        let dir = self.dir.path().join(format!("connector-{}", Uuid::new_v4().simple()));
+        let dir = self
+            .dir
+            .path()
+            .join(format!("connector-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = format!(
             "hub_url = \"{}\"\nremote_id = \"{}\"\nsecret = \"{}\"\nwork_dir = \"{}\"\nmax_backoff_secs = 2\n{extra}\n",
@@ -191,9 +257,20 @@ impl TestHub {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.url)).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("metric {name} missing in {text}"))
     }
 }
@@ -224,7 +301,10 @@ impl TestConnector {
             .stderr(file)
             .spawn()
             .unwrap();
-        TestConnector { child: Some(child), log }
+        TestConnector {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -240,7 +320,10 @@ impl TestConnector {
 
     pub fn sigterm(&self) {
         if let Some(c) = &self.child {
-            let status = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
             assert!(status.success());
         }
     }
@@ -254,7 +337,11 @@ impl TestConnector {
                 self.child = None;
                 return status.code();
             }
-            assert!(started.elapsed() < limit, "connector did not exit: {}", self.log());
+            assert!(
+                started.elapsed() < limit,
+                "connector did not exit: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

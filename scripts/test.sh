@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The one test command (README, and .ci/run calls it): installs what a fresh machine lacks,
+# starts the local services the cluster tests use, then runs the whole test suite with nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Rust toolchain and nextest.
+if ! have cargo; then
+  echo "cargo is missing: install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+# A C compiler for the bundled SQLite, tree-sitter and aws-lc.
+if ! have cc; then
+  echo "== installing a C compiler"
+  apt-get update -qq && apt-get install -y -qq build-essential
+fi
+
+# PostgreSQL and NATS (JetStream) on 127.0.0.1, for the cluster-mode tests. Start them if down;
+# a machine without them still runs every single-node test.
+if have pg_ctlcluster && [ -d /etc/postgresql ]; then
+  if ! (echo > /dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    echo "== starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || echo "PostgreSQL did not start"
+  fi
+fi
+if [ -x /usr/sbin/nats-server ]; then
+  if ! (echo > /dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    echo "== starting NATS"
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server || echo "NATS did not start"
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== tests"
+cargo nextest run --workspace --no-fail-fast "$@"
