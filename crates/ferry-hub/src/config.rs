@@ -36,8 +36,13 @@ pub struct HubConfig {
     pub default_hold_secs: u32,
     /// Largest accepted JSON request body, in bytes.
     pub max_body_bytes: usize,
-    /// SQLite `synchronous` setting: `full` (a committed job survives power loss) or
-    /// `normal` (survives a killed process; faster on slow disks).
+    /// Largest package upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// SQLite `synchronous` setting. `normal` (default): in WAL mode a committed job survives
+    /// a killed hub, and the database stays consistent after a power loss, which may undo the
+    /// last commits; no fsync per commit. `full`: every commit is fsynced and survives power
+    /// loss too, at the cost of an fsync on every enqueue, lease and report (on this project's
+    /// test machines that raised pickup p99 from ~8 ms to ~80 ms at 200 jobs/s).
     pub sqlite_synchronous: Synchronous,
 }
 
@@ -69,7 +74,8 @@ impl Default for HubConfig {
             max_hold_secs: 55,
             default_hold_secs: 25,
             max_body_bytes: 1024 * 1024,
-            sqlite_synchronous: Synchronous::Full,
+            max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            sqlite_synchronous: Synchronous::Normal,
         }
     }
 }

@@ -4,10 +4,12 @@
 //! starts the sweeper (lease lapses, expiries, delayed jobs) and serves HTTP or HTTPS until
 //! the shutdown future resolves. Everything shared by request handlers lives in [`AppState`].
 
+pub mod blobs;
 pub mod config;
 pub mod http;
 pub mod metrics;
 mod presence;
+pub mod packages;
 pub mod secrets;
 pub mod store;
 mod sweeper;
@@ -37,6 +39,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The URL the hub is serving on, written once it listens (useful with port 0).
 pub const URL_FILE: &str = "hub.url";
 pub const BLOB_DIR: &str = "blobs";
+/// Unfinished uploads (`<id>.part`).
+pub const UPLOAD_DIR: &str = "uploads";
 
 pub struct Shared {
     pub config: HubConfig,
@@ -55,6 +59,8 @@ pub struct Shared {
     /// Connector credential hashes by ID, so that a long poll does not read the database to
     /// authenticate. Entries are dropped whenever a connector's secret or state changes.
     pub connector_auth: Mutex<http::auth::AuthCache>,
+    pub blobs: blobs::BlobStore,
+    pub uploads: http::uploads::UploadSlots,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -105,6 +111,8 @@ pub async fn run(
         sweeper_next_ms: AtomicI64::new(i64::MIN),
         presence: presence::Presence::default(),
         connector_auth: Mutex::new(http::auth::AuthCache::default()),
+        blobs: blobs::BlobStore::new(config.data_dir.join(BLOB_DIR)),
+        uploads: http::uploads::UploadSlots::default(),
     }));
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
     let presence = tokio::spawn(presence::run(state.clone()));
@@ -175,6 +183,8 @@ fn announce(data_dir: &Path, url: &str) -> anyhow::Result<()> {
 }
 
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join(UPLOAD_DIR))
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
     std::fs::create_dir_all(dir.join(BLOB_DIR))
         .with_context(|| format!("creating data dir {}", dir.display()))?;
     #[cfg(unix)]

@@ -18,6 +18,7 @@ use ferry_proto::connector::{Connector, SiteSettings, UpdateConnector};
 use ferry_proto::job::{
     Job, JobEvent, JobFilter, JobKind, JobReport, JobState, LeaseStatus, LeasedJob, Outcome,
 };
+use ferry_proto::package::{NewUpload, Package, Upload, UploadState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -30,8 +31,10 @@ use crate::time_util::{from_ms, now_ms};
 
 /// Schema migrations, embedded in the binary, applied in order once each. A hand-rolled runner
 /// (one table, one loop) instead of sqlx's macro keeps the proc-macro stack out of the build.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "packages", include_str!("../migrations/0002_packages.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -978,6 +981,138 @@ impl Store {
         Ok(sweep)
     }
 
+    // ----- uploads and packages -----------------------------------------------------------
+
+    pub async fn create_upload(&self, actor: &str, new: &NewUpload) -> Result<Upload, StoreError> {
+        let id = Uuid::new_v4();
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, filename, size, received, expected_sha256, state, created_by, created_at) \
+             VALUES (?, ?, ?, 0, ?, 'open', ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&new.filename)
+        .bind(new.size as i64)
+        .bind(&new.sha256)
+        .bind(actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Self::audit(&mut tx, actor, "upload.open", Some(&id.to_string()), Some(&new.filename)).await?;
+        tx.commit().await?;
+        Ok(Upload {
+            id,
+            filename: new.filename.clone(),
+            size: new.size,
+            received: 0,
+            expected_sha256: new.sha256.clone(),
+            state: UploadState::Open,
+            package_id: None,
+            created_at: from_ms(now),
+        })
+    }
+
+    pub async fn get_upload(&self, id: Uuid) -> Result<Option<Upload>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, filename, size, received, expected_sha256, state, package_id, created_at \
+             FROM uploads WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.write)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(Upload {
+            id: parse_uuid(&r.get::<String, _>(0))?,
+            filename: r.get(1),
+            size: r.get::<i64, _>(2) as u64,
+            received: r.get::<i64, _>(3) as u64,
+            expected_sha256: r.get(4),
+            state: if r.get::<String, _>(5) == "completed" { UploadState::Completed } else { UploadState::Open },
+            package_id: r.get::<Option<String>, _>(6).as_deref().map(parse_uuid).transpose()?,
+            created_at: from_ms(r.get(7)),
+        }))
+    }
+
+    pub async fn set_upload_received(&self, id: Uuid, received: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE uploads SET received = ? WHERE id = ? AND state = 'open'")
+            .bind(received as i64)
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM uploads WHERE id = ? AND state = 'open'")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the package for a completed upload, or finds the package that already holds the
+    /// same bytes (deduplication by hash), and closes the upload. Returns the package and
+    /// whether it is new.
+    pub async fn complete_upload(
+        &self,
+        actor: &str,
+        upload: &Upload,
+        sha256: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<(Package, bool), StoreError> {
+        let mut tx = self.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM packages WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let now = now_ms();
+        let (id, new) = match existing {
+            Some(id) => (parse_uuid(&id)?, false),
+            None => {
+                let id = Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id.to_string())
+                .bind(&upload.filename)
+                .bind(upload.size as i64)
+                .bind(sha256)
+                .bind(metadata.to_string())
+                .bind(actor)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Self::audit(&mut tx, actor, "package.create", Some(&id.to_string()), Some(&upload.filename)).await?;
+                (id, true)
+            }
+        };
+        sqlx::query("UPDATE uploads SET state = 'completed', package_id = ? WHERE id = ?")
+            .bind(id.to_string())
+            .bind(upload.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let package = self.get_package(id).await?.ok_or_else(|| StoreError::Corrupt("package vanished".into()))?;
+        Ok((package, new))
+    }
+
+    pub async fn get_package(&self, id: Uuid) -> Result<Option<Package>, StoreError> {
+        let row = sqlx::query("SELECT id, filename, size, sha256, metadata, created_at FROM packages WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.write)
+            .await?;
+        row.as_ref().map(package_from_row).transpose()
+    }
+
+    pub async fn list_packages(&self) -> Result<Vec<Package>, StoreError> {
+        let rows = sqlx::query("SELECT id, filename, size, sha256, metadata, created_at FROM packages ORDER BY created_at DESC")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(package_from_row).collect()
+    }
+
     /// Job counts per state, for `/metrics`.
     pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
@@ -1067,6 +1202,17 @@ fn parse_state(s: &str) -> Result<JobState, StoreError> {
 
 fn parse_json(s: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON in store: {e}")))
+}
+
+fn package_from_row(r: &SqliteRow) -> Result<Package, StoreError> {
+    Ok(Package {
+        id: parse_uuid(&r.get::<String, _>(0))?,
+        filename: r.get(1),
+        size: r.get::<i64, _>(2) as u64,
+        sha256: r.get(3),
+        metadata: parse_json(&r.get::<String, _>(4))?,
+        created_at: from_ms(r.get(5)),
+    })
 }
 
 fn connector_from_row(r: &SqliteRow) -> Result<Connector, StoreError> {

@@ -10,6 +10,7 @@
 pub mod connector;
 pub mod diagnostics;
 pub mod job;
+pub mod package;
 
 use serde::{Deserialize, Serialize};
 

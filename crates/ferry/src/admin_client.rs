@@ -86,6 +86,21 @@ impl AdminClient {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
+    /// PUT of raw bytes (upload ranges).
+    pub async fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(Duration::from_secs(300))
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("PUT {}{path}", self.base))?;
+        Self::decode(response).await
+    }
+
     async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -104,6 +119,10 @@ impl AdminClient {
             .send()
             .await
             .with_context(|| format!("{method} {}{path}", self.base))?;
+        Self::decode(response).await
+    }
+
+    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
         let status = response.status();
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {

@@ -50,8 +50,8 @@ pub struct DispatchArgs {
     /// Long-poll hold, seconds.
     #[arg(long, default_value_t = 25)]
     pub hold: u32,
-    /// SQLite `synchronous` mode of the hub under test (full or normal).
-    #[arg(long, default_value = "full")]
+    /// SQLite `synchronous` mode of the hub under test (normal, the hub's default, or full).
+    #[arg(long, default_value = "normal")]
     pub sqlite_synchronous: String,
     /// Print a JSON object as the last line.
     #[arg(long)]

@@ -34,6 +34,9 @@ pub enum Command {
     /// Register, run and manage SCCM connectors.
     #[command(subcommand)]
     Connector(ConnectorCmd),
+    /// Upload and inspect packages.
+    #[command(subcommand)]
+    Package(crate::package_cmd::PackageCmd),
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -234,6 +237,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Connector(cmd) => connector(cmd).await,
         Command::Job(cmd) => job(cmd).await,
+        Command::Package(cmd) => crate::package_cmd::run(cmd).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod demo;
 mod logging;
+mod package_cmd;
 mod sccm_cmd;
 
 use std::process::ExitCode;

@@ -126,3 +126,22 @@ pub struct AuthCache {
     rows: std::collections::HashMap<Uuid, ConnectorAuthRow>,
     generation: u64,
 }
+
+/// Either an administrator or a connector: for resources both may read (package content).
+pub enum AdminOrConnector {
+    Admin,
+    Connector(Uuid),
+}
+
+impl FromRequestParts<AppState> for AdminOrConnector {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        // Connector credentials contain a ':'; admin tokens (base64url) never do.
+        if bearer(parts)?.contains(':') {
+            ConnectorAuth::from_request_parts(parts, state).await.map(|c| AdminOrConnector::Connector(c.id))
+        } else {
+            Admin::from_request_parts(parts, state).await.map(|_| AdminOrConnector::Admin)
+        }
+    }
+}

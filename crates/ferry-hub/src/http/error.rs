@@ -23,6 +23,9 @@ pub enum Error {
     /// The request itself is wrong; `message` names the field.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// Well-formed, but the content cannot be accepted (a corrupt package, a hash mismatch).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
     #[error("the hub is shutting down")]
@@ -46,6 +49,7 @@ impl Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Error::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -8,6 +8,8 @@ pub mod extract;
 mod admin_connectors;
 mod admin_jobs;
 mod connector_jobs;
+mod packages;
+pub mod uploads;
 
 use axum::Router;
 use axum::extract::State;
@@ -56,6 +58,12 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/connector/jobs/{id}/release",
             post(connector_jobs::release),
         )
+        .route("/api/v1/uploads", post(uploads::open))
+        .route("/api/v1/uploads/{id}", get(uploads::show).put(uploads::put_range))
+        .route("/api/v1/uploads/{id}/complete", post(uploads::complete))
+        .route("/api/v1/packages", get(packages::list))
+        .route("/api/v1/packages/{id}", get(packages::show))
+        .route("/api/v1/packages/{id}/content", get(packages::content))
         .fallback(not_found)
         .with_state(state)
 }

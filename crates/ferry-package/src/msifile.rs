@@ -1,0 +1,105 @@
+//! Reading an MSI's Property table.
+//!
+//! Why: the metadata proposal (vendor, product, version, language, product code) comes from the
+//! MSI inside a package. MSIs are untrusted input and the `msi` crate (pure Rust, on top of `cfb`)
+//! has `unwrap()`s on parsed data and is known to fail on some real files, so:
+//! - the input is capped: [`read_msi`] refuses anything above [`MSI_MAX_BYTES`] (1 GiB; use
+//!   [`read_msi_with_limit`] for another cap) before parsing;
+//! - every call into the `msi` crate runs under `catch_unwind`; a panic becomes
+//!   [`PackageError::MsiPanicked`];
+//! - callers should treat any error as "metadata unknown", not as "package invalid".
+//!
+//! Only the Property table is read (plus what `msi` reads to open a package: summary
+//! information, string pool, table catalogue); the embedded cabinets are never touched, so
+//! memory stays small even for large MSIs. This module does not bound time; a caller that must
+//! can run it on a worker thread with a deadline.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PackageError;
+
+/// Default cap on the MSI size [`read_msi`] accepts: 1 GiB.
+pub const MSI_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The properties Ferry uses from an MSI's Property table. A value missing from the table is
+/// `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsiProperties {
+    /// `ProductName`, e.g. `FileZilla`.
+    pub product_name: Option<String>,
+    /// `ProductVersion`, e.g. `3.46.3`.
+    pub product_version: Option<String>,
+    /// `Manufacturer`, e.g. `Tim Kosse`.
+    pub manufacturer: Option<String>,
+    /// `ProductCode`, a GUID in braces.
+    pub product_code: Option<String>,
+    /// `UpgradeCode`, a GUID in braces.
+    pub upgrade_code: Option<String>,
+    /// `ProductLanguage`, a decimal LANGID such as `1033`.
+    pub product_language: Option<String>,
+}
+
+/// Reads the Property table of an MSI of at most [`MSI_MAX_BYTES`].
+pub fn read_msi<R: Read + Seek>(reader: R) -> Result<MsiProperties, PackageError> {
+    read_msi_with_limit(reader, MSI_MAX_BYTES)
+}
+
+/// Reads the Property table of an MSI of at most `max_bytes`.
+pub fn read_msi_with_limit<R: Read + Seek>(
+    mut reader: R,
+    max_bytes: u64,
+) -> Result<MsiProperties, PackageError> {
+    let size = reader.seek(SeekFrom::End(0)).map_err(PackageError::Read)?;
+    if size > max_bytes {
+        return Err(PackageError::MsiTooLarge {
+            size,
+            limit: max_bytes,
+        });
+    }
+    reader.seek(SeekFrom::Start(0)).map_err(PackageError::Read)?;
+    match panic::catch_unwind(AssertUnwindSafe(move || read_inner(reader))) {
+        Ok(result) => result,
+        Err(_) => Err(PackageError::MsiPanicked),
+    }
+}
+
+fn read_inner<R: Read + Seek>(reader: R) -> Result<MsiProperties, PackageError> {
+    let mut package = msi::Package::open(reader).map_err(|e| PackageError::Msi(e.to_string()))?;
+    if !package.has_table("Property") {
+        return Err(PackageError::Msi("the MSI has no Property table".to_string()));
+    }
+    let rows = package
+        .select_rows(msi::Select::table("Property").columns(&["Property", "Value"]))
+        .map_err(|e| PackageError::Msi(e.to_string()))?;
+    let mut props = MsiProperties::default();
+    for row in rows {
+        if row.len() < 2 {
+            continue;
+        }
+        let (Some(key), Some(value)) = (row[0].as_str(), value_text(&row[1])) else {
+            continue;
+        };
+        let slot = match key {
+            "ProductName" => &mut props.product_name,
+            "ProductVersion" => &mut props.product_version,
+            "Manufacturer" => &mut props.manufacturer,
+            "ProductCode" => &mut props.product_code,
+            "UpgradeCode" => &mut props.upgrade_code,
+            "ProductLanguage" => &mut props.product_language,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    Ok(props)
+}
+
+fn value_text(v: &msi::Value) -> Option<String> {
+    match v {
+        msi::Value::Str(s) => Some(s.clone()),
+        msi::Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}

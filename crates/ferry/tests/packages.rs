@@ -1,0 +1,205 @@
+//! Package uploads: resumable, verified, deduplicated, inspected; downloads with `Range`.
+
+mod common;
+
+use common::TestHub;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn open_upload(hub: &TestHub, bytes: &[u8], sha: Option<String>) -> Value {
+    let r = hub
+        .admin(Method::POST, "/api/v1/uploads")
+        .json(&json!({ "filename": "FileZilla.zip", "size": bytes.len(), "sha256": sha }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn put(hub: &TestHub, id: &str, offset: usize, bytes: &[u8]) -> (u16, Value) {
+    let r = hub
+        .admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset={offset}"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn complete(hub: &TestHub, id: &str) -> (u16, Value) {
+    let r = hub.admin(Method::POST, &format!("/api/v1/uploads/{id}/complete")).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn part_files(hub: &TestHub) -> usize {
+    std::fs::read_dir(hub.data_dir().join("uploads")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_upload_in_several_ranges_becomes_a_verified_package() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, Some(sha256_hex(&zip))).await;
+    let id = upload["id"].as_str().unwrap();
+    let mid = zip.len() / 3;
+    assert_eq!(put(&hub, id, 0, &zip[..mid]).await.1["received"], mid);
+    assert_eq!(put(&hub, id, mid, &zip[mid..]).await.1["received"], zip.len());
+    let (status, package) = complete(&hub, id).await;
+    assert_eq!(status, 201, "{package}");
+    assert_eq!(package["sha256"], sha256_hex(&zip));
+    assert_eq!(package["size"], zip.len());
+    assert_eq!(part_files(&hub), 0, "the part file moved into the blob store");
+    let (again, same) = complete(&hub, id).await;
+    assert_eq!((again, &same["id"]), (200, &package["id"]), "completing twice answers the same package");
+}
+
+#[tokio::test]
+async fn a_range_at_the_wrong_offset_is_refused_with_the_offset_to_resume_at() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip[..100]).await;
+    let (status, body) = put(&hub, id, 50, &zip[50..]).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["code"], "offset_mismatch");
+    assert!(body["message"].as_str().unwrap().contains("resume at offset 100"), "{body}");
+}
+
+#[tokio::test]
+async fn an_upload_continues_after_the_hub_is_killed() {
+    let mut hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, Some(sha256_hex(&zip))).await;
+    let id = upload["id"].as_str().unwrap().to_owned();
+    let mid = zip.len() / 2;
+    put(&hub, &id, 0, &zip[..mid]).await;
+    hub.restart().await; // SIGKILL; the running hash is gone and must be rebuilt from disk
+    let status: Value = hub.admin(Method::GET, &format!("/api/v1/uploads/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["received"], mid);
+    put(&hub, &id, mid, &zip[mid..]).await;
+    let (code, package) = complete(&hub, &id).await;
+    assert_eq!(code, 201, "{package}");
+    assert_eq!(package["sha256"], sha256_hex(&zip));
+}
+
+#[tokio::test]
+async fn a_hash_mismatch_keeps_nothing() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, Some("00".repeat(32))).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let (status, body) = complete(&hub, id).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "sha256_mismatch");
+    assert_eq!(part_files(&hub), 0);
+    let packages: Vec<Value> = hub.admin(Method::GET, "/api/v1/packages").send().await.unwrap().json().await.unwrap();
+    assert!(packages.is_empty());
+}
+
+#[tokio::test]
+async fn more_bytes_than_declared_are_refused() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip[..10], None).await;
+    let (status, body) = put(&hub, upload["id"].as_str().unwrap(), 0, &zip[..20]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "too_many_bytes");
+}
+
+#[tokio::test]
+async fn the_same_content_uploaded_twice_is_one_package() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let upload = open_upload(&hub, &zip, None).await;
+        let id = upload["id"].as_str().unwrap();
+        put(&hub, id, 0, &zip).await;
+        ids.push(complete(&hub, id).await.1["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+}
+
+#[tokio::test]
+async fn a_package_downloads_whole_or_by_range() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let package = complete(&hub, id).await.1;
+    let url = format!("/api/v1/packages/{}/content", package["id"].as_str().unwrap());
+    let whole = hub.admin(Method::GET, &url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), &zip[..]);
+    let part = hub.admin(Method::GET, &url).header("range", "bytes=100-").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], format!("bytes 100-{}/{}", zip.len() - 1, zip.len()));
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &zip[100..]);
+    let beyond = hub.admin(Method::GET, &url).header("range", format!("bytes={}-", zip.len())).send().await.unwrap();
+    assert_eq!(beyond.status(), 416);
+    // Connectors download too (they fetch packages to push); they cannot list them.
+    let c = hub.register("c").await;
+    assert_eq!(hub.as_connector(&c, Method::GET, &url).send().await.unwrap().status(), 200);
+    assert_eq!(hub.as_connector(&c, Method::GET, "/api/v1/packages").send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn the_sample_package_is_recognised_as_psadt_with_its_msi_metadata() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let package = complete(&hub, id).await.1;
+    let m = &package["metadata"];
+    assert_eq!(m["package_name"], "TimKosse_FileZilla_3.46.3_English(United States)", "{m}");
+    assert_eq!(m["install_command"], "Deploy-Application.exe -DeploymentType Install");
+    assert_eq!(m["msi_properties"]["manufacturer"], "Tim Kosse");
+}
+
+#[tokio::test]
+async fn a_zip_slip_archive_is_refused_and_nothing_is_kept() {
+    let hub = TestHub::start("").await;
+    let evil = ferry_package::sample::zip_of(&[("../../evil.txt", b"x".as_slice())]).unwrap();
+    let upload = open_upload(&hub, &evil, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &evil).await;
+    let (status, body) = complete(&hub, id).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid_package");
+    assert_eq!(part_files(&hub), 0);
+    let blobs = walk_files(&hub.data_dir().join("blobs"));
+    assert_eq!(blobs, 0, "no blob kept");
+}
+
+#[tokio::test]
+async fn a_truncated_archive_is_refused() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let cut = &zip[..zip.len() / 2];
+    let upload = open_upload(&hub, cut, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, cut).await;
+    let (status, body) = complete(&hub, id).await;
+    assert_eq!(status, 422, "{body}");
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
+        .sum()
+}
