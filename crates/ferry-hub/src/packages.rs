@@ -21,7 +21,8 @@ fn inspect_blocking(path: &Path) -> Result<serde_json::Value, String> {
     let limits = Limits::default();
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
     let mut reader = BufReader::new(file);
-    let inventory = inspect_zip(&mut reader, &limits).map_err(|e| format!("not a valid package: {e}"))?;
+    let inventory =
+        inspect_zip(&mut reader, &limits).map_err(|e| format!("not a valid package: {e}"))?;
     let msi = inventory.layout.primary_msi().and_then(|msi_path| {
         // The MSI is copied out to a temporary file next to the upload (never whole in memory),
         // read, and removed.
@@ -45,7 +46,10 @@ fn inspect_blocking(path: &Path) -> Result<serde_json::Value, String> {
     let proposal = propose(&inventory, msi.as_ref());
     let mut metadata = serde_json::to_value(&proposal).map_err(|e| e.to_string())?;
     if let Some(map) = metadata.as_object_mut() {
-        map.insert("msi_properties".into(), serde_json::to_value(&msi).unwrap_or_default());
+        map.insert(
+            "msi_properties".into(),
+            serde_json::to_value(&msi).unwrap_or_default(),
+        );
         map.insert("file_count".into(), inventory.file_count.into());
         map.insert("total_size".into(), inventory.total_size.into());
     }

@@ -33,7 +33,11 @@ use crate::time_util::{from_ms, now_ms};
 /// (one table, one loop) instead of sqlx's macro keeps the proc-macro stack out of the build.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
-    (2, "packages", include_str!("../migrations/0002_packages.sql")),
+    (
+        2,
+        "packages",
+        include_str!("../migrations/0002_packages.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -372,7 +376,10 @@ impl Store {
     /// Records connectors' last contacts in one statement: the batch travels as one JSON
     /// array `[[id, at_ms], …]`, so thousands of contacts cost one round trip.
     pub async fn record_contacts(&self, contacts: &[(Uuid, i64)]) -> Result<(), StoreError> {
-        let batch: Vec<(String, i64)> = contacts.iter().map(|(id, at)| (id.to_string(), *at)).collect();
+        let batch: Vec<(String, i64)> = contacts
+            .iter()
+            .map(|(id, at)| (id.to_string(), *at))
+            .collect();
         let json = serde_json::to_string(&batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "UPDATE connectors SET last_seen_at = MAX(COALESCE(connectors.last_seen_at, 0), c.at) \
@@ -999,7 +1006,14 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        Self::audit(&mut tx, actor, "upload.open", Some(&id.to_string()), Some(&new.filename)).await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "upload.open",
+            Some(&id.to_string()),
+            Some(&new.filename),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Upload {
             id,
@@ -1028,8 +1042,16 @@ impl Store {
             size: r.get::<i64, _>(2) as u64,
             received: r.get::<i64, _>(3) as u64,
             expected_sha256: r.get(4),
-            state: if r.get::<String, _>(5) == "completed" { UploadState::Completed } else { UploadState::Open },
-            package_id: r.get::<Option<String>, _>(6).as_deref().map(parse_uuid).transpose()?,
+            state: if r.get::<String, _>(5) == "completed" {
+                UploadState::Completed
+            } else {
+                UploadState::Open
+            },
+            package_id: r
+                .get::<Option<String>, _>(6)
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?,
             created_at: from_ms(r.get(7)),
         }))
     }
@@ -1062,10 +1084,11 @@ impl Store {
         metadata: &serde_json::Value,
     ) -> Result<(Package, bool), StoreError> {
         let mut tx = self.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM packages WHERE sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM packages WHERE sha256 = ?")
+                .bind(sha256)
+                .fetch_optional(&mut *tx)
+                .await?;
         let now = now_ms();
         let (id, new) = match existing {
             Some(id) => (parse_uuid(&id)?, false),
@@ -1084,7 +1107,14 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                Self::audit(&mut tx, actor, "package.create", Some(&id.to_string()), Some(&upload.filename)).await?;
+                Self::audit(
+                    &mut tx,
+                    actor,
+                    "package.create",
+                    Some(&id.to_string()),
+                    Some(&upload.filename),
+                )
+                .await?;
                 (id, true)
             }
         };
@@ -1094,15 +1124,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        let package = self.get_package(id).await?.ok_or_else(|| StoreError::Corrupt("package vanished".into()))?;
+        let package = self
+            .get_package(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("package vanished".into()))?;
         Ok((package, new))
     }
 
     pub async fn get_package(&self, id: Uuid) -> Result<Option<Package>, StoreError> {
-        let row = sqlx::query("SELECT id, filename, size, sha256, metadata, created_at FROM packages WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.write)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, filename, size, sha256, metadata, created_at FROM packages WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.write)
+        .await?;
         row.as_ref().map(package_from_row).transpose()
     }
 

@@ -44,7 +44,11 @@ impl Slot {
 
 impl Default for Slot {
     fn default() -> Self {
-        Slot { notify: Notify::new(), epoch: AtomicU64::new(0), empty_at: AtomicU64::new(UNKNOWN) }
+        Slot {
+            notify: Notify::new(),
+            epoch: AtomicU64::new(0),
+            empty_at: AtomicU64::new(UNKNOWN),
+        }
     }
 }
 
@@ -57,7 +61,10 @@ impl Waiters {
     /// The connector's slot, created on first use. Entries live as long as the hub: one
     /// small allocation per connector that ever polled.
     pub fn get(&self, connector: Uuid) -> Arc<Slot> {
-        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         map.entry(connector).or_default().clone()
     }
 
@@ -98,6 +105,9 @@ mod tests {
         let e = slot.epoch(); // read before looking
         w.wake(Uuid::nil()); // an enqueue commits while we look
         slot.found_empty(e); // our look saw nothing
-        assert!(!slot.known_empty(slot.epoch()), "the next poll must look again");
+        assert!(
+            !slot.known_empty(slot.epoch()),
+            "the next poll must look again"
+        );
     }
 }

@@ -22,6 +22,9 @@
 //!   directory, CRC-32 mismatch, data shorter or longer than declared (bytes are counted while
 //!   decompressing and reading stops one byte after the declared size).
 //!
+//! Readers: any `Read + Seek`; for a file, pass a `BufReader<File>` (the central directory is
+//! parsed in small reads).
+//!
 //! Everything is streamed: an entry is read through a 64 KiB buffer, never whole into memory.
 //! The zip crate keeps the central directory in memory (proportional to the archive's size);
 //! the entry count limit is checked right after it is read.
@@ -126,7 +129,7 @@ const S_IFDIR: u32 = 0o040_000;
 /// Validates a zip completely (names, flags, limits, and every byte of every entry) and returns
 /// its inventory. Nothing is written anywhere.
 pub fn inspect<R: Read + Seek>(reader: R, limits: &Limits) -> Result<ZipInventory, PackageError> {
-    let mut archive = open(reader)?;
+    let mut archive = open(reader, limits)?;
     let plans = plan(&archive, limits)?;
     let mut running_total = 0u64;
     let mut sink = io::sink();
@@ -144,7 +147,12 @@ pub fn inspect<R: Read + Seek>(reader: R, limits: &Limits) -> Result<ZipInventor
         })
         .collect();
     let file_count = entries.iter().filter(|e| !e.is_dir).count();
-    let layout = psadt::detect(entries.iter().filter(|e| !e.is_dir).map(|e| e.name.as_str()));
+    let layout = psadt::detect(
+        entries
+            .iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.name.as_str()),
+    );
     Ok(ZipInventory {
         entries,
         file_count,
@@ -162,15 +170,14 @@ pub fn copy_entry<R: Read + Seek, W: Write>(
     limits: &Limits,
     out: &mut W,
 ) -> Result<u64, PackageError> {
-    let mut archive = open(reader)?;
+    let mut archive = open(reader, limits)?;
     let plans = plan(&archive, limits)?;
     let wanted = name.replace('\\', "/").to_lowercase();
     let p = plans
         .iter()
         .find(|p| !p.is_dir && p.name.to_lowercase() == wanted)
-        .ok_or_else(|| PackageError::Corrupt {
+        .ok_or_else(|| PackageError::EntryNotFound {
             name: name.to_string(),
-            detail: "no such file in the archive".to_string(),
         })?;
     let mut total = 0u64;
     stream_entry(&mut archive, p, out, limits, &mut total)
@@ -186,7 +193,7 @@ pub fn extract<R: Read + Seek>(
     dest_dir: &Path,
     limits: &Limits,
 ) -> Result<ExtractReport, PackageError> {
-    let mut archive = open(reader)?;
+    let mut archive = open(reader, limits)?;
     let plans = plan(&archive, limits)?;
     let mut rollback = Rollback::default();
     let report = extract_planned(&mut archive, &plans, dest_dir, limits, &mut rollback)?;
@@ -319,11 +326,57 @@ impl Drop for Rollback {
     }
 }
 
-fn open<R: Read + Seek>(reader: R) -> Result<ZipArchive<R>, PackageError> {
+fn open<R: Read + Seek>(mut reader: R, limits: &Limits) -> Result<ZipArchive<R>, PackageError> {
+    // The zip crate loads the whole central directory; refuse a huge entry count first.
+    if let Some(count) = declared_entry_count(&mut reader)
+        && count > limits.max_entries as u64
+    {
+        return Err(PackageError::TooManyEntries {
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            limit: limits.max_entries,
+        });
+    }
+    reader
+        .seek(io::SeekFrom::Start(0))
+        .map_err(PackageError::Read)?;
     ZipArchive::new(reader).map_err(|e| match e {
         ZipError::Io(io) if io.kind() != io::ErrorKind::UnexpectedEof => PackageError::Read(io),
         other => PackageError::NotAZip(other.to_string()),
     })
+}
+
+/// The entry count the end-of-central-directory record declares (zip64 aware), or None when it
+/// cannot be found (then the zip crate reports the damage).
+fn declared_entry_count<R: Read + Seek>(reader: &mut R) -> Option<u64> {
+    let len = reader.seek(io::SeekFrom::End(0)).ok()?;
+    let tail_len = len.min(22 + 65_535);
+    reader.seek(io::SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = vec![0u8; usize::try_from(tail_len).ok()?];
+    reader.read_exact(&mut tail).ok()?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")?;
+    let count = u64::from(u16::from_le_bytes([tail[eocd + 10], tail[eocd + 11]]));
+    if count != 0xFFFF {
+        return Some(count);
+    }
+    // Zip64: the locator (20 bytes) sits just before the EOCD and points at the zip64 record.
+    let loc = eocd.checked_sub(20)?;
+    if tail[loc..loc + 4] != *b"PK\x06\x07" {
+        return Some(count);
+    }
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&tail[loc + 8..loc + 16]);
+    let z64 = u64::from_le_bytes(off);
+    reader.seek(io::SeekFrom::Start(z64)).ok()?;
+    let mut rec = [0u8; 40];
+    reader.read_exact(&mut rec).ok()?;
+    if rec[0..4] != *b"PK\x06\x06" {
+        return Some(count);
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&rec[32..40]);
+    Some(u64::from_le_bytes(n))
 }
 
 /// Checks the central directory: names, types, flags, sizes, ratios, duplicates.
@@ -429,7 +482,9 @@ fn plan<R: Read + Seek>(
                 acc.push('/');
             }
             acc.push_str(c);
-            parents.entry(acc.clone()).or_insert_with(|| raw_name.clone());
+            parents
+                .entry(acc.clone())
+                .or_insert_with(|| raw_name.clone());
         }
         seen.insert(key, raw_name);
         plans.push(Planned {
@@ -502,7 +557,10 @@ pub fn normalise_name(raw: &str, limits: &Limits) -> Result<(String, bool), Pack
             }
             _ => {}
         }
-        if comp.chars().any(|c| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')) {
+        if comp
+            .chars()
+            .any(|c| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*'))
+        {
             return Err(err(
                 "the name contains a character Windows forbids (<>:\"|?*)",
             ));
@@ -534,8 +592,11 @@ fn stream_entry<R: Read + Seek, W: Write>(
 ) -> Result<u64, PackageError> {
     let name = &p.name;
     let mut file = archive
-        .by_index_with_options(p.index, ZipReadOptions::new().enforce_header_consistency(true))
-        .map_err(|e| zip_err(name, e))?;
+        .by_index_with_options(
+            p.index,
+            ZipReadOptions::new().enforce_header_consistency(true),
+        )
+        .map_err(|e| zip_err(name, p.size, e))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0u64;
     loop {
@@ -546,7 +607,7 @@ fn stream_entry<R: Read + Seek, W: Write>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(name, e)),
+            Err(e) => return Err(io_err(name, p.size, e)),
         };
         got += n as u64;
         if got > p.size {
@@ -579,9 +640,15 @@ fn stream_entry<R: Read + Seek, W: Write>(
     Ok(got)
 }
 
-fn io_err(name: &str, e: io::Error) -> PackageError {
+fn io_err(name: &str, declared: u64, e: io::Error) -> PackageError {
     let msg = e.to_string();
-    if msg.contains("checksum") {
+    if msg.contains("larger than its declared") {
+        PackageError::SizeMismatch {
+            name: name.to_string(),
+            declared,
+            actual_description: "more bytes than that".to_string(),
+        }
+    } else if msg.contains("checksum") {
         PackageError::CrcMismatch {
             name: name.to_string(),
         }
@@ -598,9 +665,9 @@ fn io_err(name: &str, e: io::Error) -> PackageError {
     }
 }
 
-fn zip_err(name: &str, e: ZipError) -> PackageError {
+fn zip_err(name: &str, declared: u64, e: ZipError) -> PackageError {
     match e {
-        ZipError::Io(io) => io_err(name, io),
+        ZipError::Io(io) => io_err(name, declared, io),
         ZipError::UnsupportedArchive(msg) if msg.to_lowercase().contains("password") => {
             PackageError::Encrypted {
                 name: name.to_string(),

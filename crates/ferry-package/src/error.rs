@@ -54,7 +54,11 @@ pub enum PackageError {
     #[error(
         "the archive unpacks to more than {limit} bytes (reached {total} at entry {name:?}): refused as a possible zip bomb"
     )]
-    TotalSizeExceeded { name: String, total: u64, limit: u64 },
+    TotalSizeExceeded {
+        name: String,
+        total: u64,
+        limit: u64,
+    },
 
     /// One entry is above [`crate::Limits::max_entry_size`].
     #[error("entry {name:?} unpacks to {size} bytes, more than the limit of {limit}")]
@@ -77,7 +81,9 @@ pub enum PackageError {
     Encrypted { name: String },
 
     /// A compression method other than stored or deflate.
-    #[error("entry {name:?} uses an unsupported compression method ({method}); use stored or deflate")]
+    #[error(
+        "entry {name:?} uses an unsupported compression method ({method}); use stored or deflate"
+    )]
     UnsupportedCompression { name: String, method: String },
 
     /// The entry's data does not match its checksum.
@@ -95,6 +101,10 @@ pub enum PackageError {
     /// The entry's data is cut short or cannot be decompressed.
     #[error("entry {name:?} is truncated or corrupt: {detail}")]
     Corrupt { name: String, detail: String },
+
+    /// [`crate::copy_entry`] was asked for a file the archive does not hold.
+    #[error("the archive has no file {name:?}")]
+    EntryNotFound { name: String },
 
     /// Writing the extracted files failed (disk full, permissions, file already there...).
     #[error("could not write {path:?} while extracting: {source}")]
@@ -124,7 +134,26 @@ pub enum PackageError {
     #[error("not a readable MSI: the parser gave up on malformed data")]
     MsiPanicked,
 
+    /// Reading the MSI took longer than the caller allowed.
+    #[error("reading the MSI took longer than {seconds} s; gave up")]
+    MsiTimeout { seconds: f64 },
+
     /// Building a sample package failed (should not happen).
     #[error("could not build the sample package: {0}")]
     Sample(String),
+}
+
+impl PackageError {
+    /// True when the input itself is at fault (answer 4xx / "metadata unknown"); false for
+    /// failures of this machine (reading the input stream, writing the extracted files, building
+    /// a sample), which deserve a 5xx or a retry.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            PackageError::Read(_)
+                | PackageError::Write { .. }
+                | PackageError::UnsafeDestination { .. }
+                | PackageError::Sample(_)
+        )
+    }
 }

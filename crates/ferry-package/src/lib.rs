@@ -42,7 +42,9 @@ pub mod sample;
 
 pub use archive::{EntryInfo, ExtractReport, Limits, ZipInventory, copy_entry, extract, inspect};
 pub use error::PackageError;
-pub use msifile::{MSI_MAX_BYTES, MsiProperties, read_msi, read_msi_with_limit};
+pub use msifile::{
+    MSI_MAX_BYTES, MsiProperties, read_msi, read_msi_with_limit, read_msi_with_timeout,
+};
 pub use propose::{
     InstallerKind, ProposedDetection, ProposedMetadata, ScriptLanguage, propose, ps_single_quote,
     registry_marker_script,

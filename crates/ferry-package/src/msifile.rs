@@ -11,11 +11,14 @@
 //!
 //! Only the Property table is read (plus what `msi` reads to open a package: summary
 //! information, string pool, table catalogue); the embedded cabinets are never touched, so
-//! memory stays small even for large MSIs. This module does not bound time; a caller that must
-//! can run it on a worker thread with a deadline.
+//! memory stays small even for large MSIs. [`read_msi_with_timeout`] also bounds the time: it
+//! parses on a worker thread and gives up waiting after the deadline (the thread cannot be
+//! killed; it ends by itself when the parser does).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,17 +62,44 @@ pub fn read_msi_with_limit<R: Read + Seek>(
             limit: max_bytes,
         });
     }
-    reader.seek(SeekFrom::Start(0)).map_err(PackageError::Read)?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(PackageError::Read)?;
     match panic::catch_unwind(AssertUnwindSafe(move || read_inner(reader))) {
         Ok(result) => result,
         Err(_) => Err(PackageError::MsiPanicked),
     }
 }
 
+/// Like [`read_msi_with_limit`], on a worker thread: returns [`PackageError::MsiTimeout`] if the
+/// parse takes longer than `timeout`.
+pub fn read_msi_with_timeout<R: Read + Seek + Send + 'static>(
+    reader: R,
+    max_bytes: u64,
+    timeout: Duration,
+) -> Result<MsiProperties, PackageError> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("ferry-msi-read".to_string())
+        .spawn(move || {
+            let _ = tx.send(read_msi_with_limit(reader, max_bytes));
+        })
+        .map_err(PackageError::Read)?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(PackageError::MsiTimeout {
+            seconds: timeout.as_secs_f64(),
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(PackageError::MsiPanicked),
+    }
+}
+
 fn read_inner<R: Read + Seek>(reader: R) -> Result<MsiProperties, PackageError> {
     let mut package = msi::Package::open(reader).map_err(|e| PackageError::Msi(e.to_string()))?;
     if !package.has_table("Property") {
-        return Err(PackageError::Msi("the MSI has no Property table".to_string()));
+        return Err(PackageError::Msi(
+            "the MSI has no Property table".to_string(),
+        ));
     }
     let rows = package
         .select_rows(msi::Select::table("Property").columns(&["Property", "Value"]))

@@ -64,6 +64,7 @@ pub struct ProposedMetadata {
     pub language_id: Option<u32>,
     /// `Vendor_Product_Version_Language` with spaces removed from vendor and product, e.g.
     /// `TimKosse_FileZilla_3.46.3_English(United States)`. `None` unless all four are known.
+    /// Characters a Windows folder name cannot hold (`\/:*?"<>|`) are left out.
     pub package_name: Option<String>,
     /// Script (wrapper found) or MSI (bare MSI).
     pub installer: Option<InstallerKind>,
@@ -112,10 +113,10 @@ pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -
     let package_name = match (&vendor, &product, &version, &language) {
         (Some(v), Some(p), Some(ver), Some(lang)) => Some(format!(
             "{}_{}_{}_{}",
-            strip_spaces(v),
-            strip_spaces(p),
-            ver,
-            lang
+            name_part(&strip_spaces(v)),
+            name_part(&strip_spaces(p)),
+            name_part(ver),
+            name_part(lang)
         )),
         _ => None,
     };
@@ -194,11 +195,17 @@ pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -
 /// The registry-marker detection script: output (meaning "installed") when
 /// `HKLM:\SOFTWARE\<package>\<vendor>\<product>\<version>` has `IsInstalled = 1`, the marker the
 /// source document's PSADT scripts write. Every value is an escaped single-quoted literal;
-/// backslashes inside values become `_` so a value cannot add registry levels.
-pub fn registry_marker_script(package_name: &str, vendor: &str, product: &str, version: &str) -> String {
+/// slashes and backslashes inside values become `_` (a value cannot add registry levels) and
+/// control characters are dropped (a key name cannot hold them).
+pub fn registry_marker_script(
+    package_name: &str,
+    vendor: &str,
+    product: &str,
+    version: &str,
+) -> String {
     let parts: Vec<String> = [package_name, vendor, product, version]
         .iter()
-        .map(|p| ps_single_quote(&p.replace(['\\', '/'], "_")))
+        .map(|p| ps_single_quote(&marker_component(p)))
         .collect();
     format!(
         "$parts = @({})\n\
@@ -208,25 +215,18 @@ pub fn registry_marker_script(package_name: &str, vendor: &str, product: &str, v
     )
 }
 
-/// True for the characters PowerShell treats as a single quote: `'` and U+2018–U+201B.
-pub fn is_ps_single_quote(c: char) -> bool {
-    matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}')
+/// A value as a registry key name component in [`registry_marker_script`]: `\\` and `/` become
+/// `_`, control characters are dropped.
+pub fn marker_component(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '\\' || c == '/' { '_' } else { c })
+        .collect()
 }
 
-/// `s` as a PowerShell single-quoted string literal: every single-quote character (all five
-/// kinds) is doubled, nothing inside is expanded (`$()`, `` ` `` and `"` are inert).
-pub fn ps_single_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if is_ps_single_quote(c) {
-            out.push(c);
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
-}
+// PowerShell's quote rule lives once, in ferry-sccm (the generator and the reader use it too).
+pub use ferry_sccm::quote::{is_single_quote as is_ps_single_quote, quote as ps_single_quote};
 
 fn clean(v: Option<&str>) -> Option<String> {
     let s: String = v?.chars().filter(|c| !c.is_control()).collect();
@@ -236,6 +236,14 @@ fn clean(v: Option<&str>) -> Option<String> {
     } else {
         Some(s.to_string())
     }
+}
+
+/// Drops the characters a Windows folder name cannot hold (the package name becomes the folder
+/// `<share>\<package name>`).
+fn name_part(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .collect()
 }
 
 fn strip_spaces(s: &str) -> String {

@@ -108,7 +108,11 @@ fn wrapper_at(root: &str, lower: &BTreeSet<String>, names: &[&str]) -> Option<Wr
             "invoke-appdeploytoolkit",
             "psappdeploytoolkit/",
         ),
-        (WrapperKind::PsadtV3, "deploy-application", "appdeploytoolkit/"),
+        (
+            WrapperKind::PsadtV3,
+            "deploy-application",
+            "appdeploytoolkit/",
+        ),
     ];
     for (kind, stem, folder) in candidates {
         let folder_prefix = join(root, folder);

@@ -80,7 +80,9 @@ pub fn msi(props: &MsiProperties) -> Result<Vec<u8>, PackageError> {
             .and_then(|l| l.trim().parse::<u16>().ok())
             .unwrap_or(0);
         summary.set_languages(&[msi::LanguageId::from(lang)]);
-        summary.set_uuid(uuid::Uuid::from_u128(0x6c1f_0e2a_9b3d_4c5e_8f70_a1b2_c3d4_e5f6));
+        summary.set_uuid(uuid::Uuid::from_u128(
+            0x6c1f_0e2a_9b3d_4c5e_8f70_a1b2_c3d4_e5f6,
+        ));
         summary.set_creating_application("Ferry sample builder");
     }
     let columns = vec![

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Cursor;
-use std::path::Path;
 
 use common::{deflated, find_all, leftovers, stored};
 use ferry_package::{Limits, PackageError, extract, inspect};
@@ -29,9 +28,11 @@ fn good_then(name: &str, data: &[u8]) -> Vec<u8> {
 #[test]
 fn zip_slip_dotdot_is_refused_and_nothing_is_written() {
     let zip = good_then("../evil", b"x");
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::PathTraversal { name } if name == "../evil")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::PathTraversal { name } if name == "../evil"),
+    );
     // Even when nested deeper and with a backslash separator.
     let zip = good_then("a\\..\\..\\evil", b"x");
     assert_refused(&zip, &Limits::default(), |e| {
@@ -41,17 +42,21 @@ fn zip_slip_dotdot_is_refused_and_nothing_is_written() {
 
 #[test]
 fn absolute_unix_path_is_refused() {
-    assert_refused(&good_then("/etc/x", b"x"), &Limits::default(), |e| {
-        matches!(e, PackageError::AbsolutePath { name } if name == "/etc/x")
-    });
+    assert_refused(
+        &good_then("/etc/x", b"x"),
+        &Limits::default(),
+        |e| matches!(e, PackageError::AbsolutePath { name } if name == "/etc/x"),
+    );
 }
 
 #[test]
 fn windows_drive_path_is_refused() {
     for name in ["C:\\x", "c:/x", "C:x"] {
-        assert_refused(&good_then(name, b"x"), &Limits::default(), |e| {
-            matches!(e, PackageError::AbsolutePath { name: n } if n == name)
-        });
+        assert_refused(
+            &good_then(name, b"x"),
+            &Limits::default(),
+            |e| matches!(e, PackageError::AbsolutePath { name: n } if n == name),
+        );
     }
 }
 
@@ -91,9 +96,11 @@ fn symlink_entry_is_refused() {
     w.write_all(b"fine").unwrap();
     w.add_symlink("link", "/etc/passwd", opts).unwrap();
     let zip = w.finish().unwrap().into_inner();
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::SpecialFile { name } if name == "link")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::SpecialFile { name } if name == "link"),
+    );
 }
 
 #[test]
@@ -125,9 +132,11 @@ fn exact_duplicate_names_are_refused() {
 #[test]
 fn file_and_folder_with_the_same_path_are_refused() {
     let zip = stored(&[("Files", b"a file"), ("files/inner.txt", b"b")]);
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::PathConflict { name } if name == "Files")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::PathConflict { name } if name == "Files"),
+    );
 }
 
 #[test]
@@ -136,9 +145,11 @@ fn ratio_bomb_is_refused() {
     let zip = deflated(&[("ok.txt", b"fine"), ("bomb.bin", &zeros)]);
     drop(zeros);
     assert!(zip.len() < 1024 * 1024, "the bomb should compress well");
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::RatioExceeded { name, limit: 200, .. } if name == "bomb.bin")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::RatioExceeded { name, limit: 200, .. } if name == "bomb.bin"),
+    );
 }
 
 #[test]
@@ -157,9 +168,11 @@ fn total_size_limit_is_enforced() {
         ..Limits::default()
     };
     let zip = stored(&[("a.bin", &[1u8; 600]), ("b.bin", &[2u8; 600])]);
-    assert_refused(&zip, &limits, |e| {
-        matches!(e, PackageError::TotalSizeExceeded { name, limit: 1000, .. } if name == "b.bin")
-    });
+    assert_refused(
+        &zip,
+        &limits,
+        |e| matches!(e, PackageError::TotalSizeExceeded { name, limit: 1000, .. } if name == "b.bin"),
+    );
 }
 
 #[test]
@@ -169,9 +182,11 @@ fn entry_size_limit_is_enforced() {
         ..Limits::default()
     };
     let zip = stored(&[("a.bin", &[1u8; 101])]);
-    assert_refused(&zip, &limits, |e| {
-        matches!(e, PackageError::EntryTooLarge { name, size: 101, .. } if name == "a.bin")
-    });
+    assert_refused(
+        &zip,
+        &limits,
+        |e| matches!(e, PackageError::EntryTooLarge { name, size: 101, .. } if name == "a.bin"),
+    );
 }
 
 #[test]
@@ -201,7 +216,9 @@ fn garbage_is_not_a_zip() {
     assert_refused(b"this is not a zip at all", &Limits::default(), |e| {
         matches!(e, PackageError::NotAZip(_))
     });
-    assert_refused(b"", &Limits::default(), |e| matches!(e, PackageError::NotAZip(_)));
+    assert_refused(b"", &Limits::default(), |e| {
+        matches!(e, PackageError::NotAZip(_))
+    });
 }
 
 #[test]
@@ -211,9 +228,11 @@ fn crc_corrupted_entry_is_refused_and_rollback_removes_written_files() {
     let at = find_all(&zip, payload)[0];
     zip[at] ^= 0xff;
     // `extract` writes ok/first.txt before it reaches the damaged entry, then removes it.
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::CrcMismatch { name } if name == "Files/data.bin")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::CrcMismatch { name } if name == "Files/data.bin"),
+    );
 }
 
 /// Patches the uncompressed size of the entry called `name` in the local and central headers.
@@ -231,9 +250,11 @@ fn patch_declared_size(zip: &mut [u8], name: &[u8], size: u32) {
 fn declared_size_smaller_than_the_data_is_refused() {
     let mut zip = stored(&[("ok/first.txt", b"fine"), ("liar.bin", &[7u8; 100])]);
     patch_declared_size(&mut zip, b"liar.bin", 10);
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::SizeMismatch { name, declared: 10, .. } if name == "liar.bin")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::SizeMismatch { name, declared: 10, .. } if name == "liar.bin"),
+    );
 }
 
 #[test]
@@ -257,9 +278,11 @@ fn encrypted_entry_is_refused() {
             zip[at - 38] |= 1;
         }
     }
-    assert_refused(&zip, &Limits::default(), |e| {
-        matches!(e, PackageError::Encrypted { name } if name == "secret.bin")
-    });
+    assert_refused(
+        &zip,
+        &Limits::default(),
+        |e| matches!(e, PackageError::Encrypted { name } if name == "secret.bin"),
+    );
 }
 
 #[test]
@@ -272,7 +295,10 @@ fn existing_file_in_destination_is_never_overwritten() {
     let err = extract(Cursor::new(&zip), &out, &Limits::default()).unwrap_err();
     assert!(matches!(err, PackageError::Write { .. }), "{err:?}");
     // Our file is intact; everything the failed extraction created is gone.
-    assert_eq!(std::fs::read(out.join("Deploy-Application.ps1")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(out.join("Deploy-Application.ps1")).unwrap(),
+        b"mine"
+    );
     assert_eq!(leftovers(&out), 1);
 }
 
@@ -287,7 +313,10 @@ fn extraction_never_follows_a_symlinked_folder() {
     std::fs::create_dir(&out).unwrap();
     std::os::unix::fs::symlink(&elsewhere, out.join("Files")).unwrap();
     let err = extract(Cursor::new(&zip), &out, &Limits::default()).unwrap_err();
-    assert!(matches!(err, PackageError::UnsafeDestination { .. }), "{err:?}");
+    assert!(
+        matches!(err, PackageError::UnsafeDestination { .. }),
+        "{err:?}"
+    );
     assert_eq!(leftovers(&elsewhere), 0);
     assert_eq!(leftovers(&out), 1, "only the pre-existing symlink remains");
 }
@@ -296,5 +325,27 @@ fn extraction_never_follows_a_symlinked_folder() {
 fn errors_name_the_entry() {
     let err = inspect(Cursor::new(good_then("../evil", b"x")), &Limits::default()).unwrap_err();
     assert!(err.to_string().contains("\"../evil\""), "{err}");
-    let _ = Path::new("unused");
+    assert!(err.is_bad_input());
+}
+
+#[test]
+fn declared_entry_count_is_checked_before_the_directory_is_loaded() {
+    let mut zip = stored(&[("a", b"1"), ("b", b"2")]);
+    let eocd = *find_all(&zip, b"PK\x05\x06").last().unwrap();
+    for off in [8, 10] {
+        zip[eocd + off..eocd + off + 2].copy_from_slice(&5000u16.to_le_bytes());
+    }
+    let limits = Limits {
+        max_entries: 1000,
+        ..Limits::default()
+    };
+    assert_refused(&zip, &limits, |e| {
+        matches!(
+            e,
+            PackageError::TooManyEntries {
+                count: 5000,
+                limit: 1000
+            }
+        )
+    });
 }

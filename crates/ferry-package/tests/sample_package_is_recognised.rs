@@ -62,10 +62,14 @@ fn sample_proposes_the_source_document_package() {
     );
     assert_eq!(
         p.detection,
-        Some(ProposedDetection::MsiProductCode(SAMPLE_PRODUCT_CODE.to_string()))
+        Some(ProposedDetection::MsiProductCode(
+            SAMPLE_PRODUCT_CODE.to_string()
+        ))
     );
     let script = p.registry_marker_script.as_deref().unwrap();
-    assert!(script.contains("'TimKosse_FileZilla_3.46.3_English(United States)', 'TimKosse', 'FileZilla', '3.46.3'"));
+    assert!(script.contains(
+        "'TimKosse_FileZilla_3.46.3_English(United States)', 'TimKosse', 'FileZilla', '3.46.3'"
+    ));
 }
 
 #[test]
@@ -80,16 +84,32 @@ fn sample_proposal_snapshot() {
 fn sample_extracts_byte_for_byte() {
     let zip = sample::filezilla_like().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("TimKosse_FileZilla_3.46.3_English(United States)");
+    let out = tmp
+        .path()
+        .join("TimKosse_FileZilla_3.46.3_English(United States)");
     let report = extract(Cursor::new(&zip), &out, &Limits::default()).unwrap();
     assert_eq!(report.files_written, 4);
     let msi = std::fs::read(out.join("Files/FileZilla_3.46.3_win64.msi")).unwrap();
-    assert_eq!(read_msi(Cursor::new(msi)).unwrap(), sample::filezilla_properties());
-    assert!(out.join("AppDeployToolkit/AppDeployToolkitMain.ps1").is_file());
+    assert_eq!(
+        read_msi(Cursor::new(msi)).unwrap(),
+        sample::filezilla_properties()
+    );
+    assert!(
+        out.join("AppDeployToolkit/AppDeployToolkitMain.ps1")
+            .is_file()
+    );
     let mut copied = Vec::new();
-    copy_entry(Cursor::new(&zip), "deploy-application.ps1", &Limits::default(), &mut copied)
-        .unwrap();
-    assert_eq!(std::fs::read(out.join("Deploy-Application.ps1")).unwrap(), copied);
+    copy_entry(
+        Cursor::new(&zip),
+        "deploy-application.ps1",
+        &Limits::default(),
+        &mut copied,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("Deploy-Application.ps1")).unwrap(),
+        copied
+    );
 }
 
 #[test]
@@ -122,7 +142,10 @@ fn psadt_v4_at_root_uses_invoke_appdeploytoolkit() {
         ("Invoke-AppDeployToolkit.exe", b"x"),
         ("PSAppDeployToolkit/PSAppDeployToolkit.psm1", b"x"),
     ]);
-    let p = propose(&inspect(Cursor::new(&zip), &Limits::default()).unwrap(), None);
+    let p = propose(
+        &inspect(Cursor::new(&zip), &Limits::default()).unwrap(),
+        None,
+    );
     assert_eq!(
         p.install_command.as_deref(),
         Some("Invoke-AppDeployToolkit.exe -DeploymentType Install")
@@ -141,11 +164,16 @@ fn script_without_its_toolkit_folder_is_not_a_wrapper() {
 
 #[test]
 fn v3_with_only_the_script_runs_it_through_powershell() {
-    let layout = ferry_package::detect(["Deploy-Application.ps1", "AppDeployToolkit/AppDeployToolkitMain.ps1"]);
+    let layout = ferry_package::detect([
+        "Deploy-Application.ps1",
+        "AppDeployToolkit/AppDeployToolkitMain.ps1",
+    ]);
     let p = ferry_package::propose::propose_for_layout(&layout, None);
     assert_eq!(
         p.install_command.as_deref(),
-        Some("powershell.exe -ExecutionPolicy Bypass -NoProfile -NonInteractive -File Deploy-Application.ps1 -DeploymentType Install")
+        Some(
+            "powershell.exe -ExecutionPolicy Bypass -NoProfile -NonInteractive -File Deploy-Application.ps1 -DeploymentType Install"
+        )
     );
 }
 
@@ -175,7 +203,10 @@ fn unknown_language_is_the_number_and_german_is_named() {
     props.product_language = Some("4242".to_string());
     let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
     assert_eq!(p.language.as_deref(), Some("4242"));
-    assert_eq!(p.package_name.as_deref(), Some("TimKosse_FileZilla_3.46.3_4242"));
+    assert_eq!(
+        p.package_name.as_deref(),
+        Some("TimKosse_FileZilla_3.46.3_4242")
+    );
     props.product_language = Some("1031".to_string());
     let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
     assert_eq!(p.language.as_deref(), Some("German(Germany)"));
@@ -201,9 +232,41 @@ fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
 #[test]
 fn proposal_serialises_with_snake_case_names() {
     let layout = ferry_package::detect(["a.msi"]);
-    let p = ferry_package::propose::propose_for_layout(&layout, Some(&sample::filezilla_properties()));
+    let p =
+        ferry_package::propose::propose_for_layout(&layout, Some(&sample::filezilla_properties()));
     let v = serde_json::to_value(&p).unwrap();
     assert_eq!(v["installer"], "msi");
     assert_eq!(v["detection"]["msi_product_code"], SAMPLE_PRODUCT_CODE);
     assert!(v.get("package_name").is_some());
+}
+
+#[test]
+fn package_name_leaves_out_characters_windows_folders_cannot_hold() {
+    let layout = ferry_package::detect(["a.msi"]);
+    let mut props = sample::filezilla_properties();
+    props.manufacturer = Some("ACME / Widgets: \"Inc\"".to_string());
+    props.product_name = Some("Tool*?<>|".to_string());
+    let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
+    assert_eq!(
+        p.package_name.as_deref(),
+        Some("ACMEWidgetsInc_Tool_3.46.3_English(United States)")
+    );
+    // The vendor itself is kept as the MSI says.
+    assert_eq!(p.vendor.as_deref(), Some("ACME / Widgets: \"Inc\""));
+}
+
+#[test]
+fn copy_entry_of_a_missing_file_names_it() {
+    let zip = sample::filezilla_like().unwrap();
+    let err = copy_entry(
+        Cursor::new(&zip),
+        "Files/other.msi",
+        &Limits::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ferry_package::PackageError::EntryNotFound { ref name } if name == "Files/other.msi"),
+        "{err:?}"
+    );
 }

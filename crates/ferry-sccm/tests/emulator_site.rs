@@ -505,5 +505,8 @@ fn repush_with_a_new_deadline_updates_the_existing_deployment() {
     site.run(&generate(&push_script(&spec).unwrap())).unwrap();
     let s = site.state();
     assert_eq!(s.deployments.len(), 1);
-    assert_eq!(s.deployments[0].deadline.as_deref(), Some("2020-03-01T08:00:00"));
+    assert_eq!(
+        s.deployments[0].deadline.as_deref(),
+        Some("2020-03-01T08:00:00")
+    );
 }

@@ -87,7 +87,11 @@ impl AdminClient {
     }
 
     /// PUT of raw bytes (upload ranges).
-    pub async fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
         let response = self
             .http
             .put(format!("{}{path}", self.base))

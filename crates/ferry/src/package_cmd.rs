@@ -48,14 +48,22 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&package)?);
         }
         PackageCmd::List { hub } => {
-            let list: Vec<Package> = AdminClient::from_args(&hub)?.get("/api/v1/packages").await?;
+            let list: Vec<Package> = AdminClient::from_args(&hub)?
+                .get("/api/v1/packages")
+                .await?;
             for p in list {
-                let name = p.metadata.get("package_name").and_then(|v| v.as_str()).unwrap_or("");
+                let name = p
+                    .metadata
+                    .get("package_name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 println!("{}  {:>12}  {}  {}", p.id, p.size, p.filename, name);
             }
         }
         PackageCmd::Show { id, hub } => {
-            let p: Package = AdminClient::from_args(&hub)?.get(&format!("/api/v1/packages/{id}")).await?;
+            let p: Package = AdminClient::from_args(&hub)?
+                .get(&format!("/api/v1/packages/{id}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&p)?);
         }
     }
@@ -65,19 +73,46 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
 /// Uploads `path` and returns the package. Hashes the file first (so the hub can verify it),
 /// then sends it in [`CHUNK`]s; after a failure it asks the hub how much arrived and goes on
 /// from there.
-pub async fn upload(client: &AdminClient, path: &std::path::Path, resume: Option<Uuid>, progress: bool) -> anyhow::Result<Package> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+pub async fn upload(
+    client: &AdminClient,
+    path: &std::path::Path,
+    resume: Option<Uuid>,
+    progress: bool,
+) -> anyhow::Result<Package> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
     let sha256 = hash_file(&mut file)?;
-    let filename = path.file_name().and_then(|n| n.to_str()).unwrap_or("package.zip").to_owned();
+    let filename = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("package.zip")
+        .to_owned();
     let mut upload: Upload = match resume {
         Some(id) => client.get(&format!("/api/v1/uploads/{id}")).await?,
-        None => client.post("/api/v1/uploads", &NewUpload { filename, size, sha256: Some(sha256) }).await?,
+        None => {
+            client
+                .post(
+                    "/api/v1/uploads",
+                    &NewUpload {
+                        filename,
+                        size,
+                        sha256: Some(sha256),
+                    },
+                )
+                .await?
+        }
     };
-    let bar = if progress { indicatif::ProgressBar::new(size) } else { indicatif::ProgressBar::hidden() };
+    let bar = if progress {
+        indicatif::ProgressBar::new(size)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(upload.received);
     let mut failures = 0;
@@ -87,7 +122,10 @@ pub async fn upload(client: &AdminClient, path: &std::path::Path, resume: Option
         let want = CHUNK.min((size - upload.received) as usize);
         file.read_exact(&mut buf[..want])?;
         let path = format!("/api/v1/uploads/{}?offset={}", upload.id, upload.received);
-        match client.put_bytes::<Upload>(&path, buf[..want].to_vec()).await {
+        match client
+            .put_bytes::<Upload>(&path, buf[..want].to_vec())
+            .await
+        {
             Ok(u) => {
                 upload = u;
                 failures = 0;
@@ -95,17 +133,28 @@ pub async fn upload(client: &AdminClient, path: &std::path::Path, resume: Option
             Err(e) => {
                 failures += 1;
                 if failures > MAX_RETRIES {
-                    bail!("upload {} stopped after {MAX_RETRIES} failures ({e:#}); continue it with --resume {}", upload.id, upload.id);
+                    bail!(
+                        "upload {} stopped after {MAX_RETRIES} failures ({e:#}); continue it with --resume {}",
+                        upload.id,
+                        upload.id
+                    );
                 }
                 bar.println(format!("retrying after: {e:#}"));
                 tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
-                upload = client.get(&format!("/api/v1/uploads/{}", upload.id)).await?;
+                upload = client
+                    .get(&format!("/api/v1/uploads/{}", upload.id))
+                    .await?;
             }
         }
         bar.set_position(upload.received);
     }
     bar.finish_and_clear();
-    client.post(&format!("/api/v1/uploads/{}/complete", upload.id), &serde_json::json!({})).await
+    client
+        .post(
+            &format!("/api/v1/uploads/{}/complete", upload.id),
+            &serde_json::json!({}),
+        )
+        .await
 }
 
 fn hash_file(file: &mut std::fs::File) -> anyhow::Result<String> {
@@ -119,5 +168,9 @@ fn hash_file(file: &mut std::fs::File) -> anyhow::Result<String> {
         hasher.update(&buf[..n]);
     }
     file.seek(SeekFrom::Start(0))?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

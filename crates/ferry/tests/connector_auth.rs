@@ -43,7 +43,11 @@ async fn remote_id_with_wrong_secret_gets_401() {
 async fn rotated_secret_replaces_the_old_one_at_once() {
     let hub = TestHub::start("").await;
     let old = hub.register("c1").await;
-    assert_eq!(hub.poll(&old, 1).await.0, 204, "the old secret works (and is now cached)");
+    assert_eq!(
+        hub.poll(&old, 1).await.0,
+        204,
+        "the old secret works (and is now cached)"
+    );
     let (status, new) = status_and_body(hub.admin(
         Method::POST,
         &format!("/api/v1/connectors/{}/rotate-secret", old.remote_id),
@@ -178,10 +182,22 @@ async fn disabling_a_connector_ends_its_waiting_long_poll_with_403() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let path = format!("/api/v1/connectors/{}", creds.remote_id);
-    status_and_body(hub.admin(Method::PATCH, &path).json(&json!({ "enabled": false }))).await;
+    status_and_body(
+        hub.admin(Method::PATCH, &path)
+            .json(&json!({ "enabled": false })),
+    )
+    .await;
     let job = hub.enqueue(creds.remote_id, Value::Null).await;
-    assert_eq!(waiting.await.unwrap(), 403, "a 30 s hold answering 403 proves it was woken and re-checked");
-    assert_eq!(hub.job(job.id).await.state, ferry_proto::job::JobState::Queued, "no job for a disabled connector");
+    assert_eq!(
+        waiting.await.unwrap(),
+        403,
+        "a 30 s hold answering 403 proves it was woken and re-checked"
+    );
+    assert_eq!(
+        hub.job(job.id).await.state,
+        ferry_proto::job::JobState::Queued,
+        "no job for a disabled connector"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn open_upload(hub: &TestHub, bytes: &[u8], sha: Option<String>) -> Value {
@@ -24,7 +27,10 @@ async fn open_upload(hub: &TestHub, bytes: &[u8], sha: Option<String>) -> Value 
 
 async fn put(hub: &TestHub, id: &str, offset: usize, bytes: &[u8]) -> (u16, Value) {
     let r = hub
-        .admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset={offset}"))
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/uploads/{id}?offset={offset}"),
+        )
         .header("content-type", "application/octet-stream")
         .body(bytes.to_vec())
         .send()
@@ -35,13 +41,19 @@ async fn put(hub: &TestHub, id: &str, offset: usize, bytes: &[u8]) -> (u16, Valu
 }
 
 async fn complete(hub: &TestHub, id: &str) -> (u16, Value) {
-    let r = hub.admin(Method::POST, &format!("/api/v1/uploads/{id}/complete")).send().await.unwrap();
+    let r = hub
+        .admin(Method::POST, &format!("/api/v1/uploads/{id}/complete"))
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn part_files(hub: &TestHub) -> usize {
-    std::fs::read_dir(hub.data_dir().join("uploads")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(hub.data_dir().join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -52,14 +64,25 @@ async fn an_upload_in_several_ranges_becomes_a_verified_package() {
     let id = upload["id"].as_str().unwrap();
     let mid = zip.len() / 3;
     assert_eq!(put(&hub, id, 0, &zip[..mid]).await.1["received"], mid);
-    assert_eq!(put(&hub, id, mid, &zip[mid..]).await.1["received"], zip.len());
+    assert_eq!(
+        put(&hub, id, mid, &zip[mid..]).await.1["received"],
+        zip.len()
+    );
     let (status, package) = complete(&hub, id).await;
     assert_eq!(status, 201, "{package}");
     assert_eq!(package["sha256"], sha256_hex(&zip));
     assert_eq!(package["size"], zip.len());
-    assert_eq!(part_files(&hub), 0, "the part file moved into the blob store");
+    assert_eq!(
+        part_files(&hub),
+        0,
+        "the part file moved into the blob store"
+    );
     let (again, same) = complete(&hub, id).await;
-    assert_eq!((again, &same["id"]), (200, &package["id"]), "completing twice answers the same package");
+    assert_eq!(
+        (again, &same["id"]),
+        (200, &package["id"]),
+        "completing twice answers the same package"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +95,13 @@ async fn a_range_at_the_wrong_offset_is_refused_with_the_offset_to_resume_at() {
     let (status, body) = put(&hub, id, 50, &zip[50..]).await;
     assert_eq!(status, 409);
     assert_eq!(body["code"], "offset_mismatch");
-    assert!(body["message"].as_str().unwrap().contains("resume at offset 100"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("resume at offset 100"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +113,14 @@ async fn an_upload_continues_after_the_hub_is_killed() {
     let mid = zip.len() / 2;
     put(&hub, &id, 0, &zip[..mid]).await;
     hub.restart().await; // SIGKILL; the running hash is gone and must be rebuilt from disk
-    let status: Value = hub.admin(Method::GET, &format!("/api/v1/uploads/{id}")).send().await.unwrap().json().await.unwrap();
+    let status: Value = hub
+        .admin(Method::GET, &format!("/api/v1/uploads/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["received"], mid);
     put(&hub, &id, mid, &zip[mid..]).await;
     let (code, package) = complete(&hub, &id).await;
@@ -103,7 +139,14 @@ async fn a_hash_mismatch_keeps_nothing() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "sha256_mismatch");
     assert_eq!(part_files(&hub), 0);
-    let packages: Vec<Value> = hub.admin(Method::GET, "/api/v1/packages").send().await.unwrap().json().await.unwrap();
+    let packages: Vec<Value> = hub
+        .admin(Method::GET, "/api/v1/packages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(packages.is_empty());
 }
 
@@ -139,20 +182,50 @@ async fn a_package_downloads_whole_or_by_range() {
     let id = upload["id"].as_str().unwrap();
     put(&hub, id, 0, &zip).await;
     let package = complete(&hub, id).await.1;
-    let url = format!("/api/v1/packages/{}/content", package["id"].as_str().unwrap());
+    let url = format!(
+        "/api/v1/packages/{}/content",
+        package["id"].as_str().unwrap()
+    );
     let whole = hub.admin(Method::GET, &url).send().await.unwrap();
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.bytes().await.unwrap().as_ref(), &zip[..]);
-    let part = hub.admin(Method::GET, &url).header("range", "bytes=100-").send().await.unwrap();
+    let part = hub
+        .admin(Method::GET, &url)
+        .header("range", "bytes=100-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 206);
-    assert_eq!(part.headers()["content-range"], format!("bytes 100-{}/{}", zip.len() - 1, zip.len()));
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-{}/{}", zip.len() - 1, zip.len())
+    );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &zip[100..]);
-    let beyond = hub.admin(Method::GET, &url).header("range", format!("bytes={}-", zip.len())).send().await.unwrap();
+    let beyond = hub
+        .admin(Method::GET, &url)
+        .header("range", format!("bytes={}-", zip.len()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(beyond.status(), 416);
     // Connectors download too (they fetch packages to push); they cannot list them.
     let c = hub.register("c").await;
-    assert_eq!(hub.as_connector(&c, Method::GET, &url).send().await.unwrap().status(), 200);
-    assert_eq!(hub.as_connector(&c, Method::GET, "/api/v1/packages").send().await.unwrap().status(), 401);
+    assert_eq!(
+        hub.as_connector(&c, Method::GET, &url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        hub.as_connector(&c, Method::GET, "/api/v1/packages")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]
@@ -164,8 +237,14 @@ async fn the_sample_package_is_recognised_as_psadt_with_its_msi_metadata() {
     put(&hub, id, 0, &zip).await;
     let package = complete(&hub, id).await.1;
     let m = &package["metadata"];
-    assert_eq!(m["package_name"], "TimKosse_FileZilla_3.46.3_English(United States)", "{m}");
-    assert_eq!(m["install_command"], "Deploy-Application.exe -DeploymentType Install");
+    assert_eq!(
+        m["package_name"], "TimKosse_FileZilla_3.46.3_English(United States)",
+        "{m}"
+    );
+    assert_eq!(
+        m["install_command"],
+        "Deploy-Application.exe -DeploymentType Install"
+    );
     assert_eq!(m["msi_properties"]["manufacturer"], "Tim Kosse");
 }
 
@@ -197,9 +276,17 @@ async fn a_truncated_archive_is_refused() {
 }
 
 fn walk_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
-        .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_files(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }

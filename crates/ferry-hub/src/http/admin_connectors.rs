@@ -48,7 +48,9 @@ pub async fn register(
 
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Connector>>> {
     let list = state.store.list_connectors().await?;
-    Ok(Json(list.into_iter().map(|c| with_presence(&state, c)).collect()))
+    Ok(Json(
+        list.into_iter().map(|c| with_presence(&state, c)).collect(),
+    ))
 }
 
 pub async fn show(

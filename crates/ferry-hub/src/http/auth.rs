@@ -73,7 +73,9 @@ impl FromRequestParts<AppState> for ConnectorAuth {
         ))?;
         let id = Uuid::parse_str(id)
             .map_err(|_| Error::Unauthorized("invalid connector credentials"))?;
-        let row = cached_auth(state, id).await?.ok_or(Error::Unauthorized("invalid connector credentials"))?;
+        let row = cached_auth(state, id)
+            .await?
+            .ok_or(Error::Unauthorized("invalid connector credentials"))?;
         if !state.key.verify(secret, &row.secret_hash) {
             return Err(Error::Unauthorized("invalid connector credentials"));
         }
@@ -96,7 +98,10 @@ fn note_contact(state: &AppState, id: Uuid) {
 /// after [`forget_connector`] removed it.
 pub async fn cached_auth(state: &AppState, id: Uuid) -> Result<Option<ConnectorAuthRow>, Error> {
     let generation = {
-        let cache = state.connector_auth.lock().map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
+        let cache = state
+            .connector_auth
+            .lock()
+            .map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
         if let Some(row) = cache.rows.get(&id) {
             return Ok(Some(row.clone()));
         }
@@ -104,7 +109,10 @@ pub async fn cached_auth(state: &AppState, id: Uuid) -> Result<Option<ConnectorA
     };
     let row = state.store.connector_auth(id).await?;
     if let Some(row) = &row {
-        let mut cache = state.connector_auth.lock().map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
+        let mut cache = state
+            .connector_auth
+            .lock()
+            .map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
         if cache.generation == generation {
             cache.rows.insert(id, row.clone());
         }
@@ -115,7 +123,10 @@ pub async fn cached_auth(state: &AppState, id: Uuid) -> Result<Option<ConnectorA
 /// Forgets a connector's cached credentials; call after (not before) any change to its secret
 /// or state is committed.
 pub fn forget_connector(state: &AppState, id: Uuid) {
-    let mut cache = state.connector_auth.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = state
+        .connector_auth
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     cache.generation += 1;
     cache.rows.remove(&id);
 }
@@ -139,9 +150,13 @@ impl FromRequestParts<AppState> for AdminOrConnector {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         // Connector credentials contain a ':'; admin tokens (base64url) never do.
         if bearer(parts)?.contains(':') {
-            ConnectorAuth::from_request_parts(parts, state).await.map(|c| AdminOrConnector::Connector(c.id))
+            ConnectorAuth::from_request_parts(parts, state)
+                .await
+                .map(|c| AdminOrConnector::Connector(c.id))
         } else {
-            Admin::from_request_parts(parts, state).await.map(|_| AdminOrConnector::Admin)
+            Admin::from_request_parts(parts, state)
+                .await
+                .map(|_| AdminOrConnector::Admin)
         }
     }
 }

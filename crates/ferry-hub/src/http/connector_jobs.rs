@@ -75,7 +75,11 @@ pub async fn next(
         if !due {
             slot.found_empty(epoch);
         }
-        if let Some(job) = if due { state.store.lease_next(who.id, lease_ms).await? } else { None } {
+        if let Some(job) = if due {
+            state.store.lease_next(who.id, lease_ms).await?
+        } else {
+            None
+        } {
             state.metrics.jobs_leased.fetch_add(1, Ordering::Relaxed);
             state.schedule_sweep(crate::time_util::to_ms(job.lease_expires_at));
             tracing::debug!(job = %job.id, connector = %who.id, attempt = job.attempt, "job leased");

@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
             post(connector_jobs::release),
         )
         .route("/api/v1/uploads", post(uploads::open))
-        .route("/api/v1/uploads/{id}", get(uploads::show).put(uploads::put_range))
+        .route(
+            "/api/v1/uploads/{id}",
+            get(uploads::show).put(uploads::put_range),
+        )
         .route("/api/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/api/v1/packages", get(packages::list))
         .route("/api/v1/packages/{id}", get(packages::show))

@@ -18,8 +18,17 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Pa
     Ok(Json(state.store.list_packages().await?))
 }
 
-pub async fn show(_: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Package>> {
-    state.store.get_package(id).await?.map(Json).ok_or(Error::NotFound("package"))
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Package>> {
+    state
+        .store
+        .get_package(id)
+        .await?
+        .map(Json)
+        .ok_or(Error::NotFound("package"))
 }
 
 /// The package's bytes. A single `Range: bytes=a-b` (or `a-`, or `-n`) gets 206 with
@@ -31,7 +40,11 @@ pub async fn content(
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let package = state.store.get_package(id).await?.ok_or(Error::NotFound("package"))?;
+    let package = state
+        .store
+        .get_package(id)
+        .await?
+        .ok_or(Error::NotFound("package"))?;
     let size = package.size;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
@@ -46,16 +59,23 @@ pub async fn content(
             }
         },
     };
-    let mut file = tokio::fs::File::open(state.blobs.path(&package.sha256)).await.map_err(anyhow::Error::from)?;
+    let mut file = tokio::fs::File::open(state.blobs.path(&package.sha256))
+        .await
+        .map_err(anyhow::Error::from)?;
     let (status, start, len) = match range {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         None => (StatusCode::OK, 0, size),
     };
-    file.seek(std::io::SeekFrom::Start(start)).await.map_err(anyhow::Error::from)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(anyhow::Error::from)?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"sha256:{}\"", package.sha256)) {
@@ -89,7 +109,11 @@ pub fn parse_range(raw: &str, size: u64) -> std::result::Result<Option<(u64, u64
         (size.saturating_sub(n), size - 1)
     } else {
         let first: u64 = a.parse().map_err(|_| ())?;
-        let last = if b.is_empty() { size - 1 } else { b.parse::<u64>().map_err(|_| ())?.min(size - 1) };
+        let last = if b.is_empty() {
+            size - 1
+        } else {
+            b.parse::<u64>().map_err(|_| ())?.min(size - 1)
+        };
         (first, last)
     };
     if first > last || first >= size {

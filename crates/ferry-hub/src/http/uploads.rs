@@ -52,31 +52,62 @@ impl UploadSlots {
 }
 
 fn part_path(state: &AppState, id: Uuid) -> PathBuf {
-    state.config.data_dir.join(crate::UPLOAD_DIR).join(format!("{id}.part"))
+    state
+        .config
+        .data_dir
+        .join(crate::UPLOAD_DIR)
+        .join(format!("{id}.part"))
 }
 
-pub async fn open(admin: Admin, State(state): State<AppState>, ApiJson(req): ApiJson<NewUpload>) -> Result<(StatusCode, Json<Upload>)> {
+pub async fn open(
+    admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<NewUpload>,
+) -> Result<(StatusCode, Json<Upload>)> {
     let name_ok = !req.filename.is_empty()
         && req.filename.chars().count() <= MAX_FILENAME
-        && !req.filename.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+        && !req
+            .filename
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
     if !name_ok {
         return Err(Error::bad(
             "invalid_field",
-            format!("`filename` must be 1 to {MAX_FILENAME} characters, without control characters or path separators"),
+            format!(
+                "`filename` must be 1 to {MAX_FILENAME} characters, without control characters or path separators"
+            ),
         ));
     }
     if req.size == 0 || req.size > state.config.max_upload_bytes {
-        return Err(Error::bad("invalid_field", format!("`size` must be between 1 and {} bytes", state.config.max_upload_bytes)));
+        return Err(Error::bad(
+            "invalid_field",
+            format!(
+                "`size` must be between 1 and {} bytes",
+                state.config.max_upload_bytes
+            ),
+        ));
     }
     if req.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
-        return Err(Error::bad("invalid_field", "`sha256` must be 64 lower-case hex digits"));
+        return Err(Error::bad(
+            "invalid_field",
+            "`sha256` must be 64 lower-case hex digits",
+        ));
     }
     let upload = state.store.create_upload(admin.actor(), &req).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
 
-pub async fn show(_: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Upload>> {
-    state.store.get_upload(id).await?.map(Json).ok_or(Error::NotFound("upload"))
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Upload>> {
+    state
+        .store
+        .get_upload(id)
+        .await?
+        .map(Json)
+        .ok_or(Error::NotFound("upload"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,14 +126,24 @@ pub async fn put_range(
 ) -> Result<Json<Upload>> {
     let slot = state.uploads.get(id);
     let mut hash = slot.lock().await;
-    let mut upload = state.store.get_upload(id).await?.ok_or(Error::NotFound("upload"))?;
+    let mut upload = state
+        .store
+        .get_upload(id)
+        .await?
+        .ok_or(Error::NotFound("upload"))?;
     if upload.state == UploadState::Completed {
-        return Err(Error::Conflict { code: "upload_completed", message: "this upload is already complete".into() });
+        return Err(Error::Conflict {
+            code: "upload_completed",
+            message: "this upload is already complete".into(),
+        });
     }
     if query.offset != upload.received {
         return Err(Error::Conflict {
             code: "offset_mismatch",
-            message: format!("the hub has {} bytes of this upload; resume at offset {}", upload.received, upload.received),
+            message: format!(
+                "the hub has {} bytes of this upload; resume at offset {}",
+                upload.received, upload.received
+            ),
         });
     }
     let path = part_path(&state, id);
@@ -115,11 +156,15 @@ pub async fn put_range(
         .await
         .map_err(anyhow::Error::from)?;
     // Anything past `received` is from a range that never finished: drop it.
-    file.set_len(upload.received).await.map_err(anyhow::Error::from)?;
+    file.set_len(upload.received)
+        .await
+        .map_err(anyhow::Error::from)?;
     if hash.as_ref().is_none_or(|(n, _)| *n != upload.received) {
         *hash = Some((upload.received, rehash(&mut file, upload.received).await?));
     }
-    file.seek(SeekFrom::Start(upload.received)).await.map_err(anyhow::Error::from)?;
+    file.seek(SeekFrom::Start(upload.received))
+        .await
+        .map_err(anyhow::Error::from)?;
     let (mut hashed, mut hasher) = hash.take().unwrap_or_default();
 
     let mut stream = body.into_data_stream();
@@ -132,7 +177,10 @@ pub async fn put_range(
             Err(_) => break,
         };
         if hashed + chunk.len() as u64 > upload.size {
-            outcome = Err(Error::bad("too_many_bytes", format!("the upload was declared as {} bytes", upload.size)));
+            outcome = Err(Error::bad(
+                "too_many_bytes",
+                format!("the upload was declared as {} bytes", upload.size),
+            ));
             break;
         }
         file.write_all(&chunk).await.map_err(anyhow::Error::from)?;
@@ -156,15 +204,22 @@ pub async fn put_range(
 
 /// SHA-256 of the first `len` bytes of `file`.
 async fn rehash(file: &mut tokio::fs::File, len: u64) -> Result<Sha256> {
-    file.seek(SeekFrom::Start(0)).await.map_err(anyhow::Error::from)?;
+    file.seek(SeekFrom::Start(0))
+        .await
+        .map_err(anyhow::Error::from)?;
     let mut hasher = Sha256::new();
     let mut remaining = len;
     let mut buf = vec![0u8; 256 * 1024];
     while remaining > 0 {
         let want = buf.len().min(remaining as usize);
-        let n = file.read(&mut buf[..want]).await.map_err(anyhow::Error::from)?;
+        let n = file
+            .read(&mut buf[..want])
+            .await
+            .map_err(anyhow::Error::from)?;
         if n == 0 {
-            return Err(Error::Internal(anyhow::anyhow!("upload part file shorter than recorded")));
+            return Err(Error::Internal(anyhow::anyhow!(
+                "upload part file shorter than recorded"
+            )));
         }
         hasher.update(&buf[..n]);
         remaining -= n as u64;
@@ -173,25 +228,42 @@ async fn rehash(file: &mut tokio::fs::File, len: u64) -> Result<Sha256> {
 }
 
 /// Verifies the upload and turns it into a package. Completing twice answers the same package.
-pub async fn complete(admin: Admin, State(state): State<AppState>, IdPath(id): IdPath) -> Result<(StatusCode, Json<Package>)> {
+pub async fn complete(
+    admin: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<Package>)> {
     let slot = state.uploads.get(id);
     let mut hash = slot.lock().await;
-    let upload = state.store.get_upload(id).await?.ok_or(Error::NotFound("upload"))?;
+    let upload = state
+        .store
+        .get_upload(id)
+        .await?
+        .ok_or(Error::NotFound("upload"))?;
     if let (UploadState::Completed, Some(package)) = (upload.state, upload.package_id) {
-        let package = state.store.get_package(package).await?.ok_or(Error::NotFound("package"))?;
+        let package = state
+            .store
+            .get_package(package)
+            .await?
+            .ok_or(Error::NotFound("package"))?;
         return Ok((StatusCode::OK, Json(package)));
     }
     if upload.received != upload.size {
         return Err(Error::Conflict {
             code: "upload_incomplete",
-            message: format!("the hub has {} of {} bytes; send the rest first", upload.received, upload.size),
+            message: format!(
+                "the hub has {} of {} bytes; send the rest first",
+                upload.received, upload.size
+            ),
         });
     }
     let path = part_path(&state, id);
     let hasher = match hash.take() {
         Some((n, h)) if n == upload.received => h,
         _ => {
-            let mut file = tokio::fs::File::open(&path).await.map_err(anyhow::Error::from)?;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(anyhow::Error::from)?;
             rehash(&mut file, upload.received).await?
         }
     };
@@ -227,8 +299,18 @@ pub async fn complete(admin: Admin, State(state): State<AppState>, IdPath(id): I
         .await
         .map_err(anyhow::Error::from)?
         .map_err(anyhow::Error::from)?;
-    let (package, new) = state.store.complete_upload(admin.actor(), &upload, &sha256, &metadata).await?;
+    let (package, new) = state
+        .store
+        .complete_upload(admin.actor(), &upload, &sha256, &metadata)
+        .await?;
     state.uploads.remove(id);
     tracing::info!(package = %package.id, sha256 = %sha256, new, "package stored");
-    Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(package)))
+    Ok((
+        if new {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(package),
+    ))
 }
