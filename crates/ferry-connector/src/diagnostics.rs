@@ -116,10 +116,10 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 
 fn hostname() -> Option<String> {
     for var in ["COMPUTERNAME", "HOSTNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return Some(v);
-            }
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return Some(v);
         }
     }
     std::fs::read_to_string("/etc/hostname")

@@ -24,21 +24,21 @@ impl DiagnosticsRequest {
 
     /// Checks the limits; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(n) = self.rtt_samples {
-            if n == 0 || n > Self::MAX_RTT_SAMPLES {
-                return Err(format!(
-                    "payload.rtt_samples must be between 1 and {}",
-                    Self::MAX_RTT_SAMPLES
-                ));
-            }
+        if let Some(n) = self.rtt_samples
+            && (n == 0 || n > Self::MAX_RTT_SAMPLES)
+        {
+            return Err(format!(
+                "payload.rtt_samples must be between 1 and {}",
+                Self::MAX_RTT_SAMPLES
+            ));
         }
-        if let Some(ms) = self.rtt_interval_ms {
-            if ms > Self::MAX_RTT_INTERVAL_MS {
-                return Err(format!(
-                    "payload.rtt_interval_ms must be at most {}",
-                    Self::MAX_RTT_INTERVAL_MS
-                ));
-            }
+        if let Some(ms) = self.rtt_interval_ms
+            && ms > Self::MAX_RTT_INTERVAL_MS
+        {
+            return Err(format!(
+                "payload.rtt_interval_ms must be at most {}",
+                Self::MAX_RTT_INTERVAL_MS
+            ));
         }
         Ok(())
     }

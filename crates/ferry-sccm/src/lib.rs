@@ -46,7 +46,7 @@
 //!
 //! # Fuzzing
 //!
-//! cargo-fuzz needs a nightly toolchain; the property tests in `tests/ps_roundtrip.rs` run long
+//! cargo-fuzz needs a nightly toolchain; the property tests in `tests/roundtrip_props.rs` (and the codec's `tests/sdm_*.rs`) run long
 //! instead when `FERRY_LONG_FUZZ=1` is set (100 000 cases instead of 256).
 
 pub mod bind;

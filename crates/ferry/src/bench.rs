@@ -50,8 +50,8 @@ pub struct DispatchArgs {
     /// Long-poll hold, seconds.
     #[arg(long, default_value_t = 25)]
     pub hold: u32,
-    /// SQLite `synchronous` mode of the hub under test (normal, the hub's default, or full).
-    #[arg(long, default_value = "normal")]
+    /// SQLite `synchronous` mode of the hub under test (full, the hub's default, or normal).
+    #[arg(long, default_value = "full")]
     pub sqlite_synchronous: String,
     /// Print a JSON object as the last line.
     #[arg(long)]
@@ -427,10 +427,10 @@ async fn simulated_connector(
             Ok(_) => {}
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
-        if let Mode::Interval(every) = mode {
-            if !got_job {
-                tokio::time::sleep(every).await;
-            }
+        if let Mode::Interval(every) = mode
+            && !got_job
+        {
+            tokio::time::sleep(every).await;
         }
     }
 }

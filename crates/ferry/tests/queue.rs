@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestHub;
-use ferry_proto::job::{JobKind, JobState, NewJob};
+use ferry_proto::job::{JobState, NewJob};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -125,12 +125,8 @@ async fn a_lease_that_lapses_on_the_last_attempt_fails_the_job_with_the_reason()
     let c = hub.register("c").await;
     let job = hub
         .enqueue_job(NewJob {
-            connector_id: c.remote_id,
-            kind: JobKind::Diagnostics,
-            payload: Value::Null,
-            not_before: None,
-            expires_at: None,
             max_attempts: Some(1),
+            ..common::diagnostics_job(c.remote_id)
         })
         .await;
     assert_eq!(hub.poll(&c, 1).await.0, 200);
@@ -213,12 +209,8 @@ async fn a_job_past_its_expiry_is_never_handed_out() {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(800);
     let job = hub
         .enqueue_job(NewJob {
-            connector_id: c.remote_id,
-            kind: JobKind::Diagnostics,
-            payload: Value::Null,
-            not_before: None,
             expires_at: Some(expires),
-            max_attempts: None,
+            ..common::diagnostics_job(c.remote_id)
         })
         .await;
     let expired = hub
@@ -235,12 +227,8 @@ async fn a_delayed_job_reaches_a_waiting_connector_when_it_becomes_due() {
     let not_before = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
     let job = hub
         .enqueue_job(NewJob {
-            connector_id: c.remote_id,
-            kind: JobKind::Diagnostics,
-            payload: Value::Null,
             not_before: Some(not_before),
-            expires_at: None,
-            max_attempts: None,
+            ..common::diagnostics_job(c.remote_id)
         })
         .await;
     let (status, body) = hub.poll(&c, 20).await;

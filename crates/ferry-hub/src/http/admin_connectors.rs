@@ -155,15 +155,15 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
         ("site.folder", &site.folder),
     ];
     for (field, value) in fields {
-        if let Some(v) = value {
-            if v.chars().count() > MAX_SETTING || v.chars().any(char::is_control) {
-                return Err(Error::bad(
-                    "invalid_field",
-                    format!(
-                        "`{field}` must be at most {MAX_SETTING} characters with no control characters"
-                    ),
-                ));
-            }
+        if let Some(v) = value
+            && (v.chars().count() > MAX_SETTING || v.chars().any(char::is_control))
+        {
+            return Err(Error::bad(
+                "invalid_field",
+                format!(
+                    "`{field}` must be at most {MAX_SETTING} characters with no control characters"
+                ),
+            ));
         }
     }
     if let Some(code) = &site.site_code {

@@ -29,13 +29,13 @@ pub async fn enqueue(
             "`expires_at` must be in the future",
         ));
     }
-    if let (Some(nb), Some(ex)) = (not_before_ms, expires_at_ms) {
-        if ex <= nb {
-            return Err(Error::bad(
-                "invalid_field",
-                "`expires_at` must be after `not_before`",
-            ));
-        }
+    if let (Some(nb), Some(ex)) = (not_before_ms, expires_at_ms)
+        && ex <= nb
+    {
+        return Err(Error::bad(
+            "invalid_field",
+            "`expires_at` must be after `not_before`",
+        ));
     }
     let max_attempts = req.max_attempts.unwrap_or(state.config.max_attempts);
     if !(1..=100).contains(&max_attempts) {

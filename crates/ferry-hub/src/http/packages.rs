@@ -81,10 +81,10 @@ pub async fn content(
     if let Ok(etag) = HeaderValue::from_str(&format!("\"sha256:{}\"", package.sha256)) {
         h.insert(header::ETAG, etag);
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1)) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     Ok(response)
 }

@@ -36,11 +36,14 @@ const MAX_FILENAME: usize = 255;
 /// the running hash as `(bytes hashed, hasher)`.
 #[derive(Default)]
 pub struct UploadSlots {
-    map: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<(u64, Sha256)>>>>>,
+    map: std::sync::Mutex<HashMap<Uuid, Slot>>,
 }
 
+/// `(bytes hashed, hasher)` behind the upload's lock; `None` until the first range.
+type Slot = Arc<tokio::sync::Mutex<Option<(u64, Sha256)>>>;
+
 impl UploadSlots {
-    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<Option<(u64, Sha256)>>> {
+    fn get(&self, id: Uuid) -> Slot {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id).or_default().clone()
     }
@@ -274,14 +277,16 @@ pub async fn complete(
         state.uploads.remove(id);
         why
     };
-    if let Some(expected) = &upload.expected_sha256 {
-        if *expected != sha256 {
-            return Err(discard(Error::Unprocessable {
-                code: "sha256_mismatch",
-                message: format!("the received bytes hash to {sha256}, not the expected {expected}; nothing was kept"),
-            })
-            .await);
-        }
+    if let Some(expected) = &upload.expected_sha256
+        && *expected != sha256
+    {
+        return Err(discard(Error::Unprocessable {
+            code: "sha256_mismatch",
+            message: format!(
+                "the received bytes hash to {sha256}, not the expected {expected}; nothing was kept"
+            ),
+        })
+        .await);
     }
     let metadata = match crate::packages::inspect(&path).await {
         Ok(m) => m,

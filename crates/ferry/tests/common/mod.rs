@@ -12,6 +12,18 @@ use uuid::Uuid;
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
+/// A diagnostics job for `connector` with every option at its default; tests override fields.
+pub fn diagnostics_job(connector: Uuid) -> NewJob {
+    NewJob {
+        connector_id: connector,
+        kind: JobKind::Diagnostics,
+        payload: Value::Null,
+        not_before: None,
+        expires_at: None,
+        max_attempts: None,
+    }
+}
+
 pub struct TestHub {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
@@ -130,12 +142,8 @@ impl TestHub {
 
     pub async fn enqueue(&self, connector: Uuid, payload: Value) -> Job {
         self.enqueue_job(NewJob {
-            connector_id: connector,
-            kind: JobKind::Diagnostics,
             payload,
-            not_before: None,
-            expires_at: None,
-            max_attempts: None,
+            ..diagnostics_job(connector)
         })
         .await
     }
