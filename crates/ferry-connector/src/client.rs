@@ -157,6 +157,27 @@ impl HubClient {
         }
     }
 
+    /// The package's bytes from `offset` on (a `Range` request when `offset > 0`).
+    pub async fn package_content(
+        &self,
+        package: Uuid,
+        offset: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self
+            .http
+            .get(format!("{}/api/v1/packages/{package}/content", self.base))
+            .header(AUTHORIZATION, self.auth.clone());
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let response = request.send().await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(Self::api_error(response).await)
+        }
+    }
+
     /// One round trip to `/healthz`, timed.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let start = Instant::now();

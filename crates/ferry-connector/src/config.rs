@@ -42,6 +42,53 @@ pub struct ConnectorConfig {
     /// released back to the hub (seconds).
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u32,
+    /// How push scripts run: `powershell` (Windows PowerShell with the ConfigMgr console; the
+    /// default on Windows) or `emulator` (the built-in emulated site; the default elsewhere).
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    /// The emulated site's folder (backend `emulator`). Default: `<work_dir>/site`.
+    #[serde(default)]
+    pub emulator_site: Option<PathBuf>,
+    /// Where packages are unpacked for ConfigMgr to read, as a local path. Default: the
+    /// site's share path on Windows, `<work_dir>/share` elsewhere.
+    #[serde(default)]
+    pub share_dir: Option<PathBuf>,
+    /// The PowerShell executable (backend `powershell`).
+    #[serde(default = "default_powershell")]
+    pub powershell: PathBuf,
+    /// A push script running longer than this is killed and the job fails (seconds).
+    #[serde(default = "default_script_timeout")]
+    pub script_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Powershell,
+    Emulator,
+}
+
+impl ConnectorConfig {
+    pub fn backend(&self) -> Backend {
+        self.backend.unwrap_or(if cfg!(windows) {
+            Backend::Powershell
+        } else {
+            Backend::Emulator
+        })
+    }
+
+    pub fn emulator_site(&self) -> PathBuf {
+        self.emulator_site
+            .clone()
+            .unwrap_or_else(|| self.work_dir.join("site"))
+    }
+}
+
+fn default_powershell() -> PathBuf {
+    PathBuf::from("powershell.exe")
+}
+fn default_script_timeout() -> u32 {
+    3600
 }
 
 // The secret must never reach a log, so Debug is written by hand.
@@ -58,6 +105,11 @@ impl std::fmt::Debug for ConnectorConfig {
             .field("max_backoff_secs", &self.max_backoff_secs)
             .field("work_dir", &self.work_dir)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("backend", &self.backend)
+            .field("emulator_site", &self.emulator_site)
+            .field("share_dir", &self.share_dir)
+            .field("powershell", &self.powershell)
+            .field("script_timeout_secs", &self.script_timeout_secs)
             .finish()
     }
 }
@@ -99,6 +151,11 @@ impl ConnectorConfig {
             max_backoff_secs: default_max_backoff(),
             work_dir: default_work_dir(),
             shutdown_grace_secs: default_grace(),
+            backend: None,
+            emulator_site: None,
+            share_dir: None,
+            powershell: default_powershell(),
+            script_timeout_secs: default_script_timeout(),
         }
     }
 

@@ -86,8 +86,10 @@ impl Executors {
         self.by_kind.get(&kind).cloned()
     }
 
-    /// Everything this build of the connector can run.
-    pub fn standard() -> Self {
-        Executors::default().with(crate::diagnostics::Diagnostics)
+    /// Everything this build of the connector can run, set up from its configuration.
+    pub fn standard(config: &crate::ConnectorConfig) -> Self {
+        Executors::default()
+            .with(crate::diagnostics::Diagnostics)
+            .with(crate::push::Push::new(config))
     }
 }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod diagnostics;
 pub mod executor;
+pub mod push;
 pub mod runner;
 
 pub use config::ConnectorConfig;

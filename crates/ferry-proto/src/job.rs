@@ -17,18 +17,22 @@ use crate::Timestamp;
 pub enum JobKind {
     /// Report what the connector sees of its machine and of the hub. See [`crate::diagnostics`].
     Diagnostics,
+    /// Push a package into the connector's ConfigMgr site. See [`crate::push`].
+    Push,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Diagnostics => "diagnostics",
+            JobKind::Push => "push",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "diagnostics" => Some(JobKind::Diagnostics),
+            "push" => Some(JobKind::Push),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ pub mod connector;
 pub mod diagnostics;
 pub mod job;
 pub mod package;
+pub mod push;
 
 use serde::{Deserialize, Serialize};
 

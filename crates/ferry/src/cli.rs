@@ -37,6 +37,24 @@ pub enum Command {
     /// Upload and inspect packages.
     #[command(subcommand)]
     Package(crate::package_cmd::PackageCmd),
+    /// Push a package into a connector's ConfigMgr site (or show the exact script with --dry-run).
+    Push {
+        #[arg(long)]
+        package: Uuid,
+        #[arg(long)]
+        connector: Uuid,
+        /// A (partial) push specification in JSON laid over the one the hub proposes.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Print the specification and the exact script; queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the push job to end and print it.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -238,6 +256,14 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connector(cmd) => connector(cmd).await,
         Command::Job(cmd) => job(cmd).await,
         Command::Package(cmd) => crate::package_cmd::run(cmd).await,
+        Command::Push {
+            package,
+            connector,
+            spec,
+            dry_run,
+            wait,
+            hub,
+        } => push(package, connector, spec, dry_run, wait, &hub).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
@@ -295,10 +321,8 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
         ConnectorCmd::Run { config, log_format } => {
             logging::init(log_format, "info");
             let config = ConnectorConfig::load(&config)?;
-            let runner = ferry_connector::runner::Runner::new(
-                config,
-                ferry_connector::executor::Executors::standard(),
-            )?;
+            let executors = ferry_connector::executor::Executors::standard(&config);
+            let runner = ferry_connector::runner::Runner::new(config, executors)?;
             runner.run(shutdown_signal()).await?;
         }
         ConnectorCmd::Register {
@@ -393,6 +417,48 @@ pub fn write_connector_config(
 ) -> anyhow::Result<()> {
     ferry_hub::secrets::write_private_file(path, config.to_toml().as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+async fn push(
+    package: Uuid,
+    connector: Uuid,
+    spec: Option<PathBuf>,
+    dry_run: bool,
+    wait: bool,
+    hub: &HubArgs,
+) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::from_args(hub)?;
+    let spec = match spec {
+        Some(path) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not valid JSON", path.display()))?,
+        ),
+        None => None,
+    };
+    let request = ferry_proto::push::PushRequest {
+        package_id: package,
+        connector_id: connector,
+        spec,
+        dry_run,
+    };
+    if dry_run {
+        let preview: ferry_proto::push::PushPreview = client.post("/api/v1/push", &request).await?;
+        println!("{}", preview.script);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut job: Job = client.post("/api/v1/push", &request).await?;
+    if wait {
+        job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
+    }
+    println!("{}", serde_json::to_string_pretty(&job)?);
+    Ok(if job.state == ferry_proto::job::JobState::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {

@@ -67,6 +67,14 @@ pub async fn enqueue(
             }
             serde_json::to_value(d).map_err(anyhow::Error::from)?
         }
+        JobKind::Push => {
+            // A push job is only ever built by POST /api/v1/push, which assembles and
+            // validates the whole specification against the package and the site.
+            return Err(Error::bad(
+                "use_push_endpoint",
+                "push jobs are created with POST /api/v1/push",
+            ));
+        }
     };
     let insert = JobInsert {
         connector_id: req.connector_id,

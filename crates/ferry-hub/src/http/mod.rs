@@ -9,6 +9,7 @@ mod admin_connectors;
 mod admin_jobs;
 mod connector_jobs;
 mod packages;
+mod push;
 pub mod uploads;
 
 use axum::Router;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/packages", get(packages::list))
         .route("/api/v1/packages/{id}", get(packages::show))
         .route("/api/v1/packages/{id}/content", get(packages::content))
+        .route("/api/v1/push", post(push::push))
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,400 @@
+//! The `push` job: download the package (resuming, verified), unpack it safely to
+//! `<share>\<package name>`, generate the push script with `ferry-sccm`, and run it through a
+//! backend — Windows PowerShell with the ConfigMgr module, or the emulated site. Every
+//! `FERRY-RESULT` line the script prints becomes a progress step as it happens.
+//!
+//! Re-running converges: the script is idempotent (it finds and updates what exists), the
+//! unpacked folder is replaced as a whole, and a finished download is reused after verifying
+//! its hash again. So a connector killed at any point leaves a job that, run again, ends with
+//! one correct application.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ferry_proto::job::{JobKind, LeasedJob};
+use ferry_proto::push::PushPayload;
+use ferry_sccm::PushSpec;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::config::{Backend, ConnectorConfig};
+use crate::executor::{Executor, JobContext, JobFailure};
+
+pub struct Push {
+    backend: Backend,
+    site_dir: PathBuf,
+    share_dir: Option<PathBuf>,
+    powershell: PathBuf,
+    timeout: Duration,
+}
+
+impl Push {
+    pub fn new(config: &ConnectorConfig) -> Self {
+        Push {
+            backend: config.backend(),
+            site_dir: config.emulator_site(),
+            share_dir: config.share_dir.clone(),
+            powershell: config.powershell.clone(),
+            timeout: Duration::from_secs(u64::from(config.script_timeout_secs)),
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> JobFailure {
+    JobFailure::Failed(message.to_string())
+}
+
+impl Executor for Push {
+    fn kind(&self) -> JobKind {
+        JobKind::Push
+    }
+
+    fn run<'a>(
+        &'a self,
+        job: &'a LeasedJob,
+        ctx: JobContext,
+    ) -> BoxFuture<'a, Result<Value, JobFailure>> {
+        Box::pin(async move {
+            let payload: PushPayload = serde_json::from_value(job.payload.clone())
+                .map_err(|e| fail(format!("bad push payload: {e}")))?;
+            let spec: PushSpec = serde_json::from_value(payload.spec.clone())
+                .map_err(|e| fail(format!("bad push specification: {e}")))?;
+            spec.validate().map_err(fail)?;
+            let name = spec.application.name.clone();
+
+            let zip = download(&ctx, &payload).await?;
+
+            let share = match &self.share_dir {
+                Some(dir) => dir.clone(),
+                None if cfg!(windows) => PathBuf::from(&spec.site.share_path),
+                None => ctx.work_dir.join("share"),
+            };
+            let dest = share.join(&name);
+            ctx.progress(
+                "unpack",
+                Some(format!("unpacking to {}", dest.display())),
+                Some(40),
+            );
+            let report = unpack(zip, dest.clone()).await?;
+            ctx.progress(
+                "unpack",
+                Some(format!(
+                    "{} files, {} bytes in {}",
+                    report.files_written,
+                    report.bytes_written,
+                    dest.display()
+                )),
+                Some(50),
+            );
+
+            let script = ferry_sccm::scripts::push_script(&spec).map_err(fail)?;
+            let text = ferry_sccm::generate(&script);
+            let steps = match self.backend {
+                Backend::Emulator => self.run_emulated(&ctx, &text).await?,
+                Backend::Powershell => self.run_powershell(&ctx, job, &text).await?,
+            };
+            let step = |name: &str| {
+                steps
+                    .iter()
+                    .find(|s| s.get("step").and_then(Value::as_str) == Some(name))
+                    .cloned()
+            };
+            let app = step("application").unwrap_or_default();
+            Ok(json!({
+                "application": name,
+                "ci_id": app.get("ci_id"),
+                "model_name": app.get("model_name"),
+                "revision": app.get("revision"),
+                "deployment_type": step("deployment_type"),
+                "deployment": step("deployment"),
+                "folder": step("folder"),
+                "content_location": spec.deployment_type.content_location,
+                "unpacked_to": dest.display().to_string(),
+                "backend": match self.backend { Backend::Emulator => "emulator", Backend::Powershell => "powershell" },
+                "steps": steps,
+            }))
+        })
+    }
+}
+
+/// Progress percentages for the script's steps, between "unpacked" (50) and "done" (100).
+fn step_percent(step: &str) -> Option<u8> {
+    Some(match step {
+        "connected" => 55,
+        "application" => 65,
+        "deployment_type" => 75,
+        "content" => 85,
+        "deployment" => 92,
+        "folder" => 97,
+        "done" => 100,
+        _ => return None,
+    })
+}
+
+fn report_step(ctx: &JobContext, step: &Map<String, Value>) {
+    let name = step.get("step").and_then(Value::as_str).unwrap_or("script");
+    let detail: Vec<String> = step
+        .iter()
+        .filter(|(k, _)| k.as_str() != "step")
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            )
+        })
+        .collect();
+    ctx.progress(name, Some(detail.join(" ")), step_percent(name));
+}
+
+impl Push {
+    async fn run_emulated(
+        &self,
+        ctx: &JobContext,
+        text: &str,
+    ) -> Result<Vec<Map<String, Value>>, JobFailure> {
+        let (site_dir, text) = (self.site_dir.clone(), text.to_owned());
+        // The emulator is synchronous and writes its site file: keep it off the async threads.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut site = ferry_sccm::Site::open(&site_dir)?;
+            site.run(&text)
+        })
+        .await
+        .map_err(fail)?;
+        let stdout = match outcome {
+            Ok(stdout) => stdout,
+            Err(e) => {
+                // Report the steps that did happen before the failing cmdlet, as a real run
+                // would have printed them; the error itself becomes the job's reason verbatim.
+                if let ferry_sccm::EmulatorError::Cmdlet { stdout, .. } = &e {
+                    for line in ferry_sccm::scripts::result_lines(stdout).unwrap_or_default() {
+                        report_step(ctx, &line);
+                    }
+                }
+                return Err(fail(e));
+            }
+        };
+        let lines = ferry_sccm::scripts::result_lines(&stdout).map_err(fail)?;
+        for line in &lines {
+            report_step(ctx, line);
+        }
+        Ok(lines)
+    }
+
+    async fn run_powershell(
+        &self,
+        ctx: &JobContext,
+        job: &LeasedJob,
+        text: &str,
+    ) -> Result<Vec<Map<String, Value>>, JobFailure> {
+        let dir = ctx.work_dir.join("scripts");
+        tokio::fs::create_dir_all(&dir).await.map_err(fail)?;
+        let path = dir.join(format!("push-{}.ps1", job.id));
+        // Windows PowerShell 5.1 reads a BOM-less script as ANSI; the BOM keeps every
+        // non-ASCII character in names and paths intact.
+        let mut bytes = vec![0xEF, 0xBB, 0xBF];
+        bytes.extend_from_slice(text.as_bytes());
+        tokio::fs::write(&path, bytes).await.map_err(fail)?;
+        let mut child = tokio::process::Command::new(&self.powershell)
+            .args([
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-File",
+            ])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Cancelling the job drops this future, which kills the process.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {}: {e}", self.powershell.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| fail("no stderr"))?;
+        let errors = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut text = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if text.len() < 16 * 1024 {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            text
+        });
+        let mut steps = Vec::new();
+        let read = async {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut parsed) = ferry_sccm::scripts::result_lines(&format!("{line}\n")) {
+                    for step in parsed.drain(..) {
+                        report_step(ctx, &step);
+                        steps.push(step);
+                    }
+                }
+            }
+            child.wait().await
+        };
+        let status = match tokio::time::timeout(self.timeout, read).await {
+            Ok(status) => status.map_err(fail)?,
+            Err(_) => {
+                return Err(fail(format!(
+                    "the push script ran longer than {} s and was stopped",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        let stderr = errors.await.unwrap_or_default();
+        if !status.success() {
+            let message = stderr.trim();
+            return Err(fail(if message.is_empty() {
+                format!("the push script failed ({status})")
+            } else {
+                message.to_owned()
+            }));
+        }
+        Ok(steps)
+    }
+}
+
+/// Downloads the package into `<work_dir>/downloads/<sha256>.zip`, resuming a partial file
+/// with `Range`, and verifies size and SHA-256 before anything uses it.
+async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, JobFailure> {
+    let dir = ctx.work_dir.join("downloads");
+    tokio::fs::create_dir_all(&dir).await.map_err(fail)?;
+    let done = dir.join(format!("{}.zip", payload.sha256));
+    let part = dir.join(format!("{}.zip.part", payload.sha256));
+    if tokio::fs::metadata(&done).await.is_ok() {
+        if sha256_of(&done).await? == payload.sha256 {
+            ctx.progress(
+                "download",
+                Some("already downloaded and verified".to_owned()),
+                Some(30),
+            );
+            return Ok(done);
+        }
+        let _ = tokio::fs::remove_file(&done).await;
+    }
+    let mut have = tokio::fs::metadata(&part)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if have > payload.size {
+        have = 0;
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&part)
+        .await
+        .map_err(fail)?;
+    file.set_len(have).await.map_err(fail)?;
+    if have > 0 {
+        ctx.progress(
+            "download",
+            Some(format!("resuming at byte {have} of {}", payload.size)),
+            None,
+        );
+    }
+    if have < payload.size {
+        let response = ctx
+            .hub
+            .package_content(payload.package_id, have)
+            .await
+            .map_err(fail)?;
+        if have > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            // The hub ignored the range: start over.
+            file.set_len(0).await.map_err(fail)?;
+            have = 0;
+        }
+        let mut stream = response.bytes_stream();
+        let mut last_report = have;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| fail(format!("download interrupted at byte {have}: {e}")))?;
+            file.write_all(&chunk).await.map_err(fail)?;
+            have += chunk.len() as u64;
+            if have - last_report >= 4 * 1024 * 1024 || have == payload.size {
+                last_report = have;
+                let pct = (30 * have / payload.size.max(1)) as u8;
+                ctx.progress(
+                    "download",
+                    Some(format!("{have} of {} bytes", payload.size)),
+                    Some(pct),
+                );
+            }
+        }
+        file.sync_all().await.map_err(fail)?;
+    }
+    drop(file);
+    let actual = sha256_of(&part).await?;
+    if actual != payload.sha256 {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(fail(format!(
+            "the download hashes to {actual}, not {}; it was discarded",
+            payload.sha256
+        )));
+    }
+    tokio::fs::rename(&part, &done).await.map_err(fail)?;
+    ctx.progress(
+        "download",
+        Some("downloaded and verified (SHA-256)".to_owned()),
+        Some(30),
+    );
+    Ok(done)
+}
+
+async fn sha256_of(path: &Path) -> Result<String, JobFailure> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    })
+    .await
+    .map_err(fail)?
+    .map_err(fail)
+}
+
+/// Replaces `dest` with the package's content (a re-run after a crash must not mix old and new
+/// files), through `ferry-package`'s checked extraction.
+async fn unpack(zip: PathBuf, dest: PathBuf) -> Result<ferry_package::ExtractReport, JobFailure> {
+    tokio::task::spawn_blocking(move || {
+        match std::fs::remove_dir_all(&dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(fail(format!("cannot clear {}: {e}", dest.display())));
+            }
+            _ => {}
+        }
+        let file = std::fs::File::open(&zip).map_err(fail)?;
+        ferry_package::extract(
+            std::io::BufReader::new(file),
+            &dest,
+            &ferry_package::Limits::default(),
+        )
+        .map_err(fail)
+    })
+    .await
+    .map_err(fail)?
+}

@@ -1,0 +1,290 @@
+//! Push, end to end with real processes: hub, connector, and the emulated site running the
+//! very script the connector generated.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::TestHub;
+use ferry_proto::connector::ConnectorCredentials;
+use ferry_proto::job::{Job, JobState};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const NAME: &str = "TimKosse_FileZilla_3.46.3_English(United States)";
+
+/// A hub with one connector whose site settings point at the demo site, and the sample
+/// package uploaded. Returns the connector's credentials and the package id.
+async fn setup(hub: &TestHub) -> (ConnectorCredentials, String) {
+    let c = hub.register("site-dem").await;
+    let r = hub
+        .admin(Method::PATCH, &format!("/api/v1/connectors/{}", c.remote_id))
+        .json(&json!({ "site": {
+            "site_code": "DEM",
+            "console_path": "C:\\Program Files (x86)\\Microsoft Configuration Manager\\AdminConsole\\bin",
+            "share_path": "\\\\WIN-2HDJCBHRRVB\\Sources$\\incoming",
+            "distribution_point_group": "Demo Distribution Group",
+            "collection": "Demo devices",
+            "folder": "Applications/Test 1"
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload: Value = hub
+        .admin(Method::POST, "/api/v1/uploads")
+        .json(&json!({ "filename": "filezilla.zip", "size": zip.len() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = upload["id"].as_str().unwrap();
+    hub.admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset=0"))
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    let package: Value = hub
+        .admin(Method::POST, &format!("/api/v1/uploads/{id}/complete"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (c, package["id"].as_str().unwrap().to_owned())
+}
+
+async fn push(
+    hub: &TestHub,
+    c: &ConnectorCredentials,
+    package: &str,
+    spec: Value,
+    dry_run: bool,
+) -> (u16, Value) {
+    let r = hub
+        .admin(Method::POST, "/api/v1/push")
+        .json(&json!({ "package_id": package, "connector_id": c.remote_id, "spec": spec, "dry_run": dry_run }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn site_state(dir: &Path) -> Value {
+    let out = std::process::Command::new(common::FERRY)
+        .args(["sccm", "site", "show", "--site"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn connector_dirs(hub: &TestHub) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = hub.dir.path();
+    (root.join("site"), root.join("share"))
+}
+
+fn connector_extra(hub: &TestHub) -> String {
+    let (site, share) = connector_dirs(hub);
+    format!(
+        "backend = \"emulator\"\nemulator_site = \"{}\"\nshare_dir = \"{}\"",
+        site.display(),
+        share.display()
+    )
+}
+
+async fn run_push(hub: &TestHub, c: &ConnectorCredentials, package: &str, spec: Value) -> Job {
+    let (status, job) = push(hub, c, package, spec, false).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().parse().unwrap();
+    hub.wait_job(id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await
+}
+
+#[tokio::test]
+async fn a_pushed_package_lands_in_the_site_as_one_application() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    let job = run_push(&hub, &c, &package, json!({})).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+    let result = job.result.unwrap();
+    assert!(result["ci_id"].as_u64().is_some(), "{result}");
+    assert!(
+        result["model_name"]
+            .as_str()
+            .unwrap()
+            .contains("/Application_")
+    );
+    // Every step reached the hub as progress.
+    let steps: Vec<&str> = job
+        .events
+        .iter()
+        .filter_map(|e| e.step.as_deref())
+        .collect();
+    for step in [
+        "download",
+        "unpack",
+        "application",
+        "deployment_type",
+        "content",
+        "deployment",
+        "folder",
+        "done",
+    ] {
+        assert!(steps.contains(&step), "missing step {step}: {steps:?}");
+    }
+    let (site_dir, share) = connector_dirs(&hub);
+    let site = site_state(&site_dir);
+    let apps: Vec<&Value> = site["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == NAME)
+        .collect();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0]["publisher"], "Tim Kosse");
+    assert_eq!(apps[0]["software_version"], "3.46.3");
+    assert!(
+        share.join(NAME).join("Deploy-Application.ps1").is_file(),
+        "unpacked to <share>\\<package name>"
+    );
+}
+
+#[tokio::test]
+async fn pushing_again_updates_the_same_application() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    let first = run_push(&hub, &c, &package, json!({})).await;
+    let second = run_push(
+        &hub,
+        &c,
+        &package,
+        json!({ "application": { "description": "second push" } }),
+    )
+    .await;
+    assert_eq!(second.state, JobState::Succeeded, "{second:#?}");
+    assert_eq!(
+        first.result.as_ref().unwrap()["ci_id"],
+        second.result.as_ref().unwrap()["ci_id"]
+    );
+    let site = site_state(&connector_dirs(&hub).0);
+    let apps: Vec<&Value> = site["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == NAME)
+        .collect();
+    assert_eq!(apps.len(), 1, "no duplicate application");
+    assert_eq!(apps[0]["description"], "second push");
+}
+
+#[tokio::test]
+async fn a_push_to_an_unknown_collection_fails_with_the_sites_error() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    let job = run_push(
+        &hub,
+        &c,
+        &package,
+        json!({ "deployment": { "collection": "No such collection" } }),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("No such collection") && error.contains("New-CMApplicationDeployment"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_returns_the_exact_script_and_queues_nothing() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let before = hub.jobs().await.len();
+    let (status, preview) = push(&hub, &c, &package, json!({}), true).await;
+    assert_eq!(status, 200, "{preview}");
+    let script = preview["script"].as_str().unwrap();
+    assert!(
+        script.contains(&format!("New-CMApplication -Name '{NAME}'")),
+        "{script}"
+    );
+    assert_eq!(
+        preview["spec"]["deployment_type"]["install_command"],
+        "Deploy-Application.exe -DeploymentType Install"
+    );
+    assert_eq!(hub.jobs().await.len(), before);
+}
+
+#[tokio::test]
+async fn metadata_with_every_quote_kind_stays_data() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    let nasty = "Tim’s ‘x’ 'y' ‚z‛ $(Remove-Item C:\\) `; | # <#";
+    let job = run_push(
+        &hub,
+        &c,
+        &package,
+        json!({ "application": { "description": nasty } }),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
+    let site = site_state(&connector_dirs(&hub).0);
+    let app = site["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == NAME)
+        .unwrap()
+        .clone();
+    assert_eq!(app["description"], nasty);
+}
+
+#[tokio::test]
+async fn an_invalid_override_is_refused_naming_the_field() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let (status, body) = push(
+        &hub,
+        &c,
+        &package,
+        json!({ "deployment": { "purpose": "sometimes" } }),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("deployment.purpose"),
+        "{body}"
+    );
+    let (status, body) = push(
+        &hub,
+        &c,
+        &package,
+        json!({ "application": { "name": "a\u{0001}b" } }),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("application.name"),
+        "{body}"
+    );
+}
