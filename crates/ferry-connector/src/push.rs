@@ -149,7 +149,8 @@ fn report_step(ctx: &JobContext, step: &Map<String, Value>) {
             )
         })
         .collect();
-    ctx.progress(name, Some(detail.join(" ")), step_percent(name));
+    let message = (!detail.is_empty()).then(|| detail.join(" "));
+    ctx.progress(name, message, step_percent(name));
 }
 
 impl Push {
@@ -322,7 +323,8 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
                 chunk.map_err(|e| fail(format!("download interrupted at byte {have}: {e}")))?;
             file.write_all(&chunk).await.map_err(fail)?;
             have += chunk.len() as u64;
-            if have - last_report >= 4 * 1024 * 1024 || have == payload.size {
+            if have > last_report && (have - last_report >= 4 * 1024 * 1024 || have == payload.size)
+            {
                 last_report = have;
                 let pct = (30 * have / payload.size.max(1)) as u8;
                 ctx.progress(

@@ -157,23 +157,41 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
     );
 
     let job = try_step!(run_diagnostics(&client, creds.remote_id).await);
+    if job.state != JobState::Succeeded {
+        let e = anyhow::anyhow!(
+            "the diagnostics job ended {}: {}",
+            job.state.as_str(),
+            job.error.unwrap_or_default()
+        );
+        return Err((children, e));
+    }
+
+    println!();
+    let package = try_step!(upload_sample(&client, dir).await);
+    let push = try_step!(push_sample(&client, creds.remote_id, package.id).await);
+    if push.state != JobState::Succeeded {
+        let e = anyhow::anyhow!(
+            "the push ended {}: {}",
+            push.state.as_str(),
+            push.error.unwrap_or_default()
+        );
+        return Err((children, e));
+    }
+    say(&format!(
+        "the emulated site (site code DEM) lives in {0}; look at it with: ferry sccm site show --site {0}",
+        dir.join("site").display()
+    ));
+    let result = push.result.unwrap_or_default();
     let summary = serde_json::json!({
-        "ok": job.state == JobState::Succeeded,
+        "ok": true,
         "hub": client.base,
         "connector": creds.remote_id,
         "diagnostics_job": job.id,
-        "state": job.state,
+        "package": package.id,
+        "pushed": result["application"],
+        "ci_id": result["ci_id"],
+        "model_name": result["model_name"],
     });
-    if job.state != JobState::Succeeded {
-        return Err((
-            children,
-            anyhow::anyhow!(
-                "the diagnostics job ended {}: {}",
-                job.state.as_str(),
-                job.error.unwrap_or_default()
-            ),
-        ));
-    }
     Ok((children, summary))
 }
 
@@ -285,6 +303,9 @@ async fn start_connector(
         ConnectorConfig::new(hub_url.to_owned(), creds.remote_id, creds.secret.clone());
     config.ca_cert = Some(ca.to_owned());
     config.work_dir = dir.join("connector-work");
+    config.backend = Some(ferry_connector::config::Backend::Emulator);
+    config.emulator_site = Some(dir.join("site"));
+    config.share_dir = Some(dir.join("share"));
     let path = dir.join("connector.toml");
     crate::cli::write_connector_config(&path, &config)?;
     let path_arg = path.display().to_string();
@@ -313,42 +334,7 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
         queued.id
     ));
     let started = Instant::now();
-    let mut shown = 1; // the "queued" event
-    let job = loop {
-        let job: Job = client.get(&format!("/api/v1/jobs/{}", queued.id)).await?;
-        for event in job.events.iter().skip(shown) {
-            let text = match (&event.state, &event.step) {
-                (Some(state), _) => format!(
-                    "    the job {} (attempt {})",
-                    state_phrase(*state),
-                    event.attempt
-                ),
-                (None, Some(step)) => {
-                    let percent = event
-                        .percent
-                        .map(|p| format!(" ({p}%)"))
-                        .unwrap_or_default();
-                    match event.message.as_deref() {
-                        Some(m) => format!("    {step}: {m}{percent}"),
-                        None => format!("    {step}{percent}"),
-                    }
-                }
-                _ => continue,
-            };
-            println!("{text}");
-        }
-        shown = job.events.len();
-        if job.state.is_terminal() {
-            break job;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "the diagnostics job did not finish within 60 s (state {})",
-                job.state.as_str()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = follow_job(client, queued.id, Duration::from_secs(60)).await?;
     if let Some(report) = job
         .result
         .clone()
@@ -384,6 +370,116 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
                 .unwrap_or_else(|| "unknown".into()),
             report.hub_rtt_ms.avg,
             report.hub_rtt_ms.samples
+        ));
+    }
+    Ok(job)
+}
+
+/// Prints a job's history as it happens (polling the hub ten times a second: this is a person
+/// watching one job, not a fleet) and returns the job once it has ended.
+async fn follow_job(client: &AdminClient, id: uuid::Uuid, limit: Duration) -> anyhow::Result<Job> {
+    let started = Instant::now();
+    let mut shown = 1; // the "queued" event
+    loop {
+        let job: Job = client.get(&format!("/api/v1/jobs/{id}")).await?;
+        for event in job.events.iter().skip(shown) {
+            let text = match (&event.state, &event.step) {
+                (Some(state), _) => format!(
+                    "    the job {} (attempt {})",
+                    state_phrase(*state),
+                    event.attempt
+                ),
+                (None, Some(step)) => {
+                    let percent = event
+                        .percent
+                        .map(|p| format!(" ({p}%)"))
+                        .unwrap_or_default();
+                    match event.message.as_deref() {
+                        Some(m) => format!("    {step}: {m}{percent}"),
+                        None => format!("    {step}{percent}"),
+                    }
+                }
+                _ => continue,
+            };
+            println!("{text}");
+        }
+        shown = job.events.len();
+        if job.state.is_terminal() {
+            return Ok(job);
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "job {id} did not finish within {} s (state {})",
+                limit.as_secs(),
+                job.state.as_str()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Builds the sample package (a FileZilla-like MSI in a PSADT v3-style folder), uploads it,
+/// and shows what the hub recognised.
+async fn upload_sample(
+    client: &AdminClient,
+    dir: &Path,
+) -> anyhow::Result<ferry_proto::package::Package> {
+    let zip = ferry_package::sample::filezilla_like()?;
+    let path = dir.join("FileZilla_3.46.3_PSADT.zip");
+    std::fs::write(&path, &zip)?;
+    say(&format!(
+        "built a sample package {} ({} bytes): a PSADT v3 wrapper around a FileZilla-like MSI",
+        path.display(),
+        zip.len()
+    ));
+    let package = crate::package_cmd::upload(client, &path, None, false).await?;
+    let m = &package.metadata;
+    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    say(&format!(
+        "uploaded it (resumable, verified: SHA-256 {}…); the hub read the MSI and proposes:",
+        &package.sha256[..12]
+    ));
+    say(&format!("  package name    {}", field("package_name")));
+    say(&format!(
+        "  product         {} {} by {}, {}",
+        field("product"),
+        field("version"),
+        field("vendor"),
+        field("language")
+    ));
+    say(&format!("  install         {}", field("install_command")));
+    say(&format!("  uninstall       {}", field("uninstall_command")));
+    say(&format!(
+        "  detection       MSI product code {}",
+        field("product_code")
+    ));
+    Ok(package)
+}
+
+/// Pushes the package through the connector into the emulated site and follows every step.
+async fn push_sample(
+    client: &AdminClient,
+    connector: uuid::Uuid,
+    package: uuid::Uuid,
+) -> anyhow::Result<Job> {
+    let request = ferry_proto::push::PushRequest {
+        package_id: package,
+        connector_id: connector,
+        spec: None,
+        dry_run: false,
+    };
+    let queued: Job = client.post("/api/v1/push", &request).await?;
+    say(&format!(
+        "queued a push job ({}): download, unpack, then the generated PowerShell creates the application and its deployment type, distributes content, deploys and files it",
+        queued.id
+    ));
+    let job = follow_job(client, queued.id, Duration::from_secs(120)).await?;
+    if let Some(r) = &job.result {
+        say(&format!(
+            "the push {}: application CI_ID {}, model name {}",
+            state_phrase(job.state),
+            r["ci_id"],
+            r["model_name"].as_str().unwrap_or("?")
         ));
     }
     Ok(job)

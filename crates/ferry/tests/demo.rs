@@ -21,4 +21,9 @@ fn demo_runs_end_to_end_over_https_and_exits_zero() {
     assert_eq!(summary["ok"], true, "{stdout}");
     assert!(summary["hub"].as_str().unwrap().starts_with("https://"));
     assert!(stdout.contains("the job succeeded"), "{stdout}");
+    assert_eq!(
+        summary["pushed"],
+        "TimKosse_FileZilla_3.46.3_English(United States)"
+    );
+    assert!(summary["ci_id"].as_u64().is_some(), "{summary}");
 }

@@ -295,18 +295,32 @@ async fn a_push_that_failed_halfway_converges_when_run_again() {
     let (c, package) = setup(&hub).await;
     let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
     // The application and deployment type get created, then the deployment fails.
-    let failed = run_push(&hub, &c, &package, json!({ "deployment": { "collection": "Missing" } })).await;
+    let failed = run_push(
+        &hub,
+        &c,
+        &package,
+        json!({ "deployment": { "collection": "Missing" } }),
+    )
+    .await;
     assert_eq!(failed.state, JobState::Failed);
     let after_failure = site_state(&connector_dirs(&hub).0);
-    assert_eq!(after_failure["applications"].as_array().unwrap().len(), 1, "half an application exists");
+    assert_eq!(
+        after_failure["applications"].as_array().unwrap().len(),
+        1,
+        "half an application exists"
+    );
     let fixed = run_push(&hub, &c, &package, json!({})).await;
     assert_eq!(fixed.state, JobState::Succeeded, "{fixed:#?}");
     let site = site_state(&connector_dirs(&hub).0);
     let apps = site["applications"].as_array().unwrap();
     assert_eq!(apps.len(), 1, "the re-run completed the same application");
     assert_eq!(apps[0]["deployment_types"].as_array().unwrap().len(), 1);
-    let deployments: Vec<&Value> =
-        site["deployments"].as_array().unwrap().iter().filter(|d| d["collection_name"] == "Demo devices").collect();
+    let deployments: Vec<&Value> = site["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["collection_name"] == "Demo devices")
+        .collect();
     assert_eq!(deployments.len(), 1, "{site:#}");
 }
 
@@ -318,15 +332,27 @@ async fn a_partial_download_is_resumed_and_verified() {
     // Leave half the package where an interrupted run would have left it.
     let sha: String = {
         use sha2::Digest;
-        sha2::Sha256::digest(&zip).iter().map(|b| format!("{b:02x}")).collect()
+        sha2::Sha256::digest(&zip)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     };
     let extra = connector_extra(&hub);
     let connector = hub.spawn_connector(&c, &extra);
-    let work = connector.log.parent().unwrap().join("work").join("downloads");
+    let work = connector
+        .log
+        .parent()
+        .unwrap()
+        .join("work")
+        .join("downloads");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join(format!("{sha}.zip.part")), &zip[..zip.len() / 2]).unwrap();
     let job = run_push(&hub, &c, &package, json!({})).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
-    let resumed = job.events.iter().any(|e| e.message.as_deref().is_some_and(|m| m.starts_with("resuming at byte")));
+    let resumed = job.events.iter().any(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("resuming at byte"))
+    });
     assert!(resumed, "{:#?}", job.events);
 }
