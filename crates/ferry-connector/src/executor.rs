@@ -91,5 +91,6 @@ impl Executors {
         Executors::default()
             .with(crate::diagnostics::Diagnostics)
             .with(crate::push::Push::new(config))
+            .with(crate::inventory::Inventory::new(config))
     }
 }

@@ -6,11 +6,13 @@
 //! * [`runner`] — the poll loop, leases, progress, cancellation and graceful shutdown.
 //! * [`executor`] — the job-kind plug-in point, and [`diagnostics`], the first kind.
 
+pub mod backend;
 pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod diagnostics;
 pub mod executor;
+pub mod inventory;
 pub mod push;
 pub mod runner;
 

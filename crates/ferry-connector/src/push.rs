@@ -9,8 +9,6 @@
 //! one correct application.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use ferry_proto::job::{JobKind, LeasedJob};
 use ferry_proto::push::PushPayload;
@@ -19,27 +17,22 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::config::{Backend, ConnectorConfig};
+use crate::backend::ScriptBackend;
+use crate::config::ConnectorConfig;
 use crate::executor::{Executor, JobContext, JobFailure};
 
 pub struct Push {
-    backend: Backend,
-    site_dir: PathBuf,
+    scripts: ScriptBackend,
     share_dir: Option<PathBuf>,
-    powershell: PathBuf,
-    timeout: Duration,
 }
 
 impl Push {
     pub fn new(config: &ConnectorConfig) -> Self {
         Push {
-            backend: config.backend(),
-            site_dir: config.emulator_site(),
+            scripts: ScriptBackend::new(config),
             share_dir: config.share_dir.clone(),
-            powershell: config.powershell.clone(),
-            timeout: Duration::from_secs(u64::from(config.script_timeout_secs)),
         }
     }
 }
@@ -93,10 +86,10 @@ impl Executor for Push {
 
             let script = ferry_sccm::scripts::push_script(&spec).map_err(fail)?;
             let text = ferry_sccm::generate(&script);
-            let steps = match self.backend {
-                Backend::Emulator => self.run_emulated(&ctx, &text).await?,
-                Backend::Powershell => self.run_powershell(&ctx, job, &text).await?,
-            };
+            let steps = self
+                .scripts
+                .run(&ctx, job.id, &text, |step| report_step(&ctx, step))
+                .await?;
             let step = |name: &str| {
                 steps
                     .iter()
@@ -114,7 +107,7 @@ impl Executor for Push {
                 "folder": step("folder"),
                 "content_location": spec.deployment_type.content_location,
                 "unpacked_to": dest.display().to_string(),
-                "backend": match self.backend { Backend::Emulator => "emulator", Backend::Powershell => "powershell" },
+                "backend": self.scripts.name(),
                 "steps": steps,
             }))
         })
@@ -151,119 +144,6 @@ fn report_step(ctx: &JobContext, step: &Map<String, Value>) {
         .collect();
     let message = (!detail.is_empty()).then(|| detail.join(" "));
     ctx.progress(name, message, step_percent(name));
-}
-
-impl Push {
-    async fn run_emulated(
-        &self,
-        ctx: &JobContext,
-        text: &str,
-    ) -> Result<Vec<Map<String, Value>>, JobFailure> {
-        let (site_dir, text) = (self.site_dir.clone(), text.to_owned());
-        // The emulator is synchronous and writes its site file: keep it off the async threads.
-        let outcome = tokio::task::spawn_blocking(move || {
-            let mut site = ferry_sccm::Site::open(&site_dir)?;
-            site.run(&text)
-        })
-        .await
-        .map_err(fail)?;
-        let stdout = match outcome {
-            Ok(stdout) => stdout,
-            Err(e) => {
-                // Report the steps that did happen before the failing cmdlet, as a real run
-                // would have printed them; the error itself becomes the job's reason verbatim.
-                if let ferry_sccm::EmulatorError::Cmdlet { stdout, .. } = &e {
-                    for line in ferry_sccm::scripts::result_lines(stdout).unwrap_or_default() {
-                        report_step(ctx, &line);
-                    }
-                }
-                return Err(fail(e));
-            }
-        };
-        let lines = ferry_sccm::scripts::result_lines(&stdout).map_err(fail)?;
-        for line in &lines {
-            report_step(ctx, line);
-        }
-        Ok(lines)
-    }
-
-    async fn run_powershell(
-        &self,
-        ctx: &JobContext,
-        job: &LeasedJob,
-        text: &str,
-    ) -> Result<Vec<Map<String, Value>>, JobFailure> {
-        let dir = ctx.work_dir.join("scripts");
-        tokio::fs::create_dir_all(&dir).await.map_err(fail)?;
-        let path = dir.join(format!("push-{}.ps1", job.id));
-        // Windows PowerShell 5.1 reads a BOM-less script as ANSI; the BOM keeps every
-        // non-ASCII character in names and paths intact.
-        let mut bytes = vec![0xEF, 0xBB, 0xBF];
-        bytes.extend_from_slice(text.as_bytes());
-        tokio::fs::write(&path, bytes).await.map_err(fail)?;
-        let mut child = tokio::process::Command::new(&self.powershell)
-            .args([
-                "-NoProfile",
-                "-NonInteractive",
-                "-ExecutionPolicy",
-                "Bypass",
-                "-File",
-            ])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Cancelling the job drops this future, which kills the process.
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {}: {e}", self.powershell.display())))?;
-        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout"))?;
-        let stderr = child.stderr.take().ok_or_else(|| fail("no stderr"))?;
-        let errors = tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            let mut text = String::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if text.len() < 16 * 1024 {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-            text
-        });
-        let mut steps = Vec::new();
-        let read = async {
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut parsed) = ferry_sccm::scripts::result_lines(&format!("{line}\n")) {
-                    for step in parsed.drain(..) {
-                        report_step(ctx, &step);
-                        steps.push(step);
-                    }
-                }
-            }
-            child.wait().await
-        };
-        let status = match tokio::time::timeout(self.timeout, read).await {
-            Ok(status) => status.map_err(fail)?,
-            Err(_) => {
-                return Err(fail(format!(
-                    "the push script ran longer than {} s and was stopped",
-                    self.timeout.as_secs()
-                )));
-            }
-        };
-        let _ = tokio::fs::remove_file(&path).await;
-        let stderr = errors.await.unwrap_or_default();
-        if !status.success() {
-            let message = stderr.trim();
-            return Err(fail(if message.is_empty() {
-                format!("the push script failed ({status})")
-            } else {
-                message.to_owned()
-            }));
-        }
-        Ok(steps)
-    }
 }
 
 /// Downloads the package into `<work_dir>/downloads/<sha256>.zip`, resuming a partial file

@@ -36,6 +36,9 @@ pub struct HubConfig {
     pub default_hold_secs: u32,
     /// Largest accepted JSON request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest job result document a connector may report, in bytes (an inventory of a large
+    /// site carries every application's parsed metadata).
+    pub max_result_bytes: usize,
     /// Largest package upload, in bytes.
     pub max_upload_bytes: u64,
     /// SQLite `synchronous` setting. `full` (default): every commit is fsynced, so a job the
@@ -74,6 +77,7 @@ impl Default for HubConfig {
             default_hold_secs: 25,
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            max_result_bytes: 256 * 1024 * 1024,
             sqlite_synchronous: Synchronous::Full,
         }
     }

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "packages",
         include_str!("../migrations/0002_packages.sql"),
     ),
+    (
+        3,
+        "inventory",
+        include_str!("../migrations/0003_inventory.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -1147,6 +1152,42 @@ impl Store {
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(package_from_row).collect()
+    }
+
+    // ----- site inventories ----------------------------------------------------------------
+
+    /// Keeps `data` as the connector's latest inventory, unless a newer one is already stored
+    /// (two inventory jobs may finish out of order).
+    pub async fn save_inventory(
+        &self,
+        connector: Uuid,
+        job: Uuid,
+        data: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO site_inventories (connector_id, job_id, taken_at, data) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (connector_id) DO UPDATE SET job_id = ?2, taken_at = ?3, data = ?4 \
+             WHERE site_inventories.taken_at <= ?3",
+        )
+        .bind(connector.to_string())
+        .bind(job.to_string())
+        .bind(now_ms())
+        .bind(data.to_string())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn inventory(
+        &self,
+        connector: Uuid,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let data: Option<String> =
+            sqlx::query_scalar("SELECT data FROM site_inventories WHERE connector_id = ?")
+                .bind(connector.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        data.as_deref().map(parse_json).transpose()
     }
 
     /// Job counts per state, for `/metrics`.

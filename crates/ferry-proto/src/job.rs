@@ -19,6 +19,8 @@ pub enum JobKind {
     Diagnostics,
     /// Push a package into the connector's ConfigMgr site. See [`crate::push`].
     Push,
+    /// List the site's application folders and applications. See [`crate::inventory`].
+    Inventory,
 }
 
 impl JobKind {
@@ -26,6 +28,7 @@ impl JobKind {
         match self {
             JobKind::Diagnostics => "diagnostics",
             JobKind::Push => "push",
+            JobKind::Inventory => "inventory",
         }
     }
 
@@ -33,6 +36,7 @@ impl JobKind {
         match s {
             "diagnostics" => Some(JobKind::Diagnostics),
             "push" => Some(JobKind::Push),
+            "inventory" => Some(JobKind::Inventory),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod connector;
 pub mod diagnostics;
+pub mod inventory;
 pub mod job;
 pub mod package;
 pub mod push;

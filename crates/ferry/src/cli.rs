@@ -236,6 +236,11 @@ pub enum BenchCmd {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Sccm(crate::sccm_cmd::SccmCmd::Apps {
+            connector,
+            refresh,
+            hub,
+        }) => runtime()?.block_on(site_apps(connector, refresh, hub)),
         Command::Sccm(cmd) => crate::sccm_cmd::run(cmd),
         Command::Bench(BenchCmd::Sccm(args)) => {
             crate::sccm_cmd::bench(args).map(|()| ExitCode::SUCCESS)
@@ -459,6 +464,49 @@ async fn push(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn site_apps(connector: Uuid, refresh: bool, hub: HubArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::from_args(&hub)?;
+    if refresh {
+        let job: Job = client
+            .post(
+                &format!("/api/v1/connectors/{connector}/inventory"),
+                &serde_json::json!({}),
+            )
+            .await?;
+        let job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
+        if job.state != ferry_proto::job::JobState::Succeeded {
+            anyhow::bail!(
+                "the inventory {}: {}",
+                job.state.as_str(),
+                job.error.unwrap_or_default()
+            );
+        }
+    }
+    let inventory: ferry_proto::inventory::InventoryResult = client
+        .get(&format!("/api/v1/connectors/{connector}/applications"))
+        .await?;
+    println!(
+        "site {}: {} folders, {} applications",
+        inventory.site_code,
+        inventory.folders.len(),
+        inventory.applications.len()
+    );
+    for app in &inventory.applications {
+        println!(
+            "{:>10}  {:<20} {}{}",
+            app.ci_id,
+            app.path,
+            app.name,
+            if app.is_duplicated {
+                "  (duplicated name)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {

@@ -37,6 +37,16 @@ pub enum SccmCmd {
         #[command(subcommand)]
         cmd: SiteCmd,
     },
+    /// The applications in a connector's site, from its latest inventory (`--refresh` runs a
+    /// new inventory first).
+    Apps {
+        #[arg(long)]
+        connector: uuid::Uuid,
+        #[arg(long)]
+        refresh: bool,
+        #[command(flatten)]
+        hub: crate::admin_client::HubArgs,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -87,6 +97,9 @@ pub struct SccmBenchArgs {
 
 pub fn run(cmd: SccmCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        SccmCmd::Apps { .. } => {
+            unreachable!("`ferry sccm apps` talks to the hub; cli::dispatch runs it")
+        }
         SccmCmd::Digest { file } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

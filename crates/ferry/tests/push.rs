@@ -356,3 +356,86 @@ async fn a_partial_download_is_resumed_and_verified() {
     });
     assert!(resumed, "{:#?}", job.events);
 }
+
+#[tokio::test]
+async fn an_inventory_shows_the_pushed_application_with_its_folder_and_metadata() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    let apps_path = format!("/api/v1/connectors/{}/applications", c.remote_id);
+    assert_eq!(
+        hub.admin(Method::GET, &apps_path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "no inventory yet"
+    );
+    let pushed = run_push(&hub, &c, &package, json!({})).await;
+    assert_eq!(pushed.state, JobState::Succeeded);
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job: Job = r.json().await.unwrap();
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    let inventory: Value = hub
+        .admin(Method::GET, &apps_path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inventory["site_code"], "DEM");
+    let app = inventory["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == NAME)
+        .unwrap();
+    assert_eq!(app["path"], "/Test 1");
+    assert_eq!(app["ci_id"], pushed.result.as_ref().unwrap()["ci_id"]);
+    assert!(app["container_id"].as_u64().is_some());
+    assert!(
+        app["resource_id"].as_str().unwrap().starts_with("Res_"),
+        "{app}"
+    );
+    assert_eq!(app["is_duplicated"], false);
+    let dt = &app["metadata"]["deployment_types"][0];
+    assert_eq!(app["metadata"]["publisher"], "Tim Kosse");
+    assert_eq!(
+        dt["install_command"],
+        "Deploy-Application.exe -DeploymentType Install"
+    );
+    assert_eq!(dt["detection"]["kind"], "msi_product_code");
+}
+
+#[tokio::test]
+async fn an_inventory_needs_the_site_settings() {
+    let hub = TestHub::start("").await;
+    let c = hub.register("bare").await;
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("site.site_code"),
+        "{body}"
+    );
+}

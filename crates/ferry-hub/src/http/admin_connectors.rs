@@ -177,3 +177,25 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
     }
     Ok(())
 }
+
+/// The connector's site as of its latest inventory: folders and applications with their paths,
+/// container and resource IDs, duplicate flags and parsed metadata.
+pub async fn applications(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<serde_json::Value>> {
+    state
+        .store
+        .get_connector(id)
+        .await?
+        .ok_or(Error::NotFound("connector"))?;
+    state
+        .store
+        .inventory(id)
+        .await?
+        .map(Json)
+        .ok_or(Error::NotFound(
+            "inventory (refresh the connector's inventory first)",
+        ))
+}

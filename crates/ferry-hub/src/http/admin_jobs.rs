@@ -67,6 +67,7 @@ pub async fn enqueue(
             }
             serde_json::to_value(d).map_err(anyhow::Error::from)?
         }
+        JobKind::Inventory => inventory_payload(&connector.site)?,
         JobKind::Push => {
             // A push job is only ever built by POST /api/v1/push, which assembles and
             // validates the whole specification against the package and the site.
@@ -94,6 +95,23 @@ pub async fn enqueue(
     state.waiters.wake(req.connector_id);
     tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind.as_str(), "job enqueued");
     Ok((StatusCode::CREATED, Json(job)))
+}
+
+/// An inventory needs the site code and console path from the connector's site settings.
+fn inventory_payload(site: &ferry_proto::connector::SiteSettings) -> Result<serde_json::Value> {
+    let (Some(site_code), Some(console_path)) = (&site.site_code, &site.console_path) else {
+        return Err(Error::bad(
+            "incomplete_site",
+            "the connector's `site.site_code` and `site.console_path` must be set before an inventory",
+        ));
+    };
+    ferry_sccm::spec::validate_site(site_code, console_path)
+        .map_err(|e| Error::bad("incomplete_site", e.to_string()))?;
+    let payload = ferry_proto::inventory::InventoryPayload {
+        site_code: site_code.clone(),
+        console_path: console_path.clone(),
+    };
+    Ok(serde_json::to_value(payload).map_err(anyhow::Error::from)?)
 }
 
 /// Re-reads a kind's payload so that unknown fields are named like in any other body.
@@ -146,4 +164,21 @@ pub async fn cancel(
             other => other.into(),
         })?;
     Ok(Json(job))
+}
+
+/// `POST /api/v1/connectors/{id}/inventory`: queue a refresh of the connector's site inventory.
+pub async fn refresh_inventory(
+    admin: Admin,
+    state: State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<Job>)> {
+    let new = NewJob {
+        connector_id: id,
+        kind: JobKind::Inventory,
+        payload: serde_json::Value::Null,
+        not_before: None,
+        expires_at: None,
+        max_attempts: None,
+    };
+    enqueue(admin, state, ApiJson(new)).await
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::auth::ConnectorAuth;
 use super::error::{Error, Result};
-use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::extract::{ApiJson, ApiQuery, IdPath, ResultJson};
 use crate::AppState;
 use crate::store::JobError;
 
@@ -172,7 +172,7 @@ pub async fn result(
     who: ConnectorAuth,
     State(state): State<AppState>,
     IdPath(job): IdPath,
-    ApiJson(req): ApiJson<JobReport>,
+    ResultJson(req): ResultJson<JobReport>,
 ) -> Result<Json<Job>> {
     if req
         .error
@@ -190,6 +190,12 @@ pub async fn result(
         .await
         .map_err(|e| refused(&state, e))?;
     state.metrics.jobs_finished.fetch_add(1, Ordering::Relaxed);
+    if done.kind == ferry_proto::job::JobKind::Inventory && done.state == JobState::Succeeded {
+        // The job's result is the site's inventory: it becomes what the hub shows.
+        if let Some(result) = &done.result {
+            state.store.save_inventory(who.id, done.id, result).await?;
+        }
+    }
     tracing::info!(job = %job, connector = %who.id, state = done.state.as_str(), "job finished");
     Ok(Json(done))
 }

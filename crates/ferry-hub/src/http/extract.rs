@@ -17,31 +17,49 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let limit = state.config.max_body_bytes;
-        let json_type = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let declared = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(Error::TooLarge(limit));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        read_json(req, state.config.max_body_bytes)
             .await
-            .map_err(|_| Error::TooLarge(limit))?;
-        if !json_type {
-            return Err(Error::bad(
-                "bad_content_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
-        parse_json(&bytes).map(ApiJson)
+            .map(ApiJson)
     }
+}
+
+/// [`ApiJson`] with the larger `max_result_bytes` limit, for job result documents.
+pub struct ResultJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ResultJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        read_json(req, state.config.max_result_bytes)
+            .await
+            .map(ResultJson)
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, Error> {
+    let json_type = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::TooLarge(limit));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| Error::TooLarge(limit))?;
+    if !json_type {
+        return Err(Error::bad(
+            "bad_content_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    parse_json(&bytes)
 }
 
 /// Parses JSON, naming the field path on failure (`site.share_path: invalid type …`).

@@ -69,6 +69,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/packages/{id}", get(packages::show))
         .route("/api/v1/packages/{id}/content", get(packages::content))
         .route("/api/v1/push", post(push::push))
+        .route(
+            "/api/v1/connectors/{id}/applications",
+            get(admin_connectors::applications),
+        )
+        .route(
+            "/api/v1/connectors/{id}/inventory",
+            post(admin_jobs::refresh_inventory),
+        )
         .fallback(not_found)
         .with_state(state)
 }
