@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::ApiError;
 use ferry_proto::job::{Job, JobReport, LeaseRef, LeaseStatus, LeasedJob, ProgressReport};
+use ferry_proto::package::{NewUpload, Package, Upload};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -176,6 +177,87 @@ impl HubClient {
         } else {
             Err(Self::api_error(response).await)
         }
+    }
+
+    /// Uploads `path` as a package with the hub's resumable upload: opens a session with the
+    /// file's size and SHA-256, sends 8 MiB ranges, and after a failure asks the hub how much
+    /// arrived and goes on from there.
+    pub async fn upload_package(
+        &self,
+        path: &std::path::Path,
+        filename: &str,
+        sha256: &str,
+    ) -> Result<Package, ClientError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        const CHUNK: usize = 8 * 1024 * 1024;
+        let setup = |e: std::io::Error| ClientError::Setup(format!("{}: {e}", path.display()));
+        let mut file = tokio::fs::File::open(path).await.map_err(setup)?;
+        let size = file.metadata().await.map_err(setup)?.len();
+        let new = NewUpload {
+            filename: filename.to_owned(),
+            size,
+            sha256: Some(sha256.to_owned()),
+        };
+        let mut upload: Upload = self.call(Method::POST, "/api/v1/uploads", &new).await?;
+        let mut failures = 0u32;
+        let mut buf = vec![0u8; CHUNK];
+        while upload.received < size {
+            file.seek(std::io::SeekFrom::Start(upload.received))
+                .await
+                .map_err(setup)?;
+            let want = CHUNK.min((size - upload.received) as usize);
+            file.read_exact(&mut buf[..want]).await.map_err(setup)?;
+            let sent = self
+                .http
+                .put(format!(
+                    "{}/api/v1/uploads/{}?offset={}",
+                    self.base, upload.id, upload.received
+                ))
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .timeout(Duration::from_secs(300))
+                .body(buf[..want].to_vec())
+                .send()
+                .await;
+            let outcome = match sent {
+                Ok(r) => Self::decode::<Upload>(r).await,
+                Err(e) => Err(e.into()),
+            };
+            match outcome {
+                Ok(u) => upload = u,
+                Err(e)
+                    if e.is_permanent()
+                        && !matches!(&e, ClientError::Api { code, .. } if code == "offset_mismatch") =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures > 10 {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
+                    upload = self.get(&format!("/api/v1/uploads/{}", upload.id)).await?;
+                }
+            }
+        }
+        self.call(
+            Method::POST,
+            &format!("/api/v1/uploads/{}/complete", upload.id),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(AUTHORIZATION, self.auth.clone())
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await?;
+        Self::decode(response).await
     }
 
     /// One round trip to `/healthz`, timed.

@@ -92,5 +92,6 @@ impl Executors {
             .with(crate::diagnostics::Diagnostics)
             .with(crate::push::Push::new(config))
             .with(crate::inventory::Inventory::new(config))
+            .with(crate::import::Import::new(config))
     }
 }

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod diagnostics;
 pub mod executor;
+pub mod import;
 pub mod inventory;
 pub mod push;
 pub mod runner;

@@ -1137,6 +1137,20 @@ impl Store {
         Ok((package, new))
     }
 
+    /// Records where an imported package came from (`metadata.imported_from`).
+    pub async fn set_package_source(
+        &self,
+        id: Uuid,
+        source: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE packages SET metadata = json_set(metadata, '$.imported_from', json(?)) WHERE id = ?")
+            .bind(source.to_string())
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     pub async fn get_package(&self, id: Uuid) -> Result<Option<Package>, StoreError> {
         let row = sqlx::query(
             "SELECT id, filename, size, sha256, metadata, created_at FROM packages WHERE id = ?",

@@ -9,6 +9,9 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PackageError {
+    /// Zipping a folder failed (see [`crate::pack`]).
+    #[error("packing the folder failed: {0}")]
+    Pack(String),
     /// The archive is not a zip, or its central directory is missing or damaged.
     #[error("not a readable zip archive (missing or damaged central directory): {0}")]
     NotAZip(String),
@@ -154,6 +157,7 @@ impl PackageError {
                 | PackageError::Write { .. }
                 | PackageError::UnsafeDestination { .. }
                 | PackageError::Sample(_)
+                | PackageError::Pack(_)
         )
     }
 }

@@ -36,6 +36,7 @@ pub mod archive;
 mod error;
 pub mod lcid;
 pub mod msifile;
+pub mod pack;
 pub mod propose;
 pub mod psadt;
 pub mod sample;
@@ -45,6 +46,7 @@ pub use error::PackageError;
 pub use msifile::{
     MSI_MAX_BYTES, MsiProperties, read_msi, read_msi_with_limit, read_msi_with_timeout,
 };
+pub use pack::{PackReport, pack_folder};
 pub use propose::{
     InstallerKind, ProposedDetection, ProposedMetadata, ScriptLanguage, propose, ps_single_quote,
     registry_marker_script,

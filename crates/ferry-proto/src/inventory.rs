@@ -50,3 +50,51 @@ pub struct InventoryResult {
     pub folders: Vec<SiteFolder>,
     pub applications: Vec<SiteApplication>,
 }
+
+/// `POST /api/v1/connectors/{id}/import`: applications to import, by model name or by display
+/// name (a duplicated display name must be given as its model name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    pub applications: Vec<String>,
+}
+
+/// One application an `import` job fetches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportTarget {
+    pub model_name: String,
+    pub ci_id: u64,
+    pub name: String,
+}
+
+/// The payload of an `import` job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportPayload {
+    pub site_code: String,
+    pub console_path: String,
+    /// The site's source share as ConfigMgr knows it; content locations below it are read
+    /// from the connector's local `share_dir` when that is set.
+    pub share_path: Option<String>,
+    pub applications: Vec<ImportTarget>,
+}
+
+/// What an `import` job produced for one application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedApplication {
+    pub model_name: String,
+    pub ci_id: u64,
+    pub name: String,
+    pub content_location: String,
+    pub package_id: uuid::Uuid,
+    pub sha256: String,
+    pub files: usize,
+    /// The application's parsed SDMPackageXML.
+    pub metadata: serde_json::Value,
+}
+
+/// The result document of an `import` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportResult {
+    pub imports: Vec<ImportedApplication>,
+}

@@ -21,6 +21,8 @@ pub enum JobKind {
     Push,
     /// List the site's application folders and applications. See [`crate::inventory`].
     Inventory,
+    /// Zip chosen applications' sources and upload them as packages. See [`crate::inventory`].
+    Import,
 }
 
 impl JobKind {
@@ -29,6 +31,7 @@ impl JobKind {
             JobKind::Diagnostics => "diagnostics",
             JobKind::Push => "push",
             JobKind::Inventory => "inventory",
+            JobKind::Import => "import",
         }
     }
 
@@ -37,6 +40,7 @@ impl JobKind {
             "diagnostics" => Some(JobKind::Diagnostics),
             "push" => Some(JobKind::Push),
             "inventory" => Some(JobKind::Inventory),
+            "import" => Some(JobKind::Import),
             _ => None,
         }
     }

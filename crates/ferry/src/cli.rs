@@ -55,6 +55,19 @@ pub enum Command {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Import applications from a connector's site as packages (by model name or display name,
+    /// as listed by `ferry sccm apps`).
+    Import {
+        #[arg(long)]
+        connector: Uuid,
+        #[arg(required = true)]
+        applications: Vec<String>,
+        /// Wait for the import job to end and print it.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -261,6 +274,27 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connector(cmd) => connector(cmd).await,
         Command::Job(cmd) => job(cmd).await,
         Command::Package(cmd) => crate::package_cmd::run(cmd).await,
+        Command::Import {
+            connector,
+            applications,
+            wait,
+            hub,
+        } => {
+            let client = AdminClient::from_args(&hub)?;
+            let request = ferry_proto::inventory::ImportRequest { applications };
+            let mut job: Job = client
+                .post(&format!("/api/v1/connectors/{connector}/import"), &request)
+                .await?;
+            if wait {
+                job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
+            }
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            Ok(if job.state == ferry_proto::job::JobState::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Push {
             package,
             connector,

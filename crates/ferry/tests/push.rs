@@ -439,3 +439,89 @@ async fn an_inventory_needs_the_site_settings() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_imported_application_becomes_a_package_linked_to_its_source() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    assert_eq!(
+        run_push(&hub, &c, &package, json!({})).await.state,
+        JobState::Succeeded
+    );
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    let job: Job = r.json().await.unwrap();
+    hub.wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await;
+
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/import", c.remote_id),
+        )
+        .json(&json!({ "applications": [NAME] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job: Job = r.json().await.unwrap();
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    let imported = &done.result.unwrap()["imports"][0];
+    let package_id = imported["package_id"].as_str().unwrap();
+    let package: Value = hub
+        .admin(Method::GET, &format!("/api/v1/packages/{package_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let source = &package["metadata"]["imported_from"];
+    assert_eq!(source["name"], NAME);
+    assert_eq!(source["ci_id"], imported["ci_id"]);
+    assert_eq!(source["sccm"]["publisher"], "Tim Kosse");
+    // The sources came back whole: the hub recognised the same wrapper and MSI in them.
+    assert_eq!(package["metadata"]["package_name"], NAME);
+    assert_eq!(package["metadata"]["wrapper"], "psadt_v3");
+}
+
+#[tokio::test]
+async fn importing_an_unknown_application_is_refused() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
+    run_push(&hub, &c, &package, json!({})).await;
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    let job: Job = r.json().await.unwrap();
+    hub.wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await;
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/import", c.remote_id),
+        )
+        .json(&json!({ "applications": ["Nothing like this"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unknown_application");
+}

@@ -68,6 +68,12 @@ pub async fn enqueue(
             serde_json::to_value(d).map_err(anyhow::Error::from)?
         }
         JobKind::Inventory => inventory_payload(&connector.site)?,
+        JobKind::Import => {
+            return Err(Error::bad(
+                "use_import_endpoint",
+                "import jobs are created with POST /api/v1/connectors/{id}/import",
+            ));
+        }
         JobKind::Push => {
             // A push job is only ever built by POST /api/v1/push, which assembles and
             // validates the whole specification against the package and the site.
@@ -181,4 +187,99 @@ pub async fn refresh_inventory(
         max_attempts: None,
     };
     enqueue(admin, state, ApiJson(new)).await
+}
+
+/// `POST /api/v1/connectors/{id}/import`: queue an import of applications from the connector's
+/// latest inventory, named by model name or by (unique) display name.
+pub async fn import(
+    admin: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(req): ApiJson<ferry_proto::inventory::ImportRequest>,
+) -> Result<(StatusCode, Json<Job>)> {
+    use ferry_proto::inventory::{ImportPayload, ImportTarget, InventoryResult};
+    let connector = state
+        .store
+        .get_connector(id)
+        .await?
+        .ok_or(Error::NotFound("connector"))?;
+    if req.applications.is_empty() || req.applications.len() > 1000 {
+        return Err(Error::bad(
+            "invalid_field",
+            "`applications` must name 1 to 1000 applications",
+        ));
+    }
+    let inventory = state
+        .store
+        .inventory(id)
+        .await?
+        .ok_or_else(|| Error::bad("no_inventory", "refresh the connector's inventory first"))?;
+    let inventory: InventoryResult =
+        serde_json::from_value(inventory).map_err(anyhow::Error::from)?;
+    let mut targets = Vec::new();
+    for wanted in &req.applications {
+        let by_model: Vec<_> = inventory
+            .applications
+            .iter()
+            .filter(|a| &a.model_name == wanted)
+            .collect();
+        let matches = if by_model.is_empty() {
+            inventory
+                .applications
+                .iter()
+                .filter(|a| &a.name == wanted)
+                .collect()
+        } else {
+            by_model
+        };
+        match matches.as_slice() {
+            [one] => targets.push(ImportTarget {
+                model_name: one.model_name.clone(),
+                ci_id: one.ci_id,
+                name: one.name.clone(),
+            }),
+            [] => {
+                return Err(Error::bad(
+                    "unknown_application",
+                    format!("no application {wanted:?} in the latest inventory"),
+                ));
+            }
+            _ => {
+                return Err(Error::bad(
+                    "ambiguous_application",
+                    format!(
+                        "{} applications are named {wanted:?}; name one by its model name",
+                        matches.len()
+                    ),
+                ));
+            }
+        }
+    }
+    let (Some(site_code), Some(console_path)) = (
+        connector.site.site_code.clone(),
+        connector.site.console_path.clone(),
+    ) else {
+        return Err(Error::bad(
+            "incomplete_site",
+            "the connector's `site.site_code` and `site.console_path` must be set",
+        ));
+    };
+    let payload = ImportPayload {
+        site_code,
+        console_path,
+        share_path: connector.site.share_path.clone(),
+        applications: targets,
+    };
+    let insert = JobInsert {
+        connector_id: id,
+        kind: JobKind::Import,
+        payload: serde_json::to_value(payload).map_err(anyhow::Error::from)?,
+        not_before_ms: None,
+        expires_at_ms: None,
+        max_attempts: state.config.max_attempts,
+    };
+    let job = state.store.insert_job(admin.actor(), &insert).await?;
+    state.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
+    state.waiters.wake(id);
+    Ok((StatusCode::CREATED, Json(job)))
 }

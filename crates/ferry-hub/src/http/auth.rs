@@ -138,10 +138,21 @@ pub struct AuthCache {
     generation: u64,
 }
 
-/// Either an administrator or a connector: for resources both may read (package content).
+/// Either an administrator or a connector: for package content (connectors download what they
+/// push) and uploads (connectors upload what they import).
 pub enum AdminOrConnector {
     Admin,
     Connector(Uuid),
+}
+
+impl AdminOrConnector {
+    /// The name written to the audit log.
+    pub fn actor(&self) -> String {
+        match self {
+            AdminOrConnector::Admin => "admin".to_owned(),
+            AdminOrConnector::Connector(id) => format!("connector:{id}"),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AdminOrConnector {

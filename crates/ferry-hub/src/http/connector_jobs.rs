@@ -196,6 +196,31 @@ pub async fn result(
             state.store.save_inventory(who.id, done.id, result).await?;
         }
     }
+    if done.kind == ferry_proto::job::JobKind::Import && done.state == JobState::Succeeded {
+        // Each imported package carries a link to the application it came from and the
+        // application's ConfigMgr metadata.
+        let imports = done
+            .result
+            .clone()
+            .and_then(|r| serde_json::from_value::<ferry_proto::inventory::ImportResult>(r).ok())
+            .map(|r| r.imports)
+            .unwrap_or_default();
+        for item in imports {
+            let source = serde_json::json!({
+                "connector_id": who.id,
+                "job_id": done.id,
+                "model_name": item.model_name,
+                "ci_id": item.ci_id,
+                "name": item.name,
+                "content_location": item.content_location,
+                "sccm": item.metadata,
+            });
+            state
+                .store
+                .set_package_source(item.package_id, &source)
+                .await?;
+        }
+    }
     tracing::info!(job = %job, connector = %who.id, state = done.state.as_str(), "job finished");
     Ok(Json(done))
 }

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/connectors/{id}/inventory",
             post(admin_jobs::refresh_inventory),
         )
+        .route("/api/v1/connectors/{id}/import", post(admin_jobs::import))
         .fallback(not_found)
         .with_state(state)
 }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use super::auth::Admin;
+use super::auth::AdminOrConnector;
 use super::error::{Error, Result};
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use crate::AppState;
@@ -63,7 +63,7 @@ fn part_path(state: &AppState, id: Uuid) -> PathBuf {
 }
 
 pub async fn open(
-    admin: Admin,
+    who: AdminOrConnector,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NewUpload>,
 ) -> Result<(StatusCode, Json<Upload>)> {
@@ -96,12 +96,12 @@ pub async fn open(
             "`sha256` must be 64 lower-case hex digits",
         ));
     }
-    let upload = state.store.create_upload(admin.actor(), &req).await?;
+    let upload = state.store.create_upload(&who.actor(), &req).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
 
 pub async fn show(
-    _: Admin,
+    _: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<Upload>> {
@@ -121,7 +121,7 @@ pub struct OffsetQuery {
 
 /// Appends the request body at `offset`, which must equal the bytes received so far.
 pub async fn put_range(
-    _: Admin,
+    _: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<OffsetQuery>,
@@ -232,7 +232,7 @@ async fn rehash(file: &mut tokio::fs::File, len: u64) -> Result<Sha256> {
 
 /// Verifies the upload and turns it into a package. Completing twice answers the same package.
 pub async fn complete(
-    admin: Admin,
+    who: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<(StatusCode, Json<Package>)> {
@@ -306,7 +306,7 @@ pub async fn complete(
         .map_err(anyhow::Error::from)?;
     let (package, new) = state
         .store
-        .complete_upload(admin.actor(), &upload, &sha256, &metadata)
+        .complete_upload(&who.actor(), &upload, &sha256, &metadata)
         .await?;
     state.uploads.remove(id);
     tracing::info!(package = %package.id, sha256 = %sha256, new, "package stored");

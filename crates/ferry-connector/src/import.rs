@@ -1,0 +1,217 @@
+//! The `import` job: for each chosen application, look up its SDMPackageXML in the site (the
+//! content-location script), find its content location, zip that folder (deterministically,
+//! streamed to a file) and upload it to the hub as a package with the resumable upload.
+
+use std::path::{Path, PathBuf};
+
+use ferry_proto::inventory::{ImportPayload, ImportResult, ImportedApplication};
+use ferry_proto::job::{JobKind, LeasedJob};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::backend::ScriptBackend;
+use crate::config::ConnectorConfig;
+use crate::executor::{Executor, JobContext, JobFailure};
+
+pub struct Import {
+    scripts: ScriptBackend,
+    share_dir: Option<PathBuf>,
+}
+
+impl Import {
+    pub fn new(config: &ConnectorConfig) -> Self {
+        Import {
+            scripts: ScriptBackend::new(config),
+            share_dir: config.share_dir.clone(),
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> JobFailure {
+    JobFailure::Failed(message.to_string())
+}
+
+impl Executor for Import {
+    fn kind(&self) -> JobKind {
+        JobKind::Import
+    }
+
+    fn run<'a>(
+        &'a self,
+        job: &'a LeasedJob,
+        ctx: JobContext,
+    ) -> BoxFuture<'a, Result<Value, JobFailure>> {
+        Box::pin(async move {
+            let payload: ImportPayload = serde_json::from_value(job.payload.clone())
+                .map_err(|e| fail(format!("bad import payload: {e}")))?;
+            let models: Vec<String> = payload
+                .applications
+                .iter()
+                .map(|a| a.model_name.clone())
+                .collect();
+            let script = ferry_sccm::scripts::content_location_script(
+                &payload.site_code,
+                &payload.console_path,
+                &models,
+            )
+            .map_err(fail)?;
+            let steps = self
+                .scripts
+                .run(&ctx, job.id, &ferry_sccm::generate(&script), |_| {})
+                .await?;
+            let dir = ctx.work_dir.join("imports");
+            tokio::fs::create_dir_all(&dir).await.map_err(fail)?;
+            let mut imports = Vec::new();
+            let total = payload.applications.len().max(1);
+            for (i, target) in payload.applications.iter().enumerate() {
+                let line = steps
+                    .iter()
+                    .find(|s| {
+                        s.get("model_name").and_then(Value::as_str)
+                            == Some(target.model_name.as_str())
+                    })
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{}: the site did not answer for this application",
+                            target.name
+                        ))
+                    })?;
+                let xml = line
+                    .get("sdm_package_xml")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        fail(format!("{}: not found in the site any more", target.name))
+                    })?;
+                let app = ferry_sccm::sdm::parse(xml.as_bytes())
+                    .map_err(|e| fail(format!("{}: {e}", target.name)))?;
+                let location = app
+                    .deployment_types
+                    .iter()
+                    .find_map(|dt| dt.content_locations.first().cloned())
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{}: no deployment type has content to import",
+                            target.name
+                        ))
+                    })?;
+                let local = self.local_path(&location, payload.share_path.as_deref())?;
+                let pct = |step: usize| Some((100 * (i * 3 + step) / (total * 3)) as u8);
+                ctx.progress(
+                    "pack",
+                    Some(format!("{}: zipping {}", target.name, local.display())),
+                    pct(0),
+                );
+                let zip = dir.join(format!("{}.zip", target.ci_id));
+                let (files, sha256) = pack(local.clone(), zip.clone()).await?;
+                ctx.progress(
+                    "upload",
+                    Some(format!("{}: uploading {files} files", target.name)),
+                    pct(1),
+                );
+                let filename = format!("{}.zip", sanitize(&target.name));
+                let package = ctx
+                    .hub
+                    .upload_package(&zip, &filename, &sha256)
+                    .await
+                    .map_err(fail)?;
+                let _ = tokio::fs::remove_file(&zip).await;
+                ctx.progress(
+                    "imported",
+                    Some(format!("{}: package {}", target.name, package.id)),
+                    pct(3),
+                );
+                imports.push(ImportedApplication {
+                    model_name: target.model_name.clone(),
+                    ci_id: target.ci_id,
+                    name: target.name.clone(),
+                    content_location: location,
+                    package_id: package.id,
+                    sha256,
+                    files,
+                    metadata: serde_json::to_value(&app).map_err(fail)?,
+                });
+            }
+            serde_json::to_value(ImportResult { imports }).map_err(fail)
+        })
+    }
+}
+
+impl Import {
+    /// Where a content location (a UNC path in ConfigMgr) is readable from this connector: the
+    /// path itself on Windows; below `share_dir` when the location is under the site's share.
+    fn local_path(&self, location: &str, share_path: Option<&str>) -> Result<PathBuf, JobFailure> {
+        if let (Some(dir), Some(share)) = (&self.share_dir, share_path) {
+            let share = share.trim_end_matches('\\');
+            if location.len() > share.len() && location[..share.len()].eq_ignore_ascii_case(share) {
+                let rest = location[share.len()..].trim_start_matches('\\');
+                let mut path = dir.clone();
+                for part in rest.split('\\').filter(|p| !p.is_empty()) {
+                    if part == ".." || part == "." {
+                        return Err(fail(format!(
+                            "content location {location} climbs out of the share"
+                        )));
+                    }
+                    path.push(part);
+                }
+                return Ok(path);
+            }
+        }
+        if cfg!(windows) {
+            return Ok(PathBuf::from(location));
+        }
+        Err(fail(format!(
+            "content location {location} is not below the site's share; set share_dir for it"
+        )))
+    }
+}
+
+/// A file name for the package made from an application name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() || "\\/:*?\"<>|".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Zips `dir` into `zip` and returns the file count and the archive's SHA-256.
+async fn pack(dir: PathBuf, zip: PathBuf) -> Result<(usize, String), JobFailure> {
+    tokio::task::spawn_blocking(move || -> Result<(usize, String), JobFailure> {
+        if !dir.is_dir() {
+            return Err(fail(format!(
+                "content folder {} does not exist",
+                dir.display()
+            )));
+        }
+        let out = std::fs::File::create(&zip).map_err(fail)?;
+        let report =
+            ferry_package::pack_folder(&dir, std::io::BufWriter::new(out)).map_err(fail)?;
+        Ok((report.files, sha256_file(&zip)?))
+    })
+    .await
+    .map_err(fail)?
+}
+
+fn sha256_file(path: &Path) -> Result<String, JobFailure> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
