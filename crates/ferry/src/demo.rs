@@ -86,8 +86,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok((children, summary)) => (children, Ok(summary)),
         Err((children, e)) => (children, Err(e)),
     };
-    if result.is_ok() && !args.exit_after {
-        println!("\nThe hub keeps running. Press Ctrl-C to stop.");
+    if let (Ok(summary), false) = (&result, args.exit_after) {
+        let hub = summary["hub"].as_str().unwrap_or("?");
+        let data = dir.join("hub");
+        println!("\nThe hub keeps running at {hub}. Try, in another shell:");
+        println!("  ferry connector list --hub {hub} --data-dir {} --ca-cert {}", data.display(), dir.join("tls/ca.pem").display());
+        println!("  ferry sccm site show --site {}", dir.join("site").display());
+        println!("Press Ctrl-C to stop.");
         crate::cli::shutdown_signal().await;
         println!();
     }
@@ -181,8 +186,10 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         "the emulated site (site code DEM) lives in {0}; look at it with: ferry sccm site show --site {0}",
         dir.join("site").display()
     ));
+    let imported = try_step!(inventory_and_import(&client, creds.remote_id).await);
     let result = push.result.unwrap_or_default();
     let summary = serde_json::json!({
+        "imported_package": imported,
         "ok": true,
         "hub": client.base,
         "connector": creds.remote_id,
@@ -454,6 +461,99 @@ async fn upload_sample(
         field("product_code")
     ));
     Ok(package)
+}
+
+/// Refreshes the site inventory, shows what the site holds, and imports the pushed application
+/// back into the hub as a package. Returns the imported package's ID.
+async fn inventory_and_import(
+    client: &AdminClient,
+    connector: uuid::Uuid,
+) -> anyhow::Result<uuid::Uuid> {
+    println!();
+    let queued: Job = client
+        .post(
+            &format!("/api/v1/connectors/{connector}/inventory"),
+            &serde_json::json!({}),
+        )
+        .await?;
+    say(&format!(
+        "queued an inventory job ({}): folders and applications, with their SDMPackageXML",
+        queued.id
+    ));
+    let job = follow_job(client, queued.id, Duration::from_secs(120)).await?;
+    if job.state != JobState::Succeeded {
+        bail!(
+            "the inventory {}: {}",
+            job.state.as_str(),
+            job.error.unwrap_or_default()
+        );
+    }
+    let inventory: ferry_proto::inventory::InventoryResult = client
+        .get(&format!("/api/v1/connectors/{connector}/applications"))
+        .await?;
+    say(&format!(
+        "the site holds {} application(s) in {} folder(s):",
+        inventory.applications.len(),
+        inventory.folders.len()
+    ));
+    for app in &inventory.applications {
+        let version = app
+            .metadata
+            .as_ref()
+            .and_then(|m| m["version"].as_str())
+            .unwrap_or("?");
+        say(&format!(
+            "  {}  version {version}, folder {}, container {}, resource {}, CI_ID {}{}",
+            app.name,
+            app.path,
+            app.container_id
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            app.resource_id.as_deref().unwrap_or("-"),
+            app.ci_id,
+            if app.is_duplicated {
+                " (name duplicated)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let first = inventory
+        .applications
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the site has no application to import"))?;
+    let request = ferry_proto::inventory::ImportRequest {
+        applications: vec![first.model_name.clone()],
+    };
+    let queued: Job = client
+        .post(&format!("/api/v1/connectors/{connector}/import"), &request)
+        .await?;
+    say(&format!(
+        "queued an import of {} ({}): its sources are zipped and uploaded back",
+        first.name, queued.id
+    ));
+    let job = follow_job(client, queued.id, Duration::from_secs(120)).await?;
+    if job.state != JobState::Succeeded {
+        bail!(
+            "the import {}: {}",
+            job.state.as_str(),
+            job.error.unwrap_or_default()
+        );
+    }
+    let result: ferry_proto::inventory::ImportResult =
+        serde_json::from_value(job.result.unwrap_or_default())?;
+    let item = result
+        .imports
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the import returned nothing"))?;
+    say(&format!(
+        "imported as package {} ({} files, SHA-256 {}…), linked to CI_ID {}",
+        item.package_id,
+        item.files,
+        &item.sha256[..12],
+        item.ci_id
+    ));
+    Ok(item.package_id)
 }
 
 /// Pushes the package through the connector into the emulated site and follows every step.

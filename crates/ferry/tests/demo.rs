@@ -26,4 +26,5 @@ fn demo_runs_end_to_end_over_https_and_exits_zero() {
         "TimKosse_FileZilla_3.46.3_English(United States)"
     );
     assert!(summary["ci_id"].as_u64().is_some(), "{summary}");
+    assert!(summary["imported_package"].as_str().is_some(), "{summary}");
 }
