@@ -81,11 +81,11 @@ struct Report {
     idle_hub_rss_mib: f64,
 }
 
-struct Hub {
+pub(crate) struct Hub {
     child: std::process::Child,
-    pid: u32,
-    client: AdminClient,
-    url: String,
+    pub(crate) pid: u32,
+    pub(crate) client: AdminClient,
+    pub(crate) url: String,
 }
 
 impl Drop for Hub {
@@ -198,7 +198,7 @@ async fn run(args: &DispatchArgs, dir: &Path) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn start_hub(dir: &Path, synchronous: &str) -> anyhow::Result<Hub> {
+pub(crate) async fn start_hub(dir: &Path, synchronous: &str) -> anyhow::Result<Hub> {
     let data = dir.join("hub");
     let config = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\nsqlite_synchronous = \"{synchronous}\"\n",
@@ -462,14 +462,14 @@ impl Percentiles {
 }
 
 /// CPU time and resident memory of a process, from /proc (Linux only).
-struct ProcStat {
+pub(crate) struct ProcStat {
     at: Instant,
     cpu_ticks: u64,
-    rss_mib: f64,
+    pub(crate) rss_mib: f64,
 }
 
 impl ProcStat {
-    fn read(pid: u32) -> anyhow::Result<Self> {
+    pub(crate) fn read(pid: u32) -> anyhow::Result<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .context("reading /proc (Linux only)")?;
         // Fields after the command name (which may hold spaces) start after the last ')'.

@@ -243,6 +243,9 @@ pub enum JobCmd {
 pub enum BenchCmd {
     /// Job pickup latency: long polls against a 10 s interval poll, on loopback.
     Dispatch(crate::bench::DispatchArgs),
+    /// Upload and download through the hub with verification, against sha256sum; and an
+    /// inventory of a large emulated site end to end.
+    Transfer(crate::bench_transfer::TransferArgs),
     /// SDMPackageXML parsing and script generate/read throughput.
     Sccm(crate::sccm_cmd::SccmBenchArgs),
 }
@@ -305,6 +308,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         } => push(package, connector, spec, dry_run, wait, &hub).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
+        Command::Bench(BenchCmd::Transfer(args)) => crate::bench_transfer::run(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
             unreachable!("handled synchronously in dispatch")
         }

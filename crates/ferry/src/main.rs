@@ -3,6 +3,7 @@
 
 mod admin_client;
 mod bench;
+mod bench_transfer;
 mod cli;
 mod demo;
 mod logging;
