@@ -39,11 +39,19 @@ pub struct TransferArgs {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
-        .iter()
-        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
-        .unwrap_or((s, 1));
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| format!("not a size: {s}"))
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
+    .unwrap_or((s, 1));
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("not a size: {s}"))
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -61,12 +69,18 @@ struct Report {
 }
 
 pub async fn run(args: TransferArgs) -> anyhow::Result<ExitCode> {
-    let dir = std::env::temp_dir().join(format!("ferry-bench-transfer-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "ferry-bench-transfer-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     let result = measure(&args, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     let r = result?;
-    println!("transfer benchmark: {:.0} MiB through the hub on loopback", r.size_bytes as f64 / (1 << 20) as f64);
+    println!(
+        "transfer benchmark: {:.0} MiB through the hub on loopback",
+        r.size_bytes as f64 / (1 << 20) as f64
+    );
     println!("  sha256sum baseline  {:.0} MB/s", r.sha256sum_mb_per_s);
     println!(
         "  upload              {:.0} MB/s ({:.0} % of sha256sum)   download {:.0} MB/s ({:.0} %)",
@@ -75,9 +89,15 @@ pub async fn run(args: TransferArgs) -> anyhow::Result<ExitCode> {
         r.download_mb_per_s,
         100.0 * r.download_ratio_to_sha256sum
     );
-    println!("  peak RSS            hub {:.1} MiB, client {:.1} MiB", r.hub_peak_rss_mib, r.client_peak_rss_mib);
+    println!(
+        "  peak RSS            hub {:.1} MiB, client {:.1} MiB",
+        r.hub_peak_rss_mib, r.client_peak_rss_mib
+    );
     if r.inventory_apps > 0 {
-        println!("  inventory of {} applications, end to end: {:.2} s", r.inventory_apps, r.inventory_secs);
+        println!(
+            "  inventory of {} applications, end to end: {:.2} s",
+            r.inventory_apps, r.inventory_secs
+        );
     }
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -86,7 +106,11 @@ pub async fn run(args: TransferArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
-    let mut report = Report { size_bytes: args.size, inventory_apps: args.inventory_apps, ..Default::default() };
+    let mut report = Report {
+        size_bytes: args.size,
+        inventory_apps: args.inventory_apps,
+        ..Default::default()
+    };
     let file = dir.join("bench.zip");
     eprintln!("writing a {} byte test package", args.size);
     write_stored_zip(&file, args.size)?;
@@ -95,7 +119,10 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
     let mb = size as f64 / 1e6;
 
     let started = Instant::now();
-    let out = std::process::Command::new("sha256sum").arg(&file).stdout(Stdio::null()).status();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status();
     match out {
         Ok(s) if s.success() => report.sha256sum_mb_per_s = mb / started.elapsed().as_secs_f64(),
         _ => bail!("sha256sum is needed for the baseline"),
@@ -108,8 +135,13 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let response = reqwest::Client::new()
-        .get(format!("{}/api/v1/packages/{}/content", hub.url, package.id))
-        .bearer_auth(std::fs::read_to_string(dir.join("hub").join(ferry_hub::ADMIN_TOKEN_FILE))?.trim())
+        .get(format!(
+            "{}/api/v1/packages/{}/content",
+            hub.url, package.id
+        ))
+        .bearer_auth(
+            std::fs::read_to_string(dir.join("hub").join(ferry_hub::ADMIN_TOKEN_FILE))?.trim(),
+        )
         .send()
         .await?
         .error_for_status()?;
@@ -122,7 +154,11 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
         out.write_all(&chunk)?;
     }
     out.flush()?;
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if digest != package.sha256 {
         bail!("the download does not match the upload");
     }
@@ -162,7 +198,8 @@ fn write_stored_zip(path: &Path, size: u64) -> anyhow::Result<()> {
 }
 
 fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc (Linux only)")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .context("reading /proc (Linux only)")?;
     let kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -174,25 +211,41 @@ fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// Builds an emulated site with `apps` applications, runs a connector on it, and times an
 /// inventory from the request to the hub having stored the result.
-async fn time_inventory(client: &crate::admin_client::AdminClient, dir: &Path, apps: usize) -> anyhow::Result<f64> {
+async fn time_inventory(
+    client: &crate::admin_client::AdminClient,
+    dir: &Path,
+    apps: usize,
+) -> anyhow::Result<f64> {
     eprintln!("building an emulated site with {apps} applications");
     let site_dir = dir.join("site");
     {
         let spec = ferry_sccm::spec::filezilla_example();
         let mut site = ferry_sccm::Site::open(&site_dir)?;
-        site.run(&ferry_sccm::generate(&ferry_sccm::scripts::push_script(&spec)?))?;
+        site.run(&ferry_sccm::generate(&ferry_sccm::scripts::push_script(
+            &spec,
+        )?))?;
         site.replicate_application(&spec.application.name, apps.saturating_sub(1));
         site.save()?;
     }
     let site = SiteSettings {
         site_code: Some("DEM".into()),
-        console_path: Some("C:\\Program Files (x86)\\Microsoft Configuration Manager\\AdminConsole\\bin".into()),
+        console_path: Some(
+            "C:\\Program Files (x86)\\Microsoft Configuration Manager\\AdminConsole\\bin".into(),
+        ),
         share_path: Some("\\\\srv\\Sources$".into()),
         ..Default::default()
     };
-    let creds: ConnectorCredentials =
-        client.post("/api/v1/connectors", &NewConnector { name: "bench-inventory".into(), site }).await?;
-    let mut config = ferry_connector::ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
+    let creds: ConnectorCredentials = client
+        .post(
+            "/api/v1/connectors",
+            &NewConnector {
+                name: "bench-inventory".into(),
+                site,
+            },
+        )
+        .await?;
+    let mut config =
+        ferry_connector::ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
     config.work_dir = dir.join("connector-work");
     config.backend = Some(ferry_connector::config::Backend::Emulator);
     config.emulator_site = Some(site_dir);
@@ -206,17 +259,33 @@ async fn time_inventory(client: &crate::admin_client::AdminClient, dir: &Path, a
         .kill_on_drop(true)
         .spawn()?;
     let started = Instant::now();
-    let job: Job = client.post(&format!("/api/v1/connectors/{}/inventory", creds.remote_id), &serde_json::json!({})).await?;
+    let job: Job = client
+        .post(
+            &format!("/api/v1/connectors/{}/inventory", creds.remote_id),
+            &serde_json::json!({}),
+        )
+        .await?;
     let job = crate::cli::wait_for_job(client, job.id, Duration::from_secs(600)).await?;
     let secs = started.elapsed().as_secs_f64();
     let _ = connector.kill().await;
     if job.state != JobState::Succeeded {
-        bail!("the inventory {}: {}", job.state.as_str(), job.error.unwrap_or_default());
+        bail!(
+            "the inventory {}: {}",
+            job.state.as_str(),
+            job.error.unwrap_or_default()
+        );
     }
-    let inventory: ferry_proto::inventory::InventoryResult =
-        client.get(&format!("/api/v1/connectors/{}/applications", creds.remote_id)).await?;
+    let inventory: ferry_proto::inventory::InventoryResult = client
+        .get(&format!(
+            "/api/v1/connectors/{}/applications",
+            creds.remote_id
+        ))
+        .await?;
     if inventory.applications.len() != apps {
-        bail!("the inventory holds {} applications, not {apps}", inventory.applications.len());
+        bail!(
+            "the inventory holds {} applications, not {apps}",
+            inventory.applications.len()
+        );
     }
     Ok(secs)
 }

@@ -90,8 +90,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let hub = summary["hub"].as_str().unwrap_or("?");
         let data = dir.join("hub");
         println!("\nThe hub keeps running at {hub}. Try, in another shell:");
-        println!("  ferry connector list --hub {hub} --data-dir {} --ca-cert {}", data.display(), dir.join("tls/ca.pem").display());
-        println!("  ferry sccm site show --site {}", dir.join("site").display());
+        println!(
+            "  ferry connector list --hub {hub} --data-dir {} --ca-cert {}",
+            data.display(),
+            dir.join("tls/ca.pem").display()
+        );
+        println!(
+            "  ferry sccm site show --site {}",
+            dir.join("site").display()
+        );
         println!("Press Ctrl-C to stop.");
         crate::cli::shutdown_signal().await;
         println!();

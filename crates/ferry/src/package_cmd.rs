@@ -70,9 +70,8 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Uploads `path` and returns the package. Hashes the file first (so the hub can verify it),
-/// then sends it in [`CHUNK`]s; after a failure it asks the hub how much arrived and goes on
-/// from there.
+/// Uploads `path` and returns the package: sends it in [`CHUNK`]s, and after a failure asks
+/// the hub how much arrived and goes on from there.
 pub async fn upload(
     client: &AdminClient,
     path: &std::path::Path,
@@ -82,7 +81,6 @@ pub async fn upload(
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
-    let sha256 = hash_file(&mut file)?;
     let filename = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -97,7 +95,7 @@ pub async fn upload(
                     &NewUpload {
                         filename,
                         size,
-                        sha256: Some(sha256),
+                        sha256: None,
                     },
                 )
                 .await?
@@ -114,6 +112,10 @@ pub async fn upload(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    // The file is hashed while it is sent (each byte read once); bytes the hub already has (a
+    // resumed upload) are hashed from the file first. The hub checks the hash on completion.
+    let mut hasher = Sha256::new();
+    let mut hashed = hash_prefix(&mut file, &mut hasher, upload.received)?;
     bar.set_position(upload.received);
     let mut failures = 0;
     let mut buf = vec![0u8; CHUNK];
@@ -121,6 +123,10 @@ pub async fn upload(
         file.seek(SeekFrom::Start(upload.received))?;
         let want = CHUNK.min((size - upload.received) as usize);
         file.read_exact(&mut buf[..want])?;
+        if upload.received == hashed {
+            hasher.update(&buf[..want]);
+            hashed += want as u64;
+        }
         let path = format!("/api/v1/uploads/{}?offset={}", upload.id, upload.received);
         match client
             .put_bytes::<Upload>(&path, buf[..want].to_vec())
@@ -146,31 +152,37 @@ pub async fn upload(
                     .await?;
             }
         }
+        if upload.received < hashed {
+            // The hub kept less than we hashed: hash again up to its offset.
+            hasher = Sha256::new();
+            hashed = hash_prefix(&mut file, &mut hasher, upload.received)?;
+        }
         bar.set_position(upload.received);
     }
     bar.finish_and_clear();
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     client
         .post(
-            &format!("/api/v1/uploads/{}/complete", upload.id),
+            &format!("/api/v1/uploads/{}/complete?sha256={sha256}", upload.id),
             &serde_json::json!({}),
         )
         .await
 }
 
-fn hash_file(file: &mut std::fs::File) -> anyhow::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+/// Hashes the first `len` bytes of `file` into `hasher`; returns `len`.
+fn hash_prefix(file: &mut std::fs::File, hasher: &mut Sha256, len: u64) -> anyhow::Result<u64> {
     file.seek(SeekFrom::Start(0))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    let mut left = len;
+    let mut buf = vec![0u8; 1024 * 1024];
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        file.read_exact(&mut buf[..want])?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(len)
 }

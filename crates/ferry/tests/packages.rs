@@ -290,3 +290,22 @@ fn walk_files(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+#[tokio::test]
+async fn a_hash_given_at_completion_is_checked_too() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/uploads/{id}/complete?sha256={}", "11".repeat(32)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(part_files(&hub), 0);
+}

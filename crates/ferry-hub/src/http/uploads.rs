@@ -231,11 +231,25 @@ async fn rehash(file: &mut tokio::fs::File, len: u64) -> Result<Sha256> {
 }
 
 /// Verifies the upload and turns it into a package. Completing twice answers the same package.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteQuery {
+    /// The SHA-256 the client computed while sending, if it did not declare one up front.
+    sha256: Option<String>,
+}
+
 pub async fn complete(
     who: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    ApiQuery(query): ApiQuery<CompleteQuery>,
 ) -> Result<(StatusCode, Json<Package>)> {
+    if query.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
+        return Err(Error::bad(
+            "invalid_query",
+            "`sha256` must be 64 lower-case hex digits",
+        ));
+    }
     let slot = state.uploads.get(id);
     let mut hash = slot.lock().await;
     let upload = state
@@ -277,8 +291,11 @@ pub async fn complete(
         state.uploads.remove(id);
         why
     };
-    if let Some(expected) = &upload.expected_sha256
-        && *expected != sha256
+    if let Some(expected) = upload
+        .expected_sha256
+        .iter()
+        .chain(query.sha256.iter())
+        .find(|e| **e != sha256)
     {
         return Err(discard(Error::Unprocessable {
             code: "sha256_mismatch",
