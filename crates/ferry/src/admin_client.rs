@@ -86,18 +86,17 @@ impl AdminClient {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
-    /// PUT of raw bytes (upload ranges).
-    pub async fn put_bytes<T: DeserializeOwned>(
+    /// PUT of a streamed body (upload ranges of any length).
+    pub async fn put_body<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: reqwest::Body,
     ) -> anyhow::Result<T> {
         let response = self
             .http
             .put(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .timeout(Duration::from_secs(300))
             .body(body)
             .send()
             .await

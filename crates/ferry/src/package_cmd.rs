@@ -112,36 +112,50 @@ pub async fn upload(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    // The file is hashed while it is sent (each byte read once); bytes the hub already has (a
-    // resumed upload) are hashed from the file first. The hub checks the hash on completion.
+    // The rest of the file goes in one streaming PUT: the client reads and hashes while the
+    // hub receives, hashes and writes, each on its own core. (The hub makes every 8 MiB
+    // durable as it goes, so a broken stream still resumes close to where it broke.) Bytes the
+    // hub already has (a resumed upload) are hashed from the file first.
     let mut hasher = Sha256::new();
-    let mut hashed = hash_prefix(&mut file, &mut hasher, upload.received)?;
+    hash_prefix(&mut file, &mut hasher, upload.received)?;
     bar.set_position(upload.received);
     let mut failures = 0;
-    let mut buf = vec![0u8; CHUNK];
     while upload.received < size {
-        file.seek(SeekFrom::Start(upload.received))?;
-        let want = CHUNK.min((size - upload.received) as usize);
-        file.read_exact(&mut buf[..want])?;
-        let data = buf[..want].to_vec();
-        // Hash this range on another core while it travels: the hub is hashing it too, and
-        // doing the two one after the other would halve the throughput.
-        let hashing = if upload.received == hashed {
-            hashed += want as u64;
-            let copy = data.clone();
+        let offset = upload.received;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+        let reader = {
+            let path = path.to_owned();
+            let bar = bar.clone();
             let mut h = std::mem::take(&mut hasher);
-            Some(tokio::task::spawn_blocking(move || {
-                h.update(&copy);
-                h
-            }))
-        } else {
-            None
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(Sha256, u64)> {
+                let mut file = std::fs::File::open(&path)?;
+                file.seek(SeekFrom::Start(offset))?;
+                let mut sent = offset;
+                loop {
+                    let mut block = vec![0u8; CHUNK.min(1024 * 1024)];
+                    let n = file.read(&mut block)?;
+                    if n == 0 {
+                        break;
+                    }
+                    block.truncate(n);
+                    h.update(&block);
+                    sent += n as u64;
+                    bar.set_position(sent);
+                    if tx.blocking_send(Ok(block)).is_err() {
+                        break; // the request ended early; the hub says how far it got
+                    }
+                }
+                Ok((h, sent))
+            })
         };
-        let path = format!("/api/v1/uploads/{}?offset={}", upload.id, upload.received);
-        let sent = client.put_bytes::<Upload>(&path, data).await;
-        if let Some(task) = hashing {
-            hasher = task.await?;
-        }
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let url = format!("/api/v1/uploads/{}?offset={offset}", upload.id);
+        let sent = client.put_body::<Upload>(&url, body).await;
+        let (h, hashed) = reader.await??;
+        hasher = h;
         match sent {
             Ok(u) => {
                 upload = u;
@@ -163,10 +177,10 @@ pub async fn upload(
                     .await?;
             }
         }
-        if upload.received < hashed {
-            // The hub kept less than we hashed: hash again up to its offset.
+        if upload.received != hashed {
+            // The hub kept a different amount than we hashed: hash again up to its offset.
             hasher = Sha256::new();
-            hashed = hash_prefix(&mut file, &mut hasher, upload.received)?;
+            hash_prefix(&mut file, &mut hasher, upload.received)?;
         }
         bar.set_position(upload.received);
     }
