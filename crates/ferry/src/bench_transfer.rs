@@ -145,20 +145,32 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
         .send()
         .await?
         .error_for_status()?;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("download.zip"))?);
-    let mut hasher = Sha256::new();
+    // Writing and hashing run on a blocking thread fed through a bounded channel, so receiving
+    // the next bytes overlaps with hashing the last ones (as the connector's download should).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let target = dir.join("download.zip");
+    let sink = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(target)?);
+        let mut hasher = Sha256::new();
+        for chunk in rx {
+            hasher.update(&chunk);
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    });
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        hasher.update(&chunk);
-        out.write_all(&chunk)?;
+        if tx.send(chunk?.to_vec()).is_err() {
+            break;
+        }
     }
-    out.flush()?;
-    let digest: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    drop(tx);
+    let digest = sink.await??;
     if digest != package.sha256 {
         bail!("the download does not match the upload");
     }

@@ -69,7 +69,10 @@ pub async fn content(
     file.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(anyhow::Error::from)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(len),
+        256 * 1024,
+    ));
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(
