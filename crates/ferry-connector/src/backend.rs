@@ -11,7 +11,7 @@ use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
 
 use crate::config::{Backend, ConnectorConfig};
-use crate::executor::{JobContext, JobFailure};
+use crate::executor::{JobContext, JobFailure, fail};
 
 pub type Step = Map<String, Value>;
 
@@ -20,10 +20,6 @@ pub struct ScriptBackend {
     site_dir: PathBuf,
     powershell: PathBuf,
     timeout: Duration,
-}
-
-fn fail(message: impl std::fmt::Display) -> JobFailure {
-    JobFailure::Failed(message.to_string())
 }
 
 impl ScriptBackend {

@@ -95,3 +95,29 @@ impl Executors {
             .with(crate::import::Import::new(config))
     }
 }
+
+/// A job failure with `message` as its reason.
+pub fn fail(message: impl std::fmt::Display) -> JobFailure {
+    JobFailure::Failed(message.to_string())
+}
+
+/// Lower-case hex SHA-256 of a file, read in 1 MiB blocks (call from a blocking thread).
+pub fn sha256_file(path: &std::path::Path) -> Result<String, JobFailure> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}

@@ -2,17 +2,16 @@
 //! content-location script), find its content location, zip that folder (deterministically,
 //! streamed to a file) and upload it to the hub as a package with the resumable upload.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ferry_proto::inventory::{ImportPayload, ImportResult, ImportedApplication};
 use ferry_proto::job::{JobKind, LeasedJob};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::backend::ScriptBackend;
 use crate::config::ConnectorConfig;
-use crate::executor::{Executor, JobContext, JobFailure};
+use crate::executor::{Executor, JobContext, JobFailure, fail};
 
 pub struct Import {
     scripts: ScriptBackend,
@@ -26,10 +25,6 @@ impl Import {
             share_dir: config.share_dir.clone(),
         }
     }
-}
-
-fn fail(message: impl std::fmt::Display) -> JobFailure {
-    JobFailure::Failed(message.to_string())
 }
 
 impl Executor for Import {
@@ -191,27 +186,8 @@ async fn pack(dir: PathBuf, zip: PathBuf) -> Result<(usize, String), JobFailure>
         let out = std::fs::File::create(&zip).map_err(fail)?;
         let report =
             ferry_package::pack_folder(&dir, std::io::BufWriter::new(out)).map_err(fail)?;
-        Ok((report.files, sha256_file(&zip)?))
+        Ok((report.files, crate::executor::sha256_file(&zip)?))
     })
     .await
     .map_err(fail)?
-}
-
-fn sha256_file(path: &Path) -> Result<String, JobFailure> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf).map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }

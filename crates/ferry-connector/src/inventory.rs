@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::backend::{ScriptBackend, Step};
 use crate::config::ConnectorConfig;
-use crate::executor::{Executor, JobContext, JobFailure};
+use crate::executor::{Executor, JobContext, JobFailure, fail};
 
 pub struct Inventory {
     scripts: ScriptBackend,
@@ -23,10 +23,6 @@ impl Inventory {
             scripts: ScriptBackend::new(config),
         }
     }
-}
-
-fn fail(message: impl std::fmt::Display) -> JobFailure {
-    JobFailure::Failed(message.to_string())
 }
 
 impl Executor for Inventory {

@@ -16,12 +16,11 @@ use ferry_sccm::PushSpec;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::ScriptBackend;
 use crate::config::ConnectorConfig;
-use crate::executor::{Executor, JobContext, JobFailure};
+use crate::executor::{Executor, JobContext, JobFailure, fail};
 
 pub struct Push {
     scripts: ScriptBackend,
@@ -35,10 +34,6 @@ impl Push {
             share_dir: config.share_dir.clone(),
         }
     }
-}
-
-fn fail(message: impl std::fmt::Display) -> JobFailure {
-    JobFailure::Failed(message.to_string())
 }
 
 impl Executor for Push {
@@ -236,27 +231,9 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
 
 async fn sha256_of(path: &Path) -> Result<String, JobFailure> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
-    })
-    .await
-    .map_err(fail)?
-    .map_err(fail)
+    tokio::task::spawn_blocking(move || crate::executor::sha256_file(&path))
+        .await
+        .map_err(fail)?
 }
 
 /// Replaces `dest` with the package's content (a re-run after a crash must not mix old and new
