@@ -309,3 +309,34 @@ async fn a_hash_given_at_completion_is_checked_too() {
     assert_eq!(r.status(), 422);
     assert_eq!(part_files(&hub), 0);
 }
+
+#[tokio::test]
+async fn a_zip_bomb_is_refused() {
+    let hub = TestHub::start("").await;
+    let zeros = vec![0u8; 64 * 1024 * 1024];
+    let bomb = ferry_package::sample::zip_of(&[("zeros.bin", zeros.as_slice())]).unwrap();
+    assert!(bomb.len() < 1024 * 1024, "the bomb compresses well");
+    let upload = open_upload(&hub, &bomb, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &bomb).await;
+    let (status, body) = complete(&hub, id).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "invalid_package");
+    assert_eq!(part_files(&hub), 0);
+}
+
+#[tokio::test]
+async fn a_garbage_msi_means_metadata_unknown_not_a_failed_upload() {
+    let hub = TestHub::start("").await;
+    let zip =
+        ferry_package::sample::zip_of(&[("setup.msi", b"this is not an MSI at all".as_slice())])
+            .unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let (status, package) = complete(&hub, id).await;
+    assert_eq!(status, 201, "{package}");
+    assert_eq!(package["metadata"]["msi_properties"], Value::Null);
+    assert_eq!(package["metadata"]["package_name"], Value::Null);
+    assert_eq!(package["metadata"]["msi_file"], "setup.msi");
+}

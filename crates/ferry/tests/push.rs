@@ -525,3 +525,109 @@ async fn importing_an_unknown_application_is_refused() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "unknown_application");
 }
+
+/// A package big enough that its download is still running when we look: a stored zip of
+/// pseudo-random bytes.
+fn big_package(bytes: usize) -> Vec<u8> {
+    let mut data = vec![0u8; bytes];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    ferry_package::sample::zip_of(&[
+        ("Deploy-Application.ps1", b"# sample".as_slice()),
+        ("Files/payload.bin", &data),
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_connector_killed_during_the_download_resumes_it_on_the_next_run() {
+    let hub = TestHub::start("lease_secs = 2").await;
+    let (c, _) = setup(&hub).await;
+    let zip = big_package(192 * 1024 * 1024);
+    let upload: Value = hub
+        .admin(Method::POST, "/api/v1/uploads")
+        .json(&json!({ "filename": "big.zip", "size": zip.len() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = upload["id"].as_str().unwrap();
+    hub.admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset=0"))
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    let package: Value = hub
+        .admin(Method::POST, &format!("/api/v1/uploads/{id}/complete"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let package = package["id"].as_str().unwrap().to_owned();
+    // No MSI inside, so the hub proposes nothing: the spec says it all.
+    let spec = json!({
+        "application": { "name": "Big_Package_1.0", "version": "1.0", "publisher": "Ferry", "product_name": "Big", "language": "English(United States)" },
+        "deployment_type": {
+            "installer": "script",
+            "install_command": "Deploy-Application.exe -DeploymentType Install",
+            "detection": { "script": { "language": "powershell", "text": "$true" } }
+        }
+    });
+    let extra = connector_extra(&hub);
+    let mut first = hub.spawn_connector(&c, &extra);
+    let (status, job) = push(&hub, &c, &package, spec, false).await;
+    assert_eq!(status, 201, "{job}");
+    let job_id = job["id"].as_str().unwrap().parse().unwrap();
+    // Kill it as soon as part of the package has arrived.
+    hub.wait_job(job_id, Duration::from_secs(60), |j| {
+        j.events.iter().any(|e| {
+            e.step.as_deref() == Some("download")
+                && e.message.as_deref().is_some_and(|m| m.contains(" of "))
+        })
+    })
+    .await;
+    first.kill9();
+    // The same work dir, a new process: the lease lapses, the job runs again, the download resumes.
+    let connector_dir = first.log.parent().unwrap().to_owned();
+    let _second = common::TestConnector::spawn(
+        &connector_dir,
+        &std::fs::read_to_string(connector_dir.join("connector.toml")).unwrap(),
+    );
+    let done = hub
+        .wait_job(job_id, Duration::from_secs(120), |j| j.state.is_terminal())
+        .await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    assert_eq!(done.attempts, 2);
+    let resumed = done.events.iter().any(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("resuming at byte"))
+    });
+    let reused = done
+        .events
+        .iter()
+        .any(|e| e.message.as_deref() == Some("already downloaded and verified"));
+    assert!(
+        resumed || reused,
+        "the second run must not start the download over: {:#?}",
+        done.events
+    );
+    let site = site_state(&connector_dirs(&hub).0);
+    let apps: Vec<&Value> = site["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "Big_Package_1.0")
+        .collect();
+    assert_eq!(apps.len(), 1);
+}

@@ -52,6 +52,7 @@ pub async fn push(
         }
         merge(&mut spec, overrides);
     }
+    derive_content_location(&mut spec);
     let spec = ferry_sccm::PushSpec::from_json(&spec.to_string())
         .map_err(|e| Error::bad("invalid_spec", e.to_string()))?;
     let script = ferry_sccm::scripts::push_script(&spec)
@@ -92,12 +93,6 @@ fn base_spec(package: &Package, site: &SiteSettings, actor: &str) -> Value {
     let m = &package.metadata;
     let text = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
     let name = m.get("package_name").and_then(Value::as_str);
-    let content_location = match (&site.share_path, name) {
-        (Some(share), Some(name)) => {
-            Value::String(format!("{}\\{name}", share.trim_end_matches('\\')))
-        }
-        _ => Value::Null,
-    };
     let now = time::OffsetDateTime::now_utc();
     let available_at = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}",
@@ -127,7 +122,7 @@ fn base_spec(package: &Package, site: &SiteSettings, actor: &str) -> Value {
         },
         "deployment_type": {
             "name": null,
-            "content_location": content_location,
+            "content_location": null,
             "distribution_point_group": site.distribution_point_group,
             "installer": text("installer"),
             "detection": text("detection"),
@@ -149,6 +144,21 @@ fn base_spec(package: &Package, site: &SiteSettings, actor: &str) -> Value {
             "time_base": "utc",
         },
     })
+}
+
+/// The content location defaults to `<share>\\<application name>`, computed after the overrides so
+/// that a renamed application gets its own folder.
+fn derive_content_location(spec: &mut Value) {
+    if !spec["deployment_type"]["content_location"].is_null() {
+        return;
+    }
+    let share = spec["site"]["share_path"]
+        .as_str()
+        .map(|s| s.trim_end_matches('\\').to_owned());
+    let name = spec["application"]["name"].as_str().map(str::to_owned);
+    if let (Some(share), Some(name)) = (share, name) {
+        spec["deployment_type"]["content_location"] = Value::String(format!("{share}\\{name}"));
+    }
 }
 
 /// Lays `overrides` over `base`: objects merge key by key, anything else replaces.
