@@ -631,3 +631,55 @@ async fn a_connector_killed_during_the_download_resumes_it_on_the_next_run() {
         .collect();
     assert_eq!(apps.len(), 1);
 }
+
+/// Stands in for `powershell.exe` where there is none: a shell script that takes the same
+/// arguments (`-NoProfile -NonInteractive -ExecutionPolicy Bypass -File SCRIPT`), checks the
+/// UTF-8 BOM Windows PowerShell needs, and runs the script through `ferry sccm emulate`, which
+/// prints exactly what the site would and fails the way PowerShell does (message on stderr,
+/// non-zero exit). It exercises the real backend's process handling end to end.
+fn fake_powershell(dir: &Path, site: &Path) -> std::path::PathBuf {
+    let path = dir.join("fake-powershell");
+    let script = format!(
+        "#!/bin/sh\n\
+         [ \"$1 $2 $3 $4 $5\" = \"-NoProfile -NonInteractive -ExecutionPolicy Bypass -File\" ] || {{ echo \"bad arguments: $*\" >&2; exit 2; }}\n\
+         [ \"$(head -c 3 \"$6\" | od -An -tx1 | tr -d ' ')\" = \"efbbbf\" ] || {{ echo 'script has no UTF-8 BOM' >&2; exit 2; }}\n\
+         tail -c +4 \"$6\" > \"$6.nobom\"\n\
+         exec '{}' sccm emulate --site '{}' --script \"$6.nobom\"\n",
+        common::FERRY,
+        site.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_powershell_backend_streams_steps_and_reports_script_errors() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    let (site, share) = connector_dirs(&hub);
+    let ps = fake_powershell(hub.dir.path(), &site);
+    let extra = format!(
+        "backend = \"powershell\"\npowershell = \"{}\"\nshare_dir = \"{}\"",
+        ps.display(),
+        share.display()
+    );
+    let _connector = hub.spawn_connector(&c, &extra);
+    let ok = run_push(&hub, &c, &package, json!({})).await;
+    assert_eq!(ok.state, JobState::Succeeded, "{ok:#?}");
+    assert_eq!(ok.result.as_ref().unwrap()["backend"], "powershell");
+    assert!(ok.result.as_ref().unwrap()["ci_id"].as_u64().is_some());
+    let failed = run_push(
+        &hub,
+        &c,
+        &package,
+        json!({ "deployment": { "collection": "Nowhere" } }),
+    )
+    .await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(
+        failed.error.as_deref().unwrap_or("").contains("Nowhere"),
+        "{failed:#?}"
+    );
+}
