@@ -1137,6 +1137,20 @@ impl Store {
         Ok((package, new))
     }
 
+    /// Merges `patch` (a JSON object) into the package's metadata (RFC 7396 merge patch).
+    pub async fn patch_package_metadata(
+        &self,
+        id: Uuid,
+        patch: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE packages SET metadata = json_patch(metadata, ?) WHERE id = ?")
+            .bind(patch.to_string())
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Records where an imported package came from (`metadata.imported_from`).
     pub async fn set_package_source(
         &self,

@@ -340,3 +340,45 @@ async fn a_garbage_msi_means_metadata_unknown_not_a_failed_upload() {
     assert_eq!(package["metadata"]["package_name"], Value::Null);
     assert_eq!(package["metadata"]["msi_file"], "setup.msi");
 }
+
+#[tokio::test]
+async fn proposed_metadata_can_be_overridden_field_by_field() {
+    let hub = TestHub::start("").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let upload = open_upload(&hub, &zip, None).await;
+    let id = upload["id"].as_str().unwrap();
+    put(&hub, id, 0, &zip).await;
+    let package = complete(&hub, id).await.1;
+    let url = format!("/api/v1/packages/{}", package["id"].as_str().unwrap());
+    let r = hub
+        .admin(Method::PATCH, &url)
+        .json(&json!({ "metadata": { "package_name": "Contoso_FileZilla_3.46.3", "uninstall_command": null } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let edited: Value = r.json().await.unwrap();
+    assert_eq!(
+        edited["metadata"]["package_name"],
+        "Contoso_FileZilla_3.46.3"
+    );
+    assert_eq!(edited["metadata"]["uninstall_command"], Value::Null);
+    assert_eq!(
+        edited["metadata"]["vendor"], "Tim Kosse",
+        "other fields are kept"
+    );
+    let r = hub
+        .admin(Method::PATCH, &url)
+        .json(&json!({ "metadata": { "sha256": "x" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = hub
+        .admin(Method::PATCH, &url)
+        .json(&json!({ "metadata": { "installer": "exe" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

@@ -66,7 +66,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/api/v1/packages", get(packages::list))
-        .route("/api/v1/packages/{id}", get(packages::show))
+        .route(
+            "/api/v1/packages/{id}",
+            get(packages::show).patch(packages::update),
+        )
         .route("/api/v1/packages/{id}/content", get(packages::content))
         .route("/api/v1/push", post(push::push))
         .route(

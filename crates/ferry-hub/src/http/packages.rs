@@ -31,6 +31,76 @@ pub async fn show(
         .ok_or(Error::NotFound("package"))
 }
 
+/// The metadata fields an administrator may override, and what each must hold.
+const EDITABLE: &[&str] = &[
+    "vendor",
+    "product",
+    "version",
+    "language",
+    "package_name",
+    "install_command",
+    "uninstall_command",
+    "installer",
+    "detection",
+];
+
+/// `PATCH /api/v1/packages/{id}` with `{"metadata": {field: value|null, …}}`: overrides what
+/// the hub proposed (pushes then start from the corrected values). Unknown fields and values of
+/// the wrong type are refused, naming the field, and change nothing.
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    super::extract::ApiJson(req): super::extract::ApiJson<PackageUpdate>,
+) -> Result<Json<Package>> {
+    for (key, value) in &req.metadata {
+        if !EDITABLE.contains(&key.as_str()) {
+            return Err(Error::bad(
+                "invalid_field",
+                format!(
+                    "`metadata.{key}` cannot be edited; editable: {}",
+                    EDITABLE.join(", ")
+                ),
+            ));
+        }
+        let ok = match key.as_str() {
+            "detection" => value.is_null() || value.is_object(),
+            "installer" => value.is_null() || matches!(value.as_str(), Some("script" | "msi")),
+            _ => {
+                value.is_null()
+                    || value.as_str().is_some_and(|s| {
+                        s.chars().count() <= 1024 && !s.chars().any(char::is_control)
+                    })
+            }
+        };
+        if !ok {
+            return Err(Error::bad(
+                "invalid_field",
+                format!("`metadata.{key}` has a value of the wrong kind"),
+            ));
+        }
+    }
+    state
+        .store
+        .get_package(id)
+        .await?
+        .ok_or(Error::NotFound("package"))?;
+    let patch = serde_json::Value::Object(req.metadata);
+    state.store.patch_package_metadata(id, &patch).await?;
+    state
+        .store
+        .get_package(id)
+        .await?
+        .map(Json)
+        .ok_or(Error::NotFound("package"))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageUpdate {
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
 /// The package's bytes. A single `Range: bytes=a-b` (or `a-`, or `-n`) gets 206 with
 /// `Content-Range`; an unsatisfiable one gets 416; several ranges get the whole file (RFC 9110
 /// allows ignoring `Range`).
