@@ -135,6 +135,8 @@ impl ScriptBackend {
         let read = async {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                // A host that still writes a byte-order mark puts it before the first line.
+                let line = line.trim_start_matches('\u{feff}');
                 if let Ok(parsed) = ferry_sccm::scripts::result_lines(&format!("{line}\n")) {
                     for step in parsed {
                         on_step(&step);

@@ -480,6 +480,8 @@ impl Site {
                 }
                 Ok(())
             }
+            // The emulator's stdout is a Rust string: UTF-8 already.
+            Statement::Utf8Output => Ok(()),
             Statement::Call { target, call } => {
                 let obj = self.call(run, call)?;
                 if let Target::Var(v) = target {

@@ -28,6 +28,7 @@ fn statement_text(out: &mut String, statement: &Statement) {
             };
             let _ = write!(out, "${} = {value}", variable.name());
         }
+        Statement::Utf8Output => out.push_str(crate::script::UTF8_OUTPUT),
         Statement::Call { target, call } => {
             match target {
                 Target::None => {}

@@ -25,6 +25,7 @@
 //!
 //! ```text
 //! $ErrorActionPreference = 'Stop'
+//! [Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)   (exactly this text)
 //! $CMPSSuppressFastNotUsedCheck = $true
 //! <Cmdlet> -Param <value> -Switch …                 (only cmdlets that write no output)
 //! $null = <Cmdlet> …

@@ -233,6 +233,10 @@ impl<'a> Reader<'a> {
     }
 
     fn assignment(&self, node: Node<'a>) -> Result<Statement, ReadError> {
+        // The one assignment that is not to a variable, accepted only as this exact text.
+        if self.text(node) == crate::script::UTF8_OUTPUT {
+            return Ok(Statement::Utf8Output);
+        }
         let parts = self.children(node);
         let [left, op, right] = parts.as_slice() else {
             return Err(self.refuse(node, "assignment"));

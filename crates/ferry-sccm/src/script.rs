@@ -12,6 +12,10 @@ use crate::cmdlets::Cmdlet;
 /// The fixed marker in front of every result line on stdout.
 pub const RESULT_MARKER: &str = "FERRY-RESULT ";
 
+/// The text of [`Statement::Utf8Output`]: UTF-8 without a byte-order mark, so the first result
+/// line does not start with one.
+pub const UTF8_OUTPUT: &str = "[Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
     pub statements: Vec<Statement>,
@@ -25,6 +29,10 @@ pub enum Statement {
         variable: Preference,
         value: Literal,
     },
+    /// [`UTF8_OUTPUT`]: result lines leave the script as UTF-8. Windows PowerShell 5.1 would
+    /// otherwise encode redirected stdout in the console's OEM code page and garble every
+    /// non-ASCII name. A constant line: it carries no data.
+    Utf8Output,
     /// A cmdlet call, its output discarded (`$null = …`), kept in a variable, or (only for
     /// cmdlets that write nothing) a bare call.
     Call { target: Target, call: Call },

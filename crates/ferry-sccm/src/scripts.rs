@@ -57,10 +57,13 @@ fn bare(call: Call) -> Statement {
 
 /// `$ErrorActionPreference = 'Stop'`, module import, site drive, and the `connected` line.
 fn preamble(site_code: &str, console_path: &str, suppress_fast_warning: bool) -> Vec<Statement> {
-    let mut s = vec![Statement::Preference {
-        variable: Preference::ErrorActionPreference,
-        value: Literal::Str("Stop".into()),
-    }];
+    let mut s = vec![
+        Statement::Preference {
+            variable: Preference::ErrorActionPreference,
+            value: Literal::Str("Stop".into()),
+        },
+        Statement::Utf8Output,
+    ];
     if suppress_fast_warning {
         s.push(Statement::Preference {
             variable: Preference::CMPSSuppressFastNotUsedCheck,

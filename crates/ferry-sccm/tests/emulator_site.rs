@@ -394,7 +394,13 @@ fn failing_cmdlet_keeps_the_stdout_printed_before_it() {
     let mut spec = filezilla_example();
     spec.deployment.collection = "Nobody".into();
     let mut site = Site::demo();
-    match site.run(&generate(&push_script(&spec).unwrap())) {
+    let text = generate(&push_script(&spec).unwrap());
+    let creating_line = text
+        .lines()
+        .position(|l| l.starts_with("if ($null -eq $deployment)"))
+        .unwrap()
+        + 1;
+    match site.run(&text) {
         Err(EmulatorError::Cmdlet { stdout, line, .. }) => {
             let steps: Vec<String> = result_lines(&stdout)
                 .unwrap()
@@ -405,7 +411,7 @@ fn failing_cmdlet_keeps_the_stdout_printed_before_it() {
                 steps,
                 ["connected", "application", "deployment_type", "content"]
             );
-            assert_eq!(line, 18, "the `if` that creates the deployment");
+            assert_eq!(line, creating_line, "the `if` that creates the deployment");
         }
         other => panic!("{other:?}"),
     }

@@ -154,3 +154,16 @@ fn crlf_between_statements_is_refused() {
 fn nul_character_is_refused() {
     assert!(read("$app = Get-CMApplication -Name 'a\0b'\n").is_err());
 }
+
+#[test]
+fn only_the_exact_utf8_output_line_is_accepted() {
+    assert!(read("[Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($false)\n").is_ok());
+    for variant in [
+        "[Console]::OutputEncoding = [System.Text.Encoding]::Unicode\n",
+        "[Console]::OutputEncoding = [System.Text.UTF8Encoding]::new($true)\n",
+        "[Console]::Title = [System.Text.UTF8Encoding]::new($false)\n",
+    ] {
+        let (line, _) = refusal(variant);
+        assert_eq!(line, 1, "{variant}");
+    }
+}

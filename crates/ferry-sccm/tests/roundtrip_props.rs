@@ -74,7 +74,7 @@ fn with_strings(values: &[String]) -> Script {
             Statement::Emit(e) | Statement::Foreach { emit: e, .. } => {
                 e.fields.iter_mut().skip(1).for_each(|(_, v)| replace(v))
             }
-            Statement::Preference { .. } => {}
+            Statement::Preference { .. } | Statement::Utf8Output => {}
         }
     }
     script
