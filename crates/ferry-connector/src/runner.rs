@@ -16,6 +16,9 @@ use crate::client::{ClientError, HubClient};
 use crate::config::ConnectorConfig;
 use crate::executor::{Executors, JobContext, JobFailure};
 
+/// How long a finished job's report is retried while the hub is unreachable.
+const REPORT_PATIENCE: Duration = Duration::from_secs(600);
+
 pub struct Runner {
     config: ConnectorConfig,
     client: HubClient,
@@ -250,7 +253,14 @@ impl Runner {
         };
         let mut backoff =
             Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));
+        // Past this, the hub has long re-queued the job (its lease lapsed), and it will run
+        // again: stop trying rather than keep a stopping connector alive forever.
+        let give_up = tokio::time::Instant::now() + REPORT_PATIENCE;
         loop {
+            if tokio::time::Instant::now() > give_up {
+                tracing::error!(job = %job.id, "gave up delivering the job's report; the hub will run the job again");
+                return;
+            }
             match self.client.report(job.id, &report).await {
                 Ok(done) => {
                     tracing::info!(job = %job.id, state = done.state.as_str(), "job reported");
