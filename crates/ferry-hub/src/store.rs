@@ -259,6 +259,7 @@ impl Store {
             created_at: from_ms(now),
             last_seen_at: None,
             secret_rotated_at: None,
+            online: false,
         })
     }
 
@@ -1331,6 +1332,7 @@ fn connector_from_row(r: &SqliteRow) -> Result<Connector, StoreError> {
         created_at: from_ms(r.get(4)),
         last_seen_at: r.get::<Option<i64>, _>(5).map(from_ms),
         secret_rotated_at: r.get::<Option<i64>, _>(6).map(from_ms),
+        online: false,
     })
 }
 

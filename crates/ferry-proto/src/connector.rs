@@ -97,6 +97,10 @@ pub struct Connector {
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<Timestamp>,
+    /// Heard from within the last long-poll hold (plus a margin): a connected connector asks
+    /// again at once after every answer, so silence longer than that means it is not polling.
+    #[serde(default)]
+    pub online: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub secret_rotated_at: Option<Timestamp>,
 }

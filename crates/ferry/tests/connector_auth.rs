@@ -210,4 +210,6 @@ async fn last_contact_is_shown_for_a_connector_that_polled() {
     hub.poll(&creds, 1).await;
     let (_, after) = status_and_body(hub.admin(Method::GET, &path)).await;
     assert!(after["last_seen_at"].is_string(), "{after}");
+    assert_eq!(after["online"], true);
+    assert_eq!(before["online"], false);
 }

@@ -122,6 +122,10 @@ fn with_presence(state: &AppState, mut connector: Connector) -> Connector {
     if let Some(at) = state.presence.latest(connector.id) {
         connector.last_seen_at = Some(crate::time_util::from_ms(at));
     }
+    let window_ms = (i64::from(state.config.max_hold_secs) + 30) * 1000;
+    connector.online = connector
+        .last_seen_at
+        .is_some_and(|t| crate::time_util::now_ms() - crate::time_util::to_ms(t) <= window_ms);
     connector
 }
 
