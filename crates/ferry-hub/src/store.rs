@@ -1219,6 +1219,33 @@ impl Store {
         data.as_deref().map(parse_json).transpose()
     }
 
+    /// The newest audit entries first, at most `limit`, older than `before` when given.
+    pub async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<ferry_proto::AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail FROM audit_log \
+             WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ferry_proto::AuditEntry {
+                id: r.get(0),
+                at: from_ms(r.get(1)),
+                actor: r.get(2),
+                action: r.get(3),
+                target: r.get(4),
+                detail: r.get(5),
+            })
+            .collect())
+    }
+
     /// Job counts per state, for `/metrics`.
     pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM jobs GROUP BY state")

@@ -26,5 +26,19 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// One entry of the audit log: who did what to which object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    /// `admin`, or `connector:<id>` for what a connector did (uploads of imports).
+    pub actor: String,
+    /// e.g. `connector.register`, `job.enqueue`, `package.create`.
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
 /// Timestamps travel as RFC 3339 strings (UTC).
 pub type Timestamp = time::OffsetDateTime;

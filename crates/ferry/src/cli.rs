@@ -68,6 +68,13 @@ pub enum Command {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Who did what, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -277,6 +284,22 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connector(cmd) => connector(cmd).await,
         Command::Job(cmd) => job(cmd).await,
         Command::Package(cmd) => crate::package_cmd::run(cmd).await,
+        Command::Audit { limit, hub } => {
+            let entries: Vec<ferry_proto::AuditEntry> = AdminClient::from_args(&hub)?
+                .get(&format!("/api/v1/audit?limit={limit}"))
+                .await?;
+            for e in entries {
+                println!(
+                    "{}  {:<24} {:<22} {} {}",
+                    e.at,
+                    e.actor,
+                    e.action,
+                    e.target.unwrap_or_default(),
+                    e.detail.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import {
             connector,
             applications,

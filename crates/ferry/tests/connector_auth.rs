@@ -213,3 +213,31 @@ async fn last_contact_is_shown_for_a_connector_that_polled() {
     assert_eq!(after["online"], true);
     assert_eq!(before["online"], false);
 }
+
+#[tokio::test]
+async fn administrative_actions_are_in_the_audit_log() {
+    let hub = TestHub::start("").await;
+    let creds = hub.register("audited").await;
+    hub.admin(
+        Method::POST,
+        &format!("/api/v1/connectors/{}/rotate-secret", creds.remote_id),
+    )
+    .send()
+    .await
+    .unwrap();
+    let (status, log) = status_and_body(hub.admin(Method::GET, "/api/v1/audit")).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["connector.rotate_secret", "connector.register"]);
+    assert!(
+        !log.to_string().contains(&creds.secret),
+        "no secret in the audit log"
+    );
+    let (status, _) = status_and_body(hub.as_connector(&creds, Method::GET, "/api/v1/audit")).await;
+    assert_eq!(status, 401);
+}

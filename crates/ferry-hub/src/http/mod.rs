@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/packages/{id}/content", get(packages::content))
         .route("/api/v1/push", post(push::push))
+        .route("/api/v1/audit", get(audit))
         .route(
             "/api/v1/connectors/{id}/applications",
             get(admin_connectors::applications),
@@ -99,6 +100,24 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, err
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&counts, connectors),
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<u32>,
+    /// Entries with an id below this (paging backwards).
+    before: Option<i64>,
+}
+
+/// `GET /api/v1/audit`: who did what, newest first.
+async fn audit(
+    _: auth::Admin,
+    State(state): State<AppState>,
+    extract::ApiQuery(q): extract::ApiQuery<AuditQuery>,
+) -> Result<axum::Json<Vec<ferry_proto::AuditEntry>>, error::Error> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(axum::Json(state.store.audit_log(limit, q.before).await?))
 }
 
 async fn not_found() -> error::Error {
