@@ -53,6 +53,13 @@ impl Executor for Push {
                 .map_err(|e| fail(format!("bad push specification: {e}")))?;
             spec.validate().map_err(fail)?;
             let name = spec.application.name.clone();
+            // The hub checks this too; the connector does not trust a payload to keep a path
+            // inside its share.
+            if !ferry_proto::push::is_folder_name(&name) {
+                return Err(fail(format!(
+                    "application name {name:?} cannot be a folder name"
+                )));
+            }
 
             let zip = download(&ctx, &payload).await?;
 

@@ -40,3 +40,31 @@ pub struct PushPayload {
     /// A complete, validated `ferry_sccm::PushSpec`.
     pub spec: serde_json::Value,
 }
+
+/// Whether `name` can be one folder name on Windows and Linux alike: the connector unpacks a
+/// package to `<share>\<application name>`, so a name must never add or climb path levels.
+pub fn is_folder_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.ends_with('.')
+        && !name.ends_with(' ')
+        && !name
+            .chars()
+            .any(|c| c.is_control() || "\\/:*?\"<>|".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_folder_name;
+
+    #[test]
+    fn folder_names_never_add_or_climb_levels() {
+        assert!(is_folder_name(
+            "TimKosse_FileZilla_3.46.3_English(United States)"
+        ));
+        for bad in ["..", ".", "a/b", "a\\b", "C:", "x.", "x ", "", "a\u{0}b"] {
+            assert!(!is_folder_name(bad), "{bad:?}");
+        }
+    }
+}

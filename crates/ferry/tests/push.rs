@@ -683,3 +683,27 @@ async fn the_powershell_backend_streams_steps_and_reports_script_errors() {
         "{failed:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_application_name_that_would_leave_the_share_is_refused() {
+    let hub = TestHub::start("").await;
+    let (c, package) = setup(&hub).await;
+    for name in ["..", "..\\..\\Windows", "a/b"] {
+        let (status, body) = push(
+            &hub,
+            &c,
+            &package,
+            json!({ "application": { "name": name } }),
+            false,
+        )
+        .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("application.name"),
+            "{body}"
+        );
+    }
+}

@@ -53,6 +53,14 @@ pub async fn push(
         merge(&mut spec, overrides);
     }
     derive_content_location(&mut spec);
+    if let Some(name) = spec["application"]["name"].as_str()
+        && !ferry_proto::push::is_folder_name(name)
+    {
+        return Err(Error::bad(
+            "invalid_spec",
+            "application.name: must be usable as a folder name (the package unpacks to <share>\\<name>): no \\ / : * ? \" < > |, not . or .., no trailing dot or space",
+        ));
+    }
     let spec = ferry_sccm::PushSpec::from_json(&spec.to_string())
         .map_err(|e| Error::bad("invalid_spec", e.to_string()))?;
     let script = ferry_sccm::scripts::push_script(&spec)
