@@ -2,7 +2,7 @@
 //! content-location script), find its content location, zip that folder (deterministically,
 //! streamed to a file) and upload it to the hub as a package with the resumable upload.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferry_proto::inventory::{ImportPayload, ImportResult, ImportedApplication};
 use ferry_proto::job::{JobKind, LeasedJob};
@@ -138,13 +138,28 @@ impl Import {
     fn local_path(&self, location: &str, share_path: Option<&str>) -> Result<PathBuf, JobFailure> {
         if let (Some(dir), Some(share)) = (&self.share_dir, share_path) {
             let share = share.trim_end_matches('\\');
-            if location.len() > share.len() && location[..share.len()].eq_ignore_ascii_case(share) {
-                let rest = location[share.len()..].trim_start_matches('\\');
+            // Byte-safe, case-insensitive prefix match that must end at a separator, so that
+            // `\\srv\pkgs-old` is not taken for `\\srv\pkgs`.
+            let below = location
+                .get(..share.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(share))
+                && location[share.len()..].starts_with('\\');
+            if below {
                 let mut path = dir.clone();
-                for part in rest.split('\\').filter(|p| !p.is_empty()) {
-                    if part == ".." || part == "." {
+                for part in location[share.len()..]
+                    .split('\\')
+                    .filter(|p| !p.is_empty())
+                {
+                    // Each part must be one plain name: no `/`, drive, root, `.` or `..` that
+                    // would replace the path or climb out of the share.
+                    let mut components = Path::new(part).components();
+                    let single = matches!(
+                        (components.next(), components.next()),
+                        (Some(std::path::Component::Normal(_)), None)
+                    );
+                    if !single || part.contains('/') || part.contains(':') {
                         return Err(fail(format!(
-                            "content location {location} climbs out of the share"
+                            "content location {location} has an unsafe part {part:?}"
                         )));
                     }
                     path.push(part);
@@ -190,4 +205,38 @@ async fn pack(dir: PathBuf, zip: PathBuf) -> Result<(usize, String), JobFailure>
     })
     .await
     .map_err(fail)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn importer() -> Import {
+        let mut config = ConnectorConfig::new("http://hub".into(), uuid::Uuid::nil(), "s".into());
+        config.share_dir = Some(PathBuf::from("/srv/share"));
+        Import::new(&config)
+    }
+
+    #[test]
+    fn content_below_the_share_maps_into_share_dir() {
+        let path = importer()
+            .local_path("\\\\srv\\pkgs\\App 1\\Files", Some("\\\\srv\\pkgs"))
+            .unwrap();
+        assert_eq!(path, PathBuf::from("/srv/share/App 1/Files"));
+    }
+
+    #[test]
+    fn locations_that_would_leave_the_share_are_refused() {
+        let share = Some("\\\\srv\\pkgs");
+        for bad in [
+            "\\\\srv\\pkgs\\/home/ferry/.ssh",
+            "\\\\srv\\pkgs\\x/../../../etc",
+            "\\\\srv\\pkgs\\..\\etc",
+            "\\\\srv\\pkgs\\C:",
+            "\\\\srv\\pkgs-old\\App",
+            "\\\\srv\\pkgé\\x",
+        ] {
+            assert!(importer().local_path(bad, share).is_err(), "{bad}");
+        }
+    }
 }

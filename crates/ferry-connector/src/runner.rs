@@ -16,6 +16,16 @@ use crate::client::{ClientError, HubClient};
 use crate::config::ConnectorConfig;
 use crate::executor::{Executors, JobContext, JobFailure};
 
+/// The longest failure reason the hub accepts.
+const MAX_ERROR_CHARS: usize = 4096;
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if text.chars().count() > max => format!("{}…", &text[..at]),
+        _ => text.to_owned(),
+    }
+}
+
 /// How long a finished job's report is retried while the hub is unreachable.
 const REPORT_PATIENCE: Duration = Duration::from_secs(600);
 
@@ -249,7 +259,8 @@ impl Runner {
             lease_token: job.lease_token,
             outcome,
             result,
-            error,
+            // The hub refuses longer reasons; keep the start, where the cause usually is.
+            error: error.map(|e| truncate_chars(&e, MAX_ERROR_CHARS)),
         };
         let mut backoff =
             Backoff::new(Duration::from_secs(u64::from(self.config.max_backoff_secs)));

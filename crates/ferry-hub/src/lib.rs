@@ -108,7 +108,7 @@ pub async fn run(
         metrics: Metrics::default(),
         shutdown: shutdown_rx,
         sweeper: Notify::new(),
-        sweeper_next_ms: AtomicI64::new(i64::MIN),
+        sweeper_next_ms: AtomicI64::new(i64::MAX),
         presence: presence::Presence::default(),
         connector_auth: Mutex::new(http::auth::AuthCache::default()),
         blobs: blobs::BlobStore::new(config.data_dir.join(BLOB_DIR)),

@@ -766,12 +766,13 @@ impl Store {
 
     /// Records how a job ended. The same report under the same lease token is accepted again
     /// (the connector may not have seen the first answer); anything else after the end is refused.
+    /// The flag says whether this was such a replay (nothing changed).
     pub async fn finish(
         &self,
         job: Uuid,
         connector: Uuid,
         report: &JobReport,
-    ) -> Result<Job, JobError> {
+    ) -> Result<(Job, bool), JobError> {
         let mut tx = self.begin().await?;
         let row =
             sqlx::query("SELECT state, final_token FROM jobs WHERE id = ? AND connector_id = ?")
@@ -787,7 +788,8 @@ impl Store {
                 final_token.as_deref() == Some(report.lease_token.to_string().as_str());
             if same_lease && state == report.outcome.state() {
                 drop(tx);
-                return self.get_job(job, false).await?.ok_or(JobError::NotFound);
+                let job = self.get_job(job, false).await?.ok_or(JobError::NotFound)?;
+                return Ok((job, true));
             }
             if same_lease {
                 return Err(JobError::Finished(state.as_str()));
@@ -830,7 +832,8 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.get_job(job, false).await?.ok_or(JobError::NotFound)
+        let job = self.get_job(job, false).await?.ok_or(JobError::NotFound)?;
+        Ok((job, false))
     }
 
     /// A connector gives a job back unfinished (it is shutting down). The attempt is not
@@ -1063,6 +1066,35 @@ impl Store {
         }))
     }
 
+    /// Who opened the upload (`admin` or `connector:<id>`).
+    pub async fn upload_created_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT created_by FROM uploads WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.write)
+                .await?,
+        )
+    }
+
+    /// A connector may read a package it was asked to push, or one it imported itself.
+    pub async fn connector_may_read_package(
+        &self,
+        connector: Uuid,
+        package: Uuid,
+    ) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM jobs WHERE connector_id = ?1 AND kind = 'push' \
+                                    AND json_extract(payload, '$.package_id') = ?2) \
+                         OR EXISTS (SELECT 1 FROM uploads WHERE package_id = ?2 AND created_by = ?3)",
+        )
+        .bind(connector.to_string())
+        .bind(package.to_string())
+        .bind(format!("connector:{connector}"))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn set_upload_received(&self, id: Uuid, received: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE uploads SET received = ? WHERE id = ? AND state = 'open'")
             .bind(received as i64)
@@ -1152,18 +1184,25 @@ impl Store {
         Ok(())
     }
 
-    /// Records where an imported package came from (`metadata.imported_from`).
+    /// Records where an imported package came from (`metadata.imported_from`), but only for a
+    /// package whose upload this connector made itself: a connector cannot relabel packages
+    /// that are not its own imports. Returns whether the package was updated.
     pub async fn set_package_source(
         &self,
         id: Uuid,
+        connector: Uuid,
         source: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE packages SET metadata = json_set(metadata, '$.imported_from', json(?)) WHERE id = ?")
-            .bind(source.to_string())
-            .bind(id.to_string())
-            .execute(&self.write)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE packages SET metadata = json_set(metadata, '$.imported_from', json(?1)) \
+             WHERE id = ?2 AND EXISTS (SELECT 1 FROM uploads WHERE package_id = ?2 AND created_by = ?3)",
+        )
+        .bind(source.to_string())
+        .bind(id.to_string())
+        .bind(format!("connector:{connector}"))
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn get_package(&self, id: Uuid) -> Result<Option<Package>, StoreError> {
@@ -1191,6 +1230,7 @@ impl Store {
         &self,
         connector: Uuid,
         job: Uuid,
+        taken_at_ms: i64,
         data: &serde_json::Value,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -1200,7 +1240,7 @@ impl Store {
         )
         .bind(connector.to_string())
         .bind(job.to_string())
-        .bind(now_ms())
+        .bind(taken_at_ms)
         .bind(data.to_string())
         .execute(&self.write)
         .await?;

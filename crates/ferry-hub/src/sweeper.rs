@@ -19,6 +19,8 @@ pub async fn run(state: AppState) {
     let mut since = now_ms();
     loop {
         let started = now_ms();
+        // While sweeping, any new deadline must notify (its commit may come after our query).
+        state.sweeper_next_ms.store(i64::MAX, Ordering::Relaxed);
         let next = match state.store.sweep(since).await {
             Ok(sweep) => {
                 since = started;

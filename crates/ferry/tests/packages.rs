@@ -208,7 +208,8 @@ async fn a_package_downloads_whole_or_by_range() {
         .await
         .unwrap();
     assert_eq!(beyond.status(), 416);
-    // Connectors download too (they fetch packages to push); they cannot list them.
+    // A connector reads only packages it was asked to push (or imported itself), and cannot
+    // list them.
     let c = hub.register("c").await;
     assert_eq!(
         hub.as_connector(&c, Method::GET, &url)
@@ -216,7 +217,7 @@ async fn a_package_downloads_whole_or_by_range() {
             .await
             .unwrap()
             .status(),
-        200
+        404
     );
     assert_eq!(
         hub.as_connector(&c, Method::GET, "/api/v1/packages")

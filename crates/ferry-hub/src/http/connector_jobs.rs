@@ -184,16 +184,26 @@ pub async fn result(
             format!("`error` must be at most {MAX_MESSAGE} characters"),
         ));
     }
-    let done = state
+    let (done, replay) = state
         .store
         .finish(job, who.id, &req)
         .await
         .map_err(|e| refused(&state, e))?;
+    if replay {
+        // Already recorded, and already acted on.
+        return Ok(Json(done));
+    }
     state.metrics.jobs_finished.fetch_add(1, Ordering::Relaxed);
     if done.kind == ferry_proto::job::JobKind::Inventory && done.state == JobState::Succeeded {
         // The job's result is the site's inventory: it becomes what the hub shows.
         if let Some(result) = &done.result {
-            state.store.save_inventory(who.id, done.id, result).await?;
+            // Stamped with the job's creation, so an older inventory reported late never
+            // replaces a newer one.
+            let taken_at = crate::time_util::to_ms(done.created_at);
+            state
+                .store
+                .save_inventory(who.id, done.id, taken_at, result)
+                .await?;
         }
     }
     if done.kind == ferry_proto::job::JobKind::Import && done.state == JobState::Succeeded {
@@ -215,10 +225,13 @@ pub async fn result(
                 "content_location": item.content_location,
                 "sccm": item.metadata,
             });
-            state
+            if !state
                 .store
-                .set_package_source(item.package_id, &source)
-                .await?;
+                .set_package_source(item.package_id, who.id, &source)
+                .await?
+            {
+                tracing::warn!(connector = %who.id, package = %item.package_id, "import named a package this connector did not upload; ignored");
+            }
         }
     }
     tracing::info!(job = %job, connector = %who.id, state = done.state.as_str(), "job finished");

@@ -105,11 +105,20 @@ pub struct PackageUpdate {
 /// `Content-Range`; an unsatisfiable one gets 416; several ranges get the whole file (RFC 9110
 /// allows ignoring `Range`).
 pub async fn content(
-    _: AdminOrConnector,
+    who: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response> {
+    if let AdminOrConnector::Connector(connector) = who
+        && !state
+            .store
+            .connector_may_read_package(connector, id)
+            .await?
+    {
+        // A connector reads only what it was asked to push or imported itself.
+        return Err(Error::NotFound("package"));
+    }
     let package = state
         .store
         .get_package(id)

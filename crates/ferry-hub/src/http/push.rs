@@ -157,15 +157,30 @@ fn base_spec(package: &Package, site: &SiteSettings, actor: &str) -> Value {
 /// The content location defaults to `<share>\\<application name>`, computed after the overrides so
 /// that a renamed application gets its own folder.
 fn derive_content_location(spec: &mut Value) {
-    if !spec["deployment_type"]["content_location"].is_null() {
+    let share = spec
+        .pointer("/site/share_path")
+        .and_then(Value::as_str)
+        .map(|s| s.trim_end_matches('\\').to_owned());
+    let name = spec
+        .pointer("/application/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // An override may have replaced the section with something that is not an object; the
+    // validation that follows names that field, so leave it be here.
+    let Some(dt) = spec
+        .get_mut("deployment_type")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if !dt.get("content_location").is_none_or(Value::is_null) {
         return;
     }
-    let share = spec["site"]["share_path"]
-        .as_str()
-        .map(|s| s.trim_end_matches('\\').to_owned());
-    let name = spec["application"]["name"].as_str().map(str::to_owned);
     if let (Some(share), Some(name)) = (share, name) {
-        spec["deployment_type"]["content_location"] = Value::String(format!("{share}\\{name}"));
+        dt.insert(
+            "content_location".into(),
+            Value::String(format!("{share}\\{name}")),
+        );
     }
 }
 

@@ -54,6 +54,18 @@ impl UploadSlots {
     }
 }
 
+/// Administrators may touch any upload; a connector only the uploads it opened (its imports).
+/// Another's upload answers like a missing one.
+async fn check_owner(state: &AppState, who: &AdminOrConnector, id: Uuid) -> Result<()> {
+    if let AdminOrConnector::Connector(_) = who {
+        let owner = state.store.upload_created_by(id).await?;
+        if owner.as_deref() != Some(who.actor().as_str()) {
+            return Err(Error::NotFound("upload"));
+        }
+    }
+    Ok(())
+}
+
 fn part_path(state: &AppState, id: Uuid) -> PathBuf {
     state
         .config
@@ -101,10 +113,11 @@ pub async fn open(
 }
 
 pub async fn show(
-    _: AdminOrConnector,
+    who: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<Upload>> {
+    check_owner(&state, &who, id).await?;
     state
         .store
         .get_upload(id)
@@ -121,12 +134,19 @@ pub struct OffsetQuery {
 
 /// Appends the request body at `offset`, which must equal the bytes received so far.
 pub async fn put_range(
-    _: AdminOrConnector,
+    who: AdminOrConnector,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<OffsetQuery>,
     body: Body,
 ) -> Result<Json<Upload>> {
+    check_owner(&state, &who, id).await?;
+    // Only existing uploads get a slot (an unknown ID must not grow the map).
+    state
+        .store
+        .get_upload(id)
+        .await?
+        .ok_or(Error::NotFound("upload"))?;
     let slot = state.uploads.get(id);
     let mut hash = slot.lock().await;
     let mut upload = state
@@ -250,6 +270,12 @@ pub async fn complete(
             "`sha256` must be 64 lower-case hex digits",
         ));
     }
+    check_owner(&state, &who, id).await?;
+    state
+        .store
+        .get_upload(id)
+        .await?
+        .ok_or(Error::NotFound("upload"))?;
     let slot = state.uploads.get(id);
     let mut hash = slot.lock().await;
     let upload = state
