@@ -21,19 +21,22 @@ impl BlobStore {
         self.root.join("sha256").join(prefix).join(sha256)
     }
 
-    /// Moves a finished file into the store under its hash. Returns `false` when the blob was
-    /// already there (the file is then removed: deduplication).
-    pub fn insert(&self, file: &Path, sha256: &str) -> std::io::Result<bool> {
+    /// Adds a finished file to the store under its hash as a hard link, leaving `file` in
+    /// place. Returns `false` when the blob was already there.
+    pub fn link(&self, file: &Path, sha256: &str) -> std::io::Result<bool> {
         let target = self.path(sha256);
         if target.exists() {
-            std::fs::remove_file(file)?;
             return Ok(false);
         }
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::rename(file, &target)?;
-        Ok(true)
+        match std::fs::hard_link(file, &target) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // A blob folder on another file system: copy instead.
+            Err(_) => std::fs::copy(file, &target).map(|_| true),
+        }
     }
 
     pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
@@ -70,12 +73,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::new(dir.path().join("blobs"));
         let sha = "ab".repeat(32);
-        for _ in 0..2 {
-            let f = dir.path().join("part");
-            std::fs::write(&f, b"x").unwrap();
-            store.insert(&f, &sha).unwrap();
-            assert!(!f.exists());
-        }
+        let f = dir.path().join("part");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(store.link(&f, &sha).unwrap(), "new");
+        assert!(!store.link(&f, &sha).unwrap(), "already there");
         assert!(store.path(&sha).is_file());
     }
 

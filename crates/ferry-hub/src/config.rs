@@ -77,7 +77,7 @@ impl Default for HubConfig {
             default_hold_secs: 25,
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
-            max_result_bytes: 256 * 1024 * 1024,
+            max_result_bytes: 64 * 1024 * 1024,
             sqlite_synchronous: Synchronous::Full,
         }
     }

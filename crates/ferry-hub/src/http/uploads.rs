@@ -341,16 +341,28 @@ pub async fn complete(
             .await);
         }
     };
+    // Link the part file into the blob store, commit, and only then drop the part file: if
+    // the commit fails, the upload is still complete on disk and `complete` can be retried.
     let blobs = state.blobs.clone();
     let (path2, sha2) = (path.clone(), sha256.clone());
-    tokio::task::spawn_blocking(move || blobs.insert(&path2, &sha2))
+    let linked = tokio::task::spawn_blocking(move || blobs.link(&path2, &sha2))
         .await
         .map_err(anyhow::Error::from)?
         .map_err(anyhow::Error::from)?;
-    let (package, new) = state
+    let committed = state
         .store
         .complete_upload(&who.actor(), &upload, &sha256, &metadata)
-        .await?;
+        .await;
+    let (package, new) = match committed {
+        Ok(done) => done,
+        Err(e) => {
+            if linked {
+                let _ = state.blobs.remove(&sha256);
+            }
+            return Err(e.into());
+        }
+    };
+    let _ = tokio::fs::remove_file(&path).await;
     state.uploads.remove(id);
     tracing::info!(package = %package.id, sha256 = %sha256, new, "package stored");
     Ok((
