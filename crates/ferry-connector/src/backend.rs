@@ -15,6 +15,9 @@ use crate::executor::{JobContext, JobFailure, fail};
 
 pub type Step = Map<String, Value>;
 
+/// Serialises runs against the emulated site within this process.
+static SITE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct ScriptBackend {
     backend: Backend,
     site_dir: PathBuf,
@@ -62,6 +65,9 @@ impl ScriptBackend {
         let (site_dir, text) = (self.site_dir.clone(), text.to_owned());
         // The emulator is synchronous and writes its site file: keep it off the async threads.
         let outcome = tokio::task::spawn_blocking(move || {
+            // Cancelling a job drops its future but cannot stop this thread: the lock makes a
+            // later run wait for it instead of racing it on `site.json`.
+            let _one_at_a_time = SITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             let mut site = ferry_sccm::Site::open(&site_dir)?;
             site.run(&text)
         })

@@ -22,6 +22,9 @@ use crate::backend::ScriptBackend;
 use crate::config::ConnectorConfig;
 use crate::executor::{Executor, JobContext, JobFailure, fail};
 
+/// Serialises unpacking within this process.
+static UNPACK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Push {
     scripts: ScriptBackend,
     share_dir: Option<PathBuf>,
@@ -247,6 +250,9 @@ async fn sha256_of(path: &Path) -> Result<String, JobFailure> {
 /// files), through `ferry-package`'s checked extraction.
 async fn unpack(zip: PathBuf, dest: PathBuf) -> Result<ferry_package::ExtractReport, JobFailure> {
     tokio::task::spawn_blocking(move || {
+        // A cancelled job's extraction may still be running on its thread: wait for it rather
+        // than clear the folder under it.
+        let _one_at_a_time = UNPACK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         match std::fs::remove_dir_all(&dest) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(fail(format!("cannot clear {}: {e}", dest.display())));
