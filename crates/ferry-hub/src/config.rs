@@ -39,6 +39,9 @@ pub struct HubConfig {
     /// Largest job result document a connector may report, in bytes (an inventory of a large
     /// site carries every application's parsed metadata).
     pub max_result_bytes: usize,
+    /// An upload still open this many hours after it was opened is abandoned: its session and
+    /// part file are removed (checked whenever a new upload opens).
+    pub upload_ttl_hours: u32,
     /// Largest package upload, in bytes.
     pub max_upload_bytes: u64,
     /// SQLite `synchronous` setting. `full` (default): every commit is fsynced, so a job the
@@ -78,6 +81,7 @@ impl Default for HubConfig {
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             max_result_bytes: 64 * 1024 * 1024,
+            upload_ttl_hours: 168,
             sqlite_synchronous: Synchronous::Full,
         }
     }

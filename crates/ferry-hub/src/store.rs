@@ -1104,6 +1104,19 @@ impl Store {
         Ok(())
     }
 
+    /// Removes open uploads last touched before `cutoff_ms` and returns their IDs (the caller
+    /// deletes their part files). Uploads only record their creation, which bounds this from
+    /// below: an upload is abandoned when it was opened long ago and is still open.
+    pub async fn expire_uploads(&self, cutoff_ms: i64) -> Result<Vec<Uuid>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM uploads WHERE state = 'open' AND created_at < ? RETURNING id",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.write)
+        .await?;
+        rows.iter().map(|id| parse_uuid(id)).collect()
+    }
+
     pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM uploads WHERE id = ? AND state = 'open'")
             .bind(id.to_string())

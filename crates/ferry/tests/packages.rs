@@ -383,3 +383,22 @@ async fn proposed_metadata_can_be_overridden_field_by_field() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn abandoned_uploads_are_removed_when_a_new_one_opens() {
+    let hub = TestHub::start("upload_ttl_hours = 0").await;
+    let zip = ferry_package::sample::filezilla_like().unwrap();
+    let first = open_upload(&hub, &zip, None).await;
+    let first_id = first["id"].as_str().unwrap();
+    put(&hub, first_id, 0, &zip[..100]).await;
+    assert_eq!(part_files(&hub), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    open_upload(&hub, &zip, None).await;
+    let r = hub
+        .admin(Method::GET, &format!("/api/v1/uploads/{first_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(part_files(&hub), 0);
+}

@@ -108,6 +108,14 @@ pub async fn open(
             "`sha256` must be 64 lower-case hex digits",
         ));
     }
+    // Opening an upload is when abandoned ones are cleared: no timer, and the cost lands on
+    // the only path that adds part files.
+    let cutoff = crate::time_util::now_ms() - i64::from(state.config.upload_ttl_hours) * 3_600_000;
+    for stale in state.store.expire_uploads(cutoff).await? {
+        let _ = tokio::fs::remove_file(part_path(&state, stale)).await;
+        state.uploads.remove(stale);
+        tracing::info!(upload = %stale, "removed an abandoned upload");
+    }
     let upload = state.store.create_upload(&who.actor(), &req).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
