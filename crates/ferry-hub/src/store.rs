@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inventory",
         include_str!("../migrations/0003_inventory.sql"),
     ),
+    (
+        4,
+        "progress_cap",
+        include_str!("../migrations/0004_progress_cap.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +118,9 @@ pub struct JobInsert {
     pub expires_at_ms: Option<i64>,
     pub max_attempts: u32,
 }
+
+/// Progress events kept per job; later reports still renew the lease but are not stored.
+pub const MAX_PROGRESS_EVENTS: i64 = 10_000;
 
 #[derive(Clone)]
 pub struct Store {
@@ -725,13 +733,14 @@ impl Store {
             Self::check_lease(&mut tx, job, connector, token).await?;
         let now = now_ms();
         let expires = now + lease_ms;
-        sqlx::query(
-            "UPDATE jobs SET state = 'running', lease_expires_at = ?, updated_at = ? WHERE id = ?",
+        let stored: i64 = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'running', lease_expires_at = ?, updated_at = ?, \
+             progress_events = progress_events + 1 WHERE id = ? RETURNING progress_events",
         )
         .bind(expires)
         .bind(now)
         .bind(job.to_string())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         if state == JobState::Leased {
             insert_event(
@@ -746,17 +755,19 @@ impl Store {
             )
             .await?;
         }
-        insert_event(
-            &mut tx,
-            job,
-            now,
-            attempt,
-            None,
-            Some(step),
-            message,
-            percent,
-        )
-        .await?;
+        if stored <= MAX_PROGRESS_EVENTS {
+            insert_event(
+                &mut tx,
+                job,
+                now,
+                attempt,
+                None,
+                Some(step),
+                message,
+                percent,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(LeaseStatus {
             lease_expires_at: from_ms(expires),
