@@ -32,30 +32,9 @@ async fn setup(hub: &TestHub) -> (ConnectorCredentials, String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let zip = ferry_package::sample::filezilla_like().unwrap();
-    let upload: Value = hub
-        .admin(Method::POST, "/api/v1/uploads")
-        .json(&json!({ "filename": "filezilla.zip", "size": zip.len() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = upload["id"].as_str().unwrap();
-    hub.admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset=0"))
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
-    let package: Value = hub
-        .admin(Method::POST, &format!("/api/v1/uploads/{id}/complete"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let package = hub
+        .upload_package(ferry_package::sample::filezilla_like().unwrap())
+        .await;
     (c, package["id"].as_str().unwrap().to_owned())
 }
 
@@ -549,30 +528,7 @@ fn big_package(bytes: usize) -> Vec<u8> {
 async fn a_connector_killed_during_the_download_resumes_it_on_the_next_run() {
     let hub = TestHub::start("lease_secs = 2").await;
     let (c, _) = setup(&hub).await;
-    let zip = big_package(192 * 1024 * 1024);
-    let upload: Value = hub
-        .admin(Method::POST, "/api/v1/uploads")
-        .json(&json!({ "filename": "big.zip", "size": zip.len() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = upload["id"].as_str().unwrap();
-    hub.admin(Method::PUT, &format!("/api/v1/uploads/{id}?offset=0"))
-        .body(zip)
-        .send()
-        .await
-        .unwrap();
-    let package: Value = hub
-        .admin(Method::POST, &format!("/api/v1/uploads/{id}/complete"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let package = hub.upload_package(big_package(192 * 1024 * 1024)).await;
     let package = package["id"].as_str().unwrap().to_owned();
     // No MSI inside, so the hub proposes nothing: the spec says it all.
     let spec = json!({

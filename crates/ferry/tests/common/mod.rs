@@ -140,6 +140,40 @@ impl TestHub {
         r.json().await.unwrap()
     }
 
+    /// Uploads `zip` in one range and completes it; returns the package.
+    pub async fn upload_package(&self, zip: Vec<u8>) -> Value {
+        let upload: Value = self
+            .admin(reqwest::Method::POST, "/api/v1/uploads")
+            .json(&json!({ "filename": "package.zip", "size": zip.len() }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = upload["id"].as_str().unwrap();
+        let r = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/api/v1/uploads/{id}?offset=0"),
+            )
+            .body(zip)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/uploads/{id}/complete"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
     pub async fn enqueue(&self, connector: Uuid, payload: Value) -> Job {
         self.enqueue_job(NewJob {
             payload,
