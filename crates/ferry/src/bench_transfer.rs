@@ -157,11 +157,7 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
             out.write_all(&chunk)?;
         }
         out.flush()?;
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        Ok(ferry_hub::blobs::hex(&hasher.finalize()))
     });
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {

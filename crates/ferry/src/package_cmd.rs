@@ -185,11 +185,7 @@ pub async fn upload(
         bar.set_position(upload.received);
     }
     bar.finish_and_clear();
-    let sha256: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256: String = ferry_hub::blobs::hex(&hasher.finalize());
     client
         .post(
             &format!("/api/v1/uploads/{}/complete?sha256={sha256}", upload.id),

@@ -91,16 +91,27 @@ pub async fn enqueue(
         expires_at_ms,
         max_attempts,
     };
-    let job = state.store.insert_job(admin.actor(), &insert).await?;
+    let job = queue_job(&state, admin.actor(), &insert).await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+/// Stores a job and then, and only then, tells its connector; timed jobs also wake the
+/// sweeper, which wakes the connector when the job becomes due or expires it. Every route
+/// that queues work goes through here.
+pub(super) async fn queue_job(state: &AppState, actor: &str, insert: &JobInsert) -> Result<Job> {
+    let job = state.store.insert_job(actor, insert).await?;
     state.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
-    // Committed: now, and only now, tell the connector. Timed jobs wake the sweeper, which
-    // wakes the connector when the job becomes due or expires it.
-    if let Some(at) = not_before_ms.into_iter().chain(expires_at_ms).min() {
+    if let Some(at) = insert
+        .not_before_ms
+        .into_iter()
+        .chain(insert.expires_at_ms)
+        .min()
+    {
         state.schedule_sweep(at);
     }
-    state.waiters.wake(req.connector_id);
-    tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind.as_str(), "job enqueued");
-    Ok((StatusCode::CREATED, Json(job)))
+    state.waiters.wake(insert.connector_id);
+    tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind.as_str(), "job queued");
+    Ok(job)
 }
 
 /// An inventory needs the site code and console path from the connector's site settings.
@@ -278,8 +289,6 @@ pub async fn import(
         expires_at_ms: None,
         max_attempts: state.config.max_attempts,
     };
-    let job = state.store.insert_job(admin.actor(), &insert).await?;
-    state.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
-    state.waiters.wake(id);
+    let job = queue_job(&state, admin.actor(), &insert).await?;
     Ok((StatusCode::CREATED, Json(job)))
 }

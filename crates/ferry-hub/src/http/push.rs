@@ -2,8 +2,6 @@
 //! connector's site settings and the caller's overrides; validate all of it before anything is
 //! queued; answer a dry run with the exact script, or queue a `push` job.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -87,10 +85,7 @@ pub async fn push(
         expires_at_ms: None,
         max_attempts: state.config.max_attempts,
     };
-    let job = state.store.insert_job(admin.actor(), &insert).await?;
-    state.metrics.jobs_enqueued.fetch_add(1, Ordering::Relaxed);
-    state.waiters.wake(connector.id);
-    tracing::info!(job = %job.id, package = %package.id, connector = %connector.id, "push queued");
+    let job = super::admin_jobs::queue_job(&state, admin.actor(), &insert).await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
