@@ -79,6 +79,25 @@ fn connector_extra(hub: &TestHub) -> String {
     )
 }
 
+/// Runs an inventory of the connector's site and waits for it to succeed.
+async fn refresh_inventory(hub: &TestHub, c: &ConnectorCredentials) -> Job {
+    let r = hub
+        .admin(
+            Method::POST,
+            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job: Job = r.json().await.unwrap();
+    let done = hub
+        .wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
+        .await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    done
+}
+
 async fn run_push(hub: &TestHub, c: &ConnectorCredentials, package: &str, spec: Value) -> Job {
     let (status, job) = push(hub, c, package, spec, false).await;
     assert_eq!(status, 201, "{job}");
@@ -353,20 +372,7 @@ async fn an_inventory_shows_the_pushed_application_with_its_folder_and_metadata(
     );
     let pushed = run_push(&hub, &c, &package, json!({})).await;
     assert_eq!(pushed.state, JobState::Succeeded);
-    let r = hub
-        .admin(
-            Method::POST,
-            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let job: Job = r.json().await.unwrap();
-    let done = hub
-        .wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
-        .await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    refresh_inventory(&hub, &c).await;
     let inventory: Value = hub
         .admin(Method::GET, &apps_path)
         .send()
@@ -428,17 +434,7 @@ async fn an_imported_application_becomes_a_package_linked_to_its_source() {
         run_push(&hub, &c, &package, json!({})).await.state,
         JobState::Succeeded
     );
-    let r = hub
-        .admin(
-            Method::POST,
-            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
-        )
-        .send()
-        .await
-        .unwrap();
-    let job: Job = r.json().await.unwrap();
-    hub.wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
-        .await;
+    refresh_inventory(&hub, &c).await;
 
     let r = hub
         .admin(
@@ -480,17 +476,7 @@ async fn importing_an_unknown_application_is_refused() {
     let (c, package) = setup(&hub).await;
     let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
     run_push(&hub, &c, &package, json!({})).await;
-    let r = hub
-        .admin(
-            Method::POST,
-            &format!("/api/v1/connectors/{}/inventory", c.remote_id),
-        )
-        .send()
-        .await
-        .unwrap();
-    let job: Job = r.json().await.unwrap();
-    hub.wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
-        .await;
+    refresh_inventory(&hub, &c).await;
     let r = hub
         .admin(
             Method::POST,
