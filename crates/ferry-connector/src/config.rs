@@ -200,16 +200,7 @@ impl ConnectorConfig {
 }
 
 /// `http://user:pass@host` → `http://user:***@host`, for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use ferry_proto::redact_url;
 
 #[cfg(test)]
 mod tests {

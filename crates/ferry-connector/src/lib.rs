@@ -7,7 +7,7 @@
 //! * [`executor`] — the job-kind plug-in point, and [`diagnostics`], the first kind.
 
 pub mod backend;
-pub mod backoff;
+pub use ferry_proto::backoff;
 pub mod client;
 pub mod config;
 pub mod diagnostics;

@@ -49,6 +49,19 @@ pub struct HubConfig {
     /// survives a killed hub, and the database stays consistent after a power loss, which may
     /// undo the last commits; no fsync per commit, for disks where fsync is slow.
     pub sqlite_synchronous: Synchronous,
+    /// How often agents ping the hub on their WebSocket (seconds, 5–600). The hub closes a
+    /// session it has not heard from in three intervals (a half-open connection); an agent
+    /// reconnects when a ping goes unanswered for one.
+    pub agent_ping_secs: u32,
+    /// Agent sessions admitted per second when many agents connect at once (after a hub
+    /// restart, say). Agents beyond the rate are told when to come back (`503` with
+    /// `Retry-After`), each given its own slot, so the hub never takes more than it can.
+    pub agent_admission_rate: u32,
+    /// Sessions admitted at once before pacing starts.
+    pub agent_admission_burst: u32,
+    /// Largest message an agent may send (bytes); a larger WebSocket message closes the
+    /// session with code 1009. Must exceed twice the largest output limit (256 KiB).
+    pub agent_max_message_bytes: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +96,10 @@ impl Default for HubConfig {
             max_result_bytes: 64 * 1024 * 1024,
             upload_ttl_hours: 168,
             sqlite_synchronous: Synchronous::Full,
+            agent_ping_secs: 30,
+            agent_admission_rate: 1000,
+            agent_admission_burst: 500,
+            agent_max_message_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -160,6 +177,15 @@ impl HubConfig {
         }
         if self.max_body_bytes < 1024 {
             return bad("max_body_bytes must be at least 1024");
+        }
+        if !(5..=600).contains(&self.agent_ping_secs) {
+            return bad("agent_ping_secs must be between 5 and 600");
+        }
+        if self.agent_admission_rate == 0 {
+            return bad("agent_admission_rate must be at least 1");
+        }
+        if self.agent_max_message_bytes < 1024 * 1024 {
+            return bad("agent_max_message_bytes must be at least 1 MiB");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key must be given together");

@@ -4,7 +4,9 @@
 //! starts the sweeper (lease lapses, expiries, delayed jobs) and serves HTTP or HTTPS until
 //! the shutdown future resolves. Everything shared by request handlers lives in [`AppState`].
 
+pub mod agents;
 pub mod blobs;
+pub mod collections;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -61,6 +63,8 @@ pub struct Shared {
     pub connector_auth: Mutex<http::auth::AuthCache>,
     pub blobs: blobs::BlobStore,
     pub uploads: http::uploads::UploadSlots,
+    /// Connected agents, admission and the batched writer of their reports.
+    pub agents: agents::Agents,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -113,9 +117,13 @@ pub async fn run(
         connector_auth: Mutex::new(http::auth::AuthCache::default()),
         blobs: blobs::BlobStore::new(config.data_dir.join(BLOB_DIR)),
         uploads: http::uploads::UploadSlots::default(),
+        agents: agents::Agents::new(config.agent_admission_rate, config.agent_admission_burst),
     }));
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
     let presence = tokio::spawn(presence::run(state.clone()));
+    let agent_writer = tokio::spawn(agents::run_writer(state.clone()));
+    let op_sweeper = tokio::spawn(agents::run_sweeper(state.clone()));
+    let poll_reaper = tokio::spawn(agents::run_poll_reaper(state.clone()));
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -142,7 +150,7 @@ pub async fn run(
         "http"
     };
     let url = format!("{scheme}://{addr}");
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -165,6 +173,11 @@ pub async fn run(
         }
     };
     sweeper.abort();
+    op_sweeper.abort();
+    poll_reaper.abort();
+    // Give the writer a moment to commit what agents reported before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    agent_writer.abort();
     // The presence task flushes once more when it sees the shutdown signal.
     let _ = presence.await;
     store.close().await;

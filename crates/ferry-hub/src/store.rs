@@ -27,6 +27,12 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::config::Synchronous;
+
+mod devices;
+mod ops;
+
+pub use devices::{CatalogError, DeviceAuthRow, EnrollError};
+pub use ops::{AgentWrite, BatchEffect, OpError, OpInsert, OpSweep, RESULT_GRACE_MS};
 use crate::time_util::{from_ms, now_ms};
 
 /// Schema migrations, embedded in the binary, applied in order once each. A hand-rolled runner
@@ -48,6 +54,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "progress_cap",
         include_str!("../migrations/0004_progress_cap.sql"),
     ),
+    (5, "agents", include_str!("../migrations/0005_agents.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -1387,6 +1394,10 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn corrupt(msg: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(msg.into())
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {

@@ -7,10 +7,13 @@
 //! Versioning: every route lives under [`API_PREFIX`]. Additive changes (a new optional field
 //! in a response) keep the version; anything a v1 client could misread gets a new prefix.
 
+pub mod agent;
+pub mod backoff;
 pub mod connector;
 pub mod diagnostics;
 pub mod inventory;
 pub mod job;
+pub mod ops;
 pub mod package;
 pub mod push;
 
@@ -42,3 +45,15 @@ pub struct AuditEntry {
 
 /// Timestamps travel as RFC 3339 strings (UTC).
 pub type Timestamp = time::OffsetDateTime;
+
+/// A proxy or hub URL with its password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -86,6 +86,12 @@ impl AdminClient {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send::<(), serde_json::Value>(Method::DELETE, path, None)
+            .await
+            .map(|_| ())
+    }
+
     /// PUT of a streamed body (upload ranges of any length).
     pub async fn put_body<T: DeserializeOwned>(
         &self,

@@ -75,6 +75,24 @@ pub enum Command {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Enrol this device and run the endpoint agent.
+    #[command(subcommand)]
+    Agent(crate::agent_cmd::AgentCmd),
+    /// Enrolment secrets for new devices.
+    #[command(subcommand, name = "enrollment-secret")]
+    EnrollmentSecret(crate::ops_cmd::SecretCmd),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Device(crate::ops_cmd::DeviceCmd),
+    /// Device collections (static lists, or rules on inventory).
+    #[command(subcommand)]
+    Collection(crate::ops_cmd::CollectionCmd),
+    /// Packages deployed to collections (applied at each policy request).
+    #[command(subcommand)]
+    Deployment(crate::ops_cmd::DeploymentCmd),
+    /// Client operations: policy, antivirus scans, scripts, installs, restarts.
+    #[command(subcommand)]
+    Ops(crate::ops_cmd::OpsCmd),
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -284,6 +302,12 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Connector(cmd) => connector(cmd).await,
         Command::Job(cmd) => job(cmd).await,
         Command::Package(cmd) => crate::package_cmd::run(cmd).await,
+        Command::Agent(cmd) => crate::agent_cmd::run(cmd).await,
+        Command::EnrollmentSecret(cmd) => crate::ops_cmd::secrets(cmd).await,
+        Command::Device(cmd) => crate::ops_cmd::devices(cmd).await,
+        Command::Collection(cmd) => crate::ops_cmd::collections(cmd).await,
+        Command::Deployment(cmd) => crate::ops_cmd::deployments(cmd).await,
+        Command::Ops(cmd) => crate::ops_cmd::ops(cmd).await,
         Command::Audit { limit, hub } => {
             let entries: Vec<ferry_proto::AuditEntry> = AdminClient::from_args(&hub)?
                 .get(&format!("/api/v1/audit?limit={limit}"))

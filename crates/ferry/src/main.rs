@@ -2,11 +2,13 @@
 //! Each subcommand is a thin shell over a library crate (see ARCHITECTURE.md).
 
 mod admin_client;
+mod agent_cmd;
 mod bench;
 mod bench_transfer;
 mod cli;
 mod demo;
 mod logging;
+mod ops_cmd;
 mod package_cmd;
 mod sccm_cmd;
 

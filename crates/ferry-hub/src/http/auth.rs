@@ -171,3 +171,40 @@ impl FromRequestParts<AppState> for AdminOrConnector {
         }
     }
 }
+
+/// An enrolled, enabled device (`Authorization: Bearer <device id>:<token secret>`).
+pub struct DeviceAuth {
+    pub id: Uuid,
+}
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        let (id, secret) = token.split_once(':').ok_or(Error::Unauthorized(
+            "device tokens have the form <device id>:<secret>",
+        ))?;
+        let id =
+            Uuid::parse_str(id).map_err(|_| Error::Unauthorized("invalid device token"))?;
+        let row = match state.agents.cached_auth(id) {
+            (Some(row), _) => row,
+            (None, generation) => {
+                let row = state
+                    .store
+                    .device_auth(id)
+                    .await?
+                    .ok_or(Error::Unauthorized("invalid device token"))?;
+                state.agents.cache_auth(id, row.clone(), generation);
+                row
+            }
+        };
+        if !state.key.verify(secret, &row.token_hash) {
+            return Err(Error::Unauthorized("invalid device token"));
+        }
+        if !row.enabled {
+            return Err(Error::Forbidden("this device is disabled"));
+        }
+        Ok(DeviceAuth { id })
+    }
+}

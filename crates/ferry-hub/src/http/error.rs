@@ -15,6 +15,9 @@ pub enum Error {
     /// Valid credentials, but this caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// Refused for a reason the caller can act on (an expired enrolment secret).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The request is well-formed but contradicts the current state.
@@ -30,6 +33,9 @@ pub enum Error {
     TooLarge(usize),
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// Paced admission: come back after this many milliseconds.
+    #[error("too many agents are connecting at once; retry in {0} ms")]
+    Deferred(u64),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -46,12 +52,17 @@ impl Error {
         match self {
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Refused { code, .. } => (StatusCode::FORBIDDEN, code),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Error::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::Deferred(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ferry_proto::agent::ADMISSION_DEFERRED,
+            ),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -73,6 +84,16 @@ impl IntoResponse for Error {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"ferry\""),
+            );
+        }
+        if let Error::Deferred(ms) = self {
+            // `Retry-After` has whole seconds; the slot itself is in a header of ours, so that
+            // agents told to come back within the same second still arrive spread out.
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000)));
+            headers.insert(
+                ferry_proto::agent::RETRY_AFTER_MS_HEADER,
+                HeaderValue::from(ms),
             );
         }
         response

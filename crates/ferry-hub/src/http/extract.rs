@@ -36,6 +36,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ResultJson<T> {
     }
 }
 
+/// [`ApiJson`] with the `agent_max_message_bytes` limit, for agent long-poll bodies.
+pub struct AgentJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AgentJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        read_json(req, state.config.agent_max_message_bytes as usize)
+            .await
+            .map(AgentJson)
+    }
+}
+
 async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, Error> {
     let json_type = req
         .headers()

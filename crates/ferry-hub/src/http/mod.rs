@@ -6,6 +6,9 @@ pub mod error;
 pub mod extract;
 
 mod admin_connectors;
+mod agent;
+mod devices;
+mod ops;
 mod admin_jobs;
 mod connector_jobs;
 mod packages;
@@ -16,7 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 
@@ -82,6 +85,56 @@ pub fn router(state: AppState) -> Router {
             post(admin_jobs::refresh_inventory),
         )
         .route("/api/v1/connectors/{id}/import", post(admin_jobs::import))
+        // Agents (device token, or an enrolment secret for enroll).
+        .route("/api/v1/agent/enroll", post(agent::enroll))
+        .route("/api/v1/agent/ws", get(agent::ws))
+        .route("/api/v1/agent/poll", post(agent::poll))
+        .route("/api/v1/agent/policy", get(agent::policy))
+        .route("/api/v1/agent/token", post(agent::rotate_token))
+        .route(
+            "/api/v1/agent/packages/{id}/content",
+            get(agent::package_content),
+        )
+        // Administrators: devices and what they do.
+        .route(
+            "/api/v1/enrollment-secrets",
+            get(devices::list_secrets).post(devices::create_secret),
+        )
+        .route(
+            "/api/v1/enrollment-secrets/{id}/revoke",
+            post(devices::revoke_secret),
+        )
+        .route("/api/v1/devices", get(devices::list_devices))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::show_device).patch(devices::update_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/rotate-token",
+            post(devices::rotate_device_token),
+        )
+        .route(
+            "/api/v1/collections",
+            get(devices::list_collections).post(devices::create_collection),
+        )
+        .route(
+            "/api/v1/collections/{id}",
+            get(devices::show_collection).delete(devices::delete_collection),
+        )
+        .route(
+            "/api/v1/collections/{id}/members",
+            post(devices::change_members),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(devices::list_deployments).post(devices::create_deployment),
+        )
+        .route("/api/v1/deployments/{id}", delete(devices::delete_deployment))
+        .route("/api/v1/ops", get(ops::list).post(ops::start))
+        .route("/api/v1/ops/{id}", get(ops::show))
+        .route("/api/v1/ops/{id}/results", get(ops::results))
+        .route("/api/v1/ops/{id}/watch", get(ops::watch))
+        .route("/api/v1/ops/{id}/cancel", post(ops::cancel))
         .fallback(not_found)
         .with_state(state)
 }
@@ -96,10 +149,9 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, error::Error> {
     let counts = state.store.job_counts().await?;
     let connectors = state.store.connector_count().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&counts, connectors),
-    ))
+    let mut text = state.metrics.render(&counts, connectors);
+    text.push_str(&state.agents.render_metrics());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -119,6 +119,15 @@ pub async fn content(
         // A connector reads only what it was asked to push or imported itself.
         return Err(Error::NotFound("package"));
     }
+    serve_content(&state, id, &headers).await
+}
+
+/// The package's bytes, whole or the requested `Range`; callers check who may read it.
+pub(crate) async fn serve_content(
+    state: &AppState,
+    id: uuid::Uuid,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let package = state
         .store
         .get_package(id)

@@ -1,0 +1,526 @@
+//! The agent's connection loop: one session at a time over a WebSocket (or long polls where
+//! WebSockets are refused), reconnecting with jittered backoff and obeying the hub's paced
+//! admission; and what the agent does with each operation it is handed.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_proto::agent::{AGENT_PROTOCOL, AgentMessage, Assignment, HubMessage, Inventory};
+use ferry_proto::backoff::Backoff;
+use ferry_proto::ops::{OpOutcome, OpSpec, OutcomeState};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::channel::{ConnectError, WsTarget};
+use crate::client::{ClientError, HubHttp};
+use crate::config::TransportChoice;
+use crate::journal::{Decision, Entry, Journal, Stage, decide};
+
+/// How long the agent long-polls before trying the WebSocket again (in `auto` mode).
+const WS_RETRY_AFTER_FALLBACK: Duration = Duration::from_secs(600);
+/// A session that lasted this long resets the reconnection backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(60);
+
+/// Runs one operation to its outcome. The agent's real executors implement it; the load
+/// generator's simulated agents answer at once.
+pub trait OpRunner: Send + Sync + 'static {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a Arc<AgentCtx>,
+        a: &'a Assignment,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = OpOutcome> + Send + 'a>>;
+}
+
+/// Called with each operation the agent is handed (the load generator times deliveries).
+pub type DeliveryHook = Arc<dyn Fn(Uuid) + Send + Sync>;
+
+/// One agent: its identity, its ways to the hub, and what it is doing.
+pub struct AgentCtx {
+    pub device_id: Uuid,
+    pub token: String,
+    pub http: HubHttp,
+    pub ws: Option<WsTarget>,
+    pub transport: TransportChoice,
+    pub hold_secs: u32,
+    pub max_backoff: Duration,
+    pub replaced_backoff: Duration,
+    pub inventory: Mutex<Inventory>,
+    pub journal: Journal,
+    pub runner: Arc<dyn OpRunner>,
+    pub on_delivery: Option<DeliveryHook>,
+    /// The current session's outgoing queue (none between sessions: reports wait for the
+    /// hub to re-send the operation, then come from the journal).
+    outbox: Mutex<Option<mpsc::UnboundedSender<AgentMessage>>>,
+    active: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Installs, uninstalls, policy and restarts run one at a time (msiexec allows one).
+    exclusive: tokio::sync::Mutex<()>,
+    max_message: AtomicU32,
+}
+
+/// How a session ended, and so what to do next.
+#[derive(Debug)]
+enum SessionEnd {
+    Shutdown,
+    Deferred(u64),
+    Replaced,
+    Revoked(String),
+    WsRefused(String),
+    RetryWebSocket,
+    Lost(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentCtx {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        token: String,
+        http: HubHttp,
+        ws: Option<WsTarget>,
+        transport: TransportChoice,
+        inventory: Inventory,
+        journal: Journal,
+        runner: Arc<dyn OpRunner>,
+    ) -> Result<Self, ClientError> {
+        let device_id = token
+            .split_once(':')
+            .and_then(|(id, _)| Uuid::parse_str(id).ok())
+            .ok_or_else(|| ClientError::Setup("the device token is malformed".into()))?;
+        Ok(AgentCtx {
+            device_id,
+            token,
+            http,
+            ws,
+            transport,
+            hold_secs: 25,
+            max_backoff: Duration::from_secs(60),
+            replaced_backoff: Duration::from_secs(600),
+            inventory: Mutex::new(inventory),
+            journal,
+            runner,
+            on_delivery: None,
+            outbox: Mutex::new(None),
+            active: Mutex::new(HashMap::new()),
+            exclusive: tokio::sync::Mutex::new(()),
+            max_message: AtomicU32::new(2 * 1024 * 1024),
+        })
+    }
+
+    /// Sends on the current session, if there is one.
+    pub fn send(&self, msg: AgentMessage) {
+        if let Some(tx) = lock(&self.outbox).as_ref() {
+            let _ = tx.send(msg);
+        }
+    }
+
+    fn hello(&self) -> AgentMessage {
+        AgentMessage::Hello {
+            protocol: AGENT_PROTOCOL,
+            inventory: lock(&self.inventory).clone(),
+        }
+    }
+
+    /// Replaces the inventory and tells the hub, if it changed.
+    pub fn update_inventory(&self, inventory: Inventory) {
+        let changed = {
+            let mut current = lock(&self.inventory);
+            let changed = *current != inventory;
+            *current = inventory.clone();
+            changed
+        };
+        if changed {
+            self.send(AgentMessage::Inventory { inventory });
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        lock(&self.active).len()
+    }
+}
+
+/// Keeps the agent connected until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<AgentCtx>, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(ctx.max_backoff);
+    let mut ws_blocked_until: Option<Instant> = None;
+    loop {
+        let use_ws = ctx.ws.is_some()
+            && match ctx.transport {
+                TransportChoice::Websocket => true,
+                TransportChoice::Poll => false,
+                TransportChoice::Auto => ws_blocked_until.is_none_or(|t| Instant::now() >= t),
+            };
+        let started = Instant::now();
+        let end = if use_ws {
+            ws_session(&ctx, &shutdown).await
+        } else {
+            poll_session(
+                &ctx,
+                &shutdown,
+                ctx.transport == TransportChoice::Auto && ctx.ws.is_some(),
+            )
+            .await
+        };
+        *lock(&ctx.outbox) = None;
+        if started.elapsed() >= STABLE_SESSION {
+            backoff.reset();
+        }
+        let wait = match end {
+            SessionEnd::Shutdown => return,
+            SessionEnd::Deferred(ms) => {
+                tracing::debug!(
+                    ms,
+                    "hub is pacing admissions; coming back at the given slot"
+                );
+                let jitter = fastrand::u64(0..=(ms / 10).clamp(1, 1000));
+                Duration::from_millis(ms + jitter)
+            }
+            SessionEnd::Replaced => {
+                tracing::error!(
+                    pause_secs = ctx.replaced_backoff.as_secs(),
+                    "the hub closed this session because another process connected with the \
+                     same device token; pausing before reconnecting"
+                );
+                ctx.replaced_backoff
+            }
+            SessionEnd::Revoked(why) => {
+                tracing::error!(%why, "the hub refused this device; retrying later");
+                ctx.max_backoff
+            }
+            SessionEnd::WsRefused(why) => {
+                tracing::warn!(%why, "WebSocket unavailable; falling back to long polling");
+                ws_blocked_until = Some(Instant::now() + WS_RETRY_AFTER_FALLBACK);
+                Duration::ZERO
+            }
+            SessionEnd::RetryWebSocket => {
+                ws_blocked_until = None;
+                Duration::ZERO
+            }
+            SessionEnd::Lost(why) => {
+                let wait = backoff.next_delay();
+                tracing::info!(%why, retry_in_ms = wait.as_millis() as u64, "lost the hub");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn ws_session(ctx: &Arc<AgentCtx>, shutdown: &CancellationToken) -> SessionEnd {
+    let Some(target) = &ctx.ws else {
+        return SessionEnd::WsRefused("no WebSocket target".into());
+    };
+    let mut ws = match target.connect(&ctx.token).await {
+        Ok(ws) => ws,
+        Err(ConnectError::Deferred(ms)) => return SessionEnd::Deferred(ms),
+        Err(ConnectError::Refused { status: 401 | 403 }) => {
+            return SessionEnd::Revoked("the hub refused the device token".into());
+        }
+        Err(
+            e
+            @ (ConnectError::Refused { .. } | ConnectError::Handshake(_) | ConnectError::Proxy(_)),
+        ) if ctx.transport == TransportChoice::Auto => {
+            return SessionEnd::WsRefused(e.to_string());
+        }
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    *lock(&ctx.outbox) = Some(tx);
+    let send = |msg: &AgentMessage| {
+        serde_json::to_string(msg)
+            .map(|t| Message::Text(t.into()))
+            .map_err(|e| e.to_string())
+    };
+    match send(&ctx.hello()) {
+        Ok(m) => {
+            if let Err(e) = ws.send(m).await {
+                return SessionEnd::Lost(e.to_string());
+            }
+        }
+        Err(e) => return SessionEnd::Lost(e),
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    ping.reset();
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return SessionEnd::Shutdown;
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<HubMessage>(text.as_str()) {
+                    Ok(m) => {
+                        if let Some(secs) = handle(ctx, m) {
+                            ping = tokio::time::interval(Duration::from_secs(secs.max(1).into()));
+                            ping.reset();
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable message from the hub"),
+                },
+                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return match code {
+                        ferry_proto::agent::CLOSE_REPLACED => SessionEnd::Replaced,
+                        ferry_proto::agent::CLOSE_REVOKED => SessionEnd::Revoked(reason),
+                        _ => SessionEnd::Lost(format!("the hub closed the session ({code} {reason})")),
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return SessionEnd::Lost(e.to_string()),
+                None => return SessionEnd::Lost("connection closed".into()),
+            },
+            out = rx.recv() => {
+                let Some(out) = out else { continue };
+                let out = fit(ctx, out);
+                match send(&out) {
+                    Ok(m) => if let Err(e) = ws.send(m).await {
+                        return SessionEnd::Lost(e.to_string());
+                    },
+                    Err(e) => tracing::error!(error = %e, "could not encode a message"),
+                }
+            }
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    return SessionEnd::Lost(
+                        "no answer to a ping within one interval (half-open connection)".into(),
+                    );
+                }
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    return SessionEnd::Lost(e.to_string());
+                }
+                awaiting_pong = true;
+            }
+        }
+    }
+}
+
+async fn poll_session(
+    ctx: &Arc<AgentCtx>,
+    shutdown: &CancellationToken,
+    retry_ws: bool,
+) -> SessionEnd {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    *lock(&ctx.outbox) = Some(tx);
+    let started = Instant::now();
+    let mut hello = true;
+    loop {
+        if retry_ws && started.elapsed() >= WS_RETRY_AFTER_FALLBACK {
+            return SessionEnd::RetryWebSocket;
+        }
+        let mut batch = Vec::new();
+        if hello {
+            batch.push(ctx.hello());
+        }
+        while let Ok(m) = rx.try_recv() {
+            batch.push(fit(ctx, m));
+        }
+        let hold = if hello { 0 } else { ctx.hold_secs };
+        let poll = ctx.http.poll(hold, &batch);
+        tokio::pin!(poll);
+        let result = loop {
+            tokio::select! {
+                r = &mut poll => break r,
+                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                Some(m) = rx.recv(), if !hello => {
+                    // Reports go out at once on a side request instead of waiting for the
+                    // held poll to return.
+                    let mut side = vec![fit(ctx, m)];
+                    while let Ok(m) = rx.try_recv() {
+                        side.push(fit(ctx, m));
+                    }
+                    match ctx.http.poll(0, &side).await {
+                        Ok(msgs) => {
+                            for m in msgs {
+                                handle(ctx, m);
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "side request failed"),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(msgs) => {
+                hello = false;
+                for m in msgs {
+                    handle(ctx, m);
+                }
+            }
+            Err(ClientError::Deferred(ms)) => return SessionEnd::Deferred(ms),
+            Err(e) if e.code() == Some("session_required") => hello = true,
+            Err(e) if e.code() == Some("session_replaced") => return SessionEnd::Replaced,
+            Err(e) if e.is_auth() => return SessionEnd::Revoked(e.to_string()),
+            Err(e) => return SessionEnd::Lost(e.to_string()),
+        }
+    }
+}
+
+/// Shrinks a result's output until the message fits the hub's limit.
+fn fit(ctx: &AgentCtx, msg: AgentMessage) -> AgentMessage {
+    let AgentMessage::Finished { op_id, mut outcome } = msg else {
+        return msg;
+    };
+    let limit = ctx.max_message.load(Ordering::Relaxed) as usize - 4096;
+    while serde_json::to_vec(&outcome).map(|v| v.len()).unwrap_or(0) > limit
+        && (!outcome.output.is_empty() || !outcome.error.is_empty())
+    {
+        for s in [&mut outcome.output, &mut outcome.error] {
+            let mut cut = s.len() / 2;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+    }
+    AgentMessage::Finished { op_id, outcome }
+}
+
+/// Handles one hub message; returns a new ping interval when the hub announced one.
+fn handle(ctx: &Arc<AgentCtx>, msg: HubMessage) -> Option<u32> {
+    match msg {
+        HubMessage::Welcome {
+            ping_interval_secs,
+            max_message_bytes,
+            ..
+        } => {
+            ctx.max_message
+                .store(max_message_bytes.max(64 * 1024), Ordering::Relaxed);
+            return Some(ping_interval_secs);
+        }
+        HubMessage::Operation(a) => {
+            if let Some(hook) = &ctx.on_delivery {
+                hook(a.op_id);
+            }
+            on_assignment(ctx, a);
+        }
+        HubMessage::Cancel { op_id } => {
+            if let Some(token) = lock(&ctx.active).get(&op_id) {
+                tracing::info!(op = %op_id, "cancelled by the hub");
+                token.cancel();
+            }
+        }
+        HubMessage::ResultStored { op_id } => ctx.journal.remove(op_id),
+        HubMessage::Error { code, message } => {
+            tracing::warn!(%code, %message, "the hub could not use a message");
+        }
+    }
+    None
+}
+
+fn exclusive(spec: &OpSpec) -> bool {
+    matches!(
+        spec,
+        OpSpec::Install { .. }
+            | OpSpec::Uninstall { .. }
+            | OpSpec::Advertise { .. }
+            | OpSpec::RequestMachinePolicy
+            | OpSpec::Restart
+    )
+}
+
+fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
+    let op_id = a.op_id;
+    let found = ctx.journal.get(op_id);
+    let active = lock(&ctx.active).contains_key(&op_id);
+    let decision = decide(
+        found.as_ref().map(|(e, _)| e),
+        found.as_ref().is_some_and(|(_, inherited)| *inherited),
+        active,
+        &a,
+    );
+    match decision {
+        Decision::Run => {
+            let attempts = found.map(|(e, _)| e.attempts).unwrap_or(0);
+            if let Err(e) = ctx.journal.put(Entry {
+                op_id,
+                stage: Stage::Received,
+                attempts,
+                outcome: None,
+                updated_at: 0,
+            }) {
+                tracing::error!(op = %op_id, error = %e, "cannot write the journal");
+            }
+            ctx.send(AgentMessage::Received { op_id });
+            let token = CancellationToken::new();
+            lock(&ctx.active).insert(op_id, token.clone());
+            tokio::spawn(run_op(ctx.clone(), a, attempts, token));
+        }
+        Decision::StillRunning => ctx.send(AgentMessage::Running { op_id }),
+        Decision::Report(outcome) => {
+            if found.is_none_or(|(e, _)| e.stage != Stage::Finished) {
+                let _ = ctx.journal.put(Entry {
+                    op_id,
+                    stage: Stage::Finished,
+                    attempts: 0,
+                    outcome: Some(outcome.clone()),
+                    updated_at: 0,
+                });
+            }
+            ctx.send(AgentMessage::Finished { op_id, outcome });
+        }
+    }
+}
+
+async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: CancellationToken) {
+    let op_id = a.op_id;
+    let _turn = if exclusive(&a.spec) {
+        Some(ctx.exclusive.lock().await)
+    } else {
+        None
+    };
+    if let Err(e) = ctx.journal.put(Entry {
+        op_id,
+        stage: Stage::Running,
+        attempts: attempts + 1,
+        outcome: None,
+        updated_at: 0,
+    }) {
+        tracing::error!(op = %op_id, error = %e, "cannot write the journal");
+    }
+    ctx.send(AgentMessage::Running { op_id });
+    tracing::info!(op = %op_id, kind = a.spec.kind(), "running");
+    // The executors enforce the timeout themselves; this is the backstop.
+    let backstop = Duration::from_secs(u64::from(a.timeout_secs) + 60);
+    let outcome =
+        match tokio::time::timeout(backstop, ctx.runner.run(&ctx, &a, cancel.clone())).await {
+            Ok(o) => o,
+            Err(_) => {
+                cancel.cancel();
+                OpOutcome {
+                    state: OutcomeState::Failed,
+                    exit_code: None,
+                    output: String::new(),
+                    error: format!("did not finish within {} s", a.timeout_secs),
+                    reboot_required: false,
+                }
+            }
+        };
+    tracing::info!(op = %op_id, state = ?outcome.state, exit_code = ?outcome.exit_code, "finished");
+    if let Err(e) = ctx.journal.put(Entry {
+        op_id,
+        stage: Stage::Finished,
+        attempts: attempts + 1,
+        outcome: Some(outcome.clone()),
+        updated_at: 0,
+    }) {
+        tracing::error!(op = %op_id, error = %e, "cannot write the journal");
+    }
+    lock(&ctx.active).remove(&op_id);
+    ctx.send(AgentMessage::Finished { op_id, outcome });
+}

@@ -1,0 +1,476 @@
+//! The agent's side of the API: enrolment, the persistent channel (WebSocket, or long poll
+//! where WebSockets are blocked), policy, package content and token rotation.
+//!
+//! Both transports share one session model ([`crate::agents`]): a session starts with the
+//! agent's `hello` (inventory), is answered with `welcome`, then receives every unfinished
+//! operation of the device; reports are queued for the batched writer and results are
+//! acknowledged (`result_stored`) only once committed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use ferry_proto::agent::{
+    AGENT_PROTOCOL, AgentMessage, EnrollRequest, EnrollResponse, HubMessage, Inventory, Policy,
+    TokenResponse,
+};
+use uuid::Uuid;
+
+use super::auth::DeviceAuth;
+use super::error::{Error, Result};
+use super::extract::{AgentJson, ApiJson, ApiQuery, IdPath};
+use crate::AppState;
+use crate::agents::{Session, Transport};
+use crate::secrets::generate_secret;
+use crate::store::{AgentWrite, EnrollError};
+use crate::time_util::now_ms;
+
+/// How long a new WebSocket may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The WebSocket read buffer per connection. Agent messages are small except results; a
+/// larger message grows the buffer for its duration only. (tungstenite's default, 128 KiB,
+/// would cost 2.5 GiB for 20,000 idle agents.)
+const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// Longest inventory string field, and most addresses kept.
+const MAX_FIELD: usize = 255;
+const MAX_IPS: usize = 64;
+
+pub fn validate_inventory(inv: &Inventory) -> Result<()> {
+    let fields = [
+        ("hostname", inv.hostname.as_str()),
+        ("os_name", inv.os_name.as_str()),
+        ("os_version", inv.os_version.as_str()),
+        ("domain", inv.domain.as_deref().unwrap_or("")),
+        ("arch", inv.arch.as_str()),
+        ("agent_version", inv.agent_version.as_str()),
+    ];
+    for (name, value) in fields {
+        if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
+            return Err(Error::bad(
+                "invalid_inventory",
+                format!("inventory field `{name}` must be at most {MAX_FIELD} printable characters"),
+            ));
+        }
+    }
+    if inv.hostname.trim().is_empty() {
+        return Err(Error::bad("invalid_inventory", "inventory `hostname` is empty"));
+    }
+    if inv.ips.len() > MAX_IPS || inv.ips.iter().any(|ip| ip.parse::<std::net::IpAddr>().is_err())
+    {
+        return Err(Error::bad(
+            "invalid_inventory",
+            format!("inventory `ips` must be at most {MAX_IPS} IP addresses"),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/agent/enroll`: an enrolment secret buys a device token.
+pub async fn enroll(
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollResponse>)> {
+    validate_inventory(&req.inventory)?;
+    let invalid = || Error::Unauthorized("invalid enrolment secret");
+    let (id, secret) = req.secret.trim().split_once(':').ok_or_else(invalid)?;
+    let secret_id = Uuid::parse_str(id).map_err(|_| invalid())?;
+    let hash = state
+        .store
+        .enrollment_secret_hash(secret_id)
+        .await?
+        .ok_or_else(invalid)?;
+    if !state.key.verify(secret, &hash) {
+        return Err(invalid());
+    }
+    let device_id = Uuid::new_v4();
+    let token_secret = generate_secret();
+    let device = state
+        .store
+        .enroll_device(
+            secret_id,
+            device_id,
+            &state.key.hash(&token_secret),
+            &req.inventory,
+            Some(&addr.ip().to_string()),
+        )
+        .await
+        .map_err(|e| match e {
+            EnrollError::Expired => Error::Refused {
+                code: "enrollment_secret_expired",
+                message: e.to_string(),
+            },
+            EnrollError::UsedUp => Error::Refused {
+                code: "enrollment_secret_used_up",
+                message: e.to_string(),
+            },
+            EnrollError::Revoked => Error::Refused {
+                code: "enrollment_secret_revoked",
+                message: e.to_string(),
+            },
+            EnrollError::Store(s) => s.into(),
+        })?;
+    tracing::info!(device = %device.id, hostname = %device.inventory.hostname, "device enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollResponse {
+            device_id,
+            token: format!("{device_id}:{token_secret}"),
+        }),
+    ))
+}
+
+/// `POST /api/v1/agent/token`: the agent replaces its own token; the old one stops working
+/// and the current session is closed (the agent reconnects with the new token).
+pub async fn rotate_token(
+    device: DeviceAuth,
+    State(state): State<AppState>,
+) -> Result<Json<TokenResponse>> {
+    let secret = generate_secret();
+    state
+        .store
+        .set_device_token(&format!("device:{}", device.id), device.id, &state.key.hash(&secret))
+        .await?;
+    state.agents.revoke(device.id);
+    Ok(Json(TokenResponse {
+        token: format!("{}:{secret}", device.id),
+    }))
+}
+
+/// `GET /api/v1/agent/policy`: the deployments assigned to the device's collections.
+pub async fn policy(device: DeviceAuth, State(state): State<AppState>) -> Result<Json<Policy>> {
+    Ok(Json(Policy {
+        deployments: state.store.policy(device.id).await?,
+    }))
+}
+
+/// `GET /api/v1/agent/packages/{id}/content`: a package the device was asked to run.
+pub async fn package_content(
+    device: DeviceAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+) -> Result<Response> {
+    if !state.store.device_may_read_package(device.id, id).await? {
+        return Err(Error::NotFound("package"));
+    }
+    super::packages::serve_content(&state, id, &headers).await
+}
+
+// ----- the session -----------------------------------------------------------------------
+
+fn welcome(state: &AppState, device: Uuid) -> HubMessage {
+    HubMessage::Welcome {
+        protocol: AGENT_PROTOCOL,
+        device_id: device,
+        ping_interval_secs: state.config.agent_ping_secs,
+        max_message_bytes: state.config.agent_max_message_bytes,
+    }
+}
+
+/// Registers the session, records the inventory, and queues `welcome` plus every unfinished
+/// operation of the device.
+async fn start_session(
+    state: &AppState,
+    device: Uuid,
+    addr: SocketAddr,
+    transport: Transport,
+    inventory: Inventory,
+) -> Arc<Session> {
+    let session = state.agents.open(device, transport);
+    state.agents.note_inventory(device, inventory);
+    state.agents.note_seen(device, Some(addr));
+    session.push_message(&welcome(state, device));
+    match state.store.open_assignments(device).await {
+        Ok(assignments) => {
+            for a in assignments {
+                session.push_message(&HubMessage::Operation(a));
+            }
+        }
+        Err(e) => {
+            // The agent gets them at its next session; closing makes that happen soon.
+            tracing::error!(%device, error = %e, "could not load the device's operations");
+            session.request_close(1011, "the hub could not load this device's operations");
+        }
+    }
+    session
+}
+
+fn error_frame(code: &str, message: impl Into<String>) -> HubMessage {
+    HubMessage::Error {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMessage) {
+    let device = session.device;
+    match msg {
+        AgentMessage::Hello { .. } => session.push_message(&error_frame(
+            "unexpected_hello",
+            "this session has already started; hello comes once, first",
+        )),
+        AgentMessage::Received { op_id } => state
+            .agents
+            .record(AgentWrite::Received { op: op_id, device }, None),
+        AgentMessage::Running { op_id } => state
+            .agents
+            .record(AgentWrite::Running { op: op_id, device }, None),
+        AgentMessage::Finished { op_id, outcome } => state.agents.record(
+            AgentWrite::Finished {
+                op: op_id,
+                device,
+                outcome,
+            },
+            Some((session.clone(), op_id)),
+        ),
+        AgentMessage::Inventory { inventory } => match validate_inventory(&inventory) {
+            Ok(()) => state.agents.note_inventory(device, inventory),
+            Err(e) => session.push_message(&error_frame("invalid_inventory", e.to_string())),
+        },
+    }
+}
+
+fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) {
+    match serde_json::from_str::<AgentMessage>(text) {
+        Ok(msg) => handle_message(state, session, msg),
+        Err(e) => session.push_message(&error_frame(
+            "bad_message",
+            format!("unreadable message (the session goes on): {e}"),
+        )),
+    }
+}
+
+/// `GET /api/v1/agent/ws`: upgrades to the agent's WebSocket.
+pub async fn ws(
+    device: DeviceAuth,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+    upgrade: std::result::Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response> {
+    let upgrade = upgrade.map_err(|e| Error::bad("not_a_websocket", e.body_text()))?;
+    if *state.shutdown.borrow() {
+        return Err(Error::ShuttingDown);
+    }
+    state.agents.admit().map_err(Error::Deferred)?;
+    let max = state.config.agent_max_message_bytes as usize;
+    Ok(upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run_ws(state, device.id, addr, socket)))
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+fn text_frame(frame: Bytes) -> Option<Message> {
+    // Every frame was produced by serde_json, so it is UTF-8.
+    Utf8Bytes::try_from(frame).ok().map(Message::Text)
+}
+
+async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: WebSocket) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(text.as_str()),
+        _ => {
+            let _ = socket
+                .send(close_frame(1008, "the first message must be hello"))
+                .await;
+            return;
+        }
+    };
+    let inventory = match hello {
+        Ok(AgentMessage::Hello {
+            protocol,
+            inventory,
+        }) if protocol == AGENT_PROTOCOL => inventory,
+        Ok(AgentMessage::Hello { protocol, .. }) => {
+            let reason = format!("agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})");
+            let _ = socket.send(close_frame(1008, &reason)).await;
+            return;
+        }
+        _ => {
+            let _ = socket
+                .send(close_frame(1008, "the first message must be hello"))
+                .await;
+            return;
+        }
+    };
+    if let Err(e) = validate_inventory(&inventory) {
+        let _ = socket.send(close_frame(1008, &e.to_string())).await;
+        return;
+    }
+    let session = start_session(&state, device, addr, Transport::WebSocket, inventory).await;
+    let ping_ms = i64::from(state.config.agent_ping_secs) * 1000;
+    let idle_limit_ms = 3 * ping_ms;
+    let check = tokio::time::sleep(Duration::from_millis(idle_limit_ms as u64));
+    tokio::pin!(check);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = session.notify.notified() => {
+                if let Some((code, reason)) = session.close_requested() {
+                    let _ = socket.send(close_frame(code, reason)).await;
+                    break;
+                }
+                let mut ok = true;
+                for frame in session.drain() {
+                    if let Some(msg) = text_frame(frame)
+                        && socket.send(msg).await.is_err()
+                    {
+                        ok = false;
+                        break;
+                    }
+                }
+                if !ok {
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    session.heard();
+                    handle_text(&state, &session, text.as_str());
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    session.heard();
+                    session.push_message(&error_frame(
+                        "bad_message",
+                        "binary frames are not used; send JSON text frames",
+                    ));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.heard(),
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    // A protocol violation or a message over the size limit.
+                    tracing::debug!(%device, error = %e, "agent WebSocket error");
+                    let _ = socket
+                        .send(close_frame(1009, "message too big or malformed frame"))
+                        .await;
+                    break;
+                }
+            },
+            _ = &mut check => {
+                let silent = now_ms() - session.last_heard.load(std::sync::atomic::Ordering::Relaxed);
+                if silent >= idle_limit_ms {
+                    tracing::info!(%device, "closing a silent agent session (half-open connection?)");
+                    let _ = socket
+                        .send(close_frame(1001, "no ping from the agent in three intervals"))
+                        .await;
+                    break;
+                }
+                check
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_millis((idle_limit_ms - silent) as u64));
+            }
+            _ = shutdown.changed() => {
+                let _ = socket.send(close_frame(1012, "the hub is restarting")).await;
+                break;
+            }
+        }
+    }
+    if state.agents.close(&session) {
+        state.agents.note_seen(device, None);
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollQuery {
+    /// Seconds to wait for a message when there is none (0–`max_hold_secs`).
+    hold: Option<u32>,
+}
+
+/// `POST /api/v1/agent/poll?hold=S`: the long-poll transport. The body is the agent's
+/// messages (a session starts with `hello`), the answer the hub's.
+pub async fn poll(
+    device: DeviceAuth,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PollQuery>,
+    AgentJson(messages): AgentJson<Vec<AgentMessage>>,
+) -> Result<Response> {
+    let hold = q
+        .hold
+        .unwrap_or(state.config.default_hold_secs)
+        .min(state.config.max_hold_secs);
+    let mut messages = messages.into_iter().peekable();
+    let session = match messages.peek() {
+        Some(AgentMessage::Hello { protocol, inventory }) => {
+            if *protocol != AGENT_PROTOCOL {
+                return Err(Error::bad(
+                    "unsupported_protocol",
+                    format!("agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})"),
+                ));
+            }
+            validate_inventory(inventory)?;
+            if *state.shutdown.borrow() {
+                return Err(Error::ShuttingDown);
+            }
+            state.agents.admit().map_err(Error::Deferred)?;
+            let Some(AgentMessage::Hello { inventory, .. }) = messages.next() else {
+                return Err(anyhow::anyhow!("peeked hello vanished").into());
+            };
+            start_session(&state, device.id, addr, Transport::LongPoll, inventory).await
+        }
+        _ => state
+            .agents
+            .session(device.id)
+            .filter(|s| s.transport == Transport::LongPoll)
+            .ok_or(Error::Conflict {
+                code: "session_required",
+                message: "no session for this device on this hub: start one with a hello message"
+                    .into(),
+            })?,
+    };
+    session.heard();
+    for msg in messages {
+        handle_message(&state, &session, msg);
+    }
+    if !session.has_frames() && session.close_requested().is_none() && hold > 0 {
+        let mut shutdown = state.shutdown.clone();
+        tokio::select! {
+            _ = session.notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(hold.into())) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    session.heard();
+    if let Some((code, reason)) = session.close_requested() {
+        state.agents.close(&session);
+        return Err(if code == ferry_proto::agent::CLOSE_REPLACED {
+            Error::Conflict {
+                code: "session_replaced",
+                message: reason.to_owned(),
+            }
+        } else {
+            Error::Conflict {
+                code: "session_closed",
+                message: reason.to_owned(),
+            }
+        });
+    }
+    let frames = session.drain();
+    let mut body = Vec::with_capacity(2 + frames.iter().map(|f| f.len() + 1).sum::<usize>());
+    body.push(b'[');
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(f);
+    }
+    body.push(b']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
