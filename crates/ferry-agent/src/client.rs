@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_proto::ApiError;
 use ferry_proto::agent::{
-    AgentMessage, EnrollRequest, EnrollResponse, HubMessage, Inventory, Policy,
+    AgentMessage, EnrollRequest, EnrollResponse, Inventory, Policy,
     RETRY_AFTER_MS_HEADER, TokenResponse,
 };
 use ferry_proto::ops::PackageRef;
@@ -182,12 +182,13 @@ impl HubHttp {
         Ok(response.json().await?)
     }
 
-    /// One long poll: sends `messages`, returns what the hub has (waiting up to `hold`).
+    /// One long poll: sends `messages`, returns what the hub has (waiting up to `hold`), each
+    /// message as JSON still to be read (one unknown kind must not lose the others).
     pub async fn poll(
         &self,
         hold: u32,
         messages: &[AgentMessage],
-    ) -> Result<Vec<HubMessage>, ClientError> {
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
         let response = self
             .request(
                 reqwest::Method::POST,

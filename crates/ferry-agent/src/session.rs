@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,16 @@ pub trait OpRunner: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = OpOutcome> + Send + 'a>>;
 }
 
-/// Called with each operation the agent is handed (the load generator times deliveries).
-pub type DeliveryHook = Arc<dyn Fn(Uuid) + Send + Sync>;
+/// What an agent's session does, for whoever watches (the load generator counts sessions
+/// and times deliveries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentEvent {
+    SessionStarted,
+    SessionEnded,
+    Delivered(Uuid),
+}
+
+pub type EventHook = Arc<dyn Fn(AgentEvent) + Send + Sync>;
 
 /// One agent: its identity, its ways to the hub, and what it is doing.
 pub struct AgentCtx {
@@ -55,7 +63,10 @@ pub struct AgentCtx {
     pub inventory: Mutex<Inventory>,
     pub journal: Journal,
     pub runner: Arc<dyn OpRunner>,
-    pub on_delivery: Option<DeliveryHook>,
+    pub events: Option<EventHook>,
+    /// Poll without holding, this often (for proxies that cut held requests, and the
+    /// benchmark's interval-polling baseline). `None`: long polls.
+    pub poll_interval: Option<Duration>,
     /// The current session's outgoing queue (none between sessions: reports wait for the
     /// hub to re-send the operation, then come from the journal).
     outbox: Mutex<Option<mpsc::UnboundedSender<AgentMessage>>>,
@@ -63,6 +74,7 @@ pub struct AgentCtx {
     /// Installs, uninstalls, policy and restarts run one at a time (msiexec allows one).
     exclusive: tokio::sync::Mutex<()>,
     max_message: AtomicU32,
+    in_session: AtomicBool,
 }
 
 /// How a session ended, and so what to do next.
@@ -108,11 +120,13 @@ impl AgentCtx {
             inventory: Mutex::new(inventory),
             journal,
             runner,
-            on_delivery: None,
+            events: None,
+            poll_interval: None,
             outbox: Mutex::new(None),
             active: Mutex::new(HashMap::new()),
             exclusive: tokio::sync::Mutex::new(()),
             max_message: AtomicU32::new(2 * 1024 * 1024),
+            in_session: AtomicBool::new(false),
         })
     }
 
@@ -140,6 +154,12 @@ impl AgentCtx {
         };
         if changed {
             self.send(AgentMessage::Inventory { inventory });
+        }
+    }
+
+    fn event(&self, e: AgentEvent) {
+        if let Some(hook) = &self.events {
+            hook(e);
         }
     }
 
@@ -171,6 +191,9 @@ pub async fn run(ctx: Arc<AgentCtx>, shutdown: CancellationToken) {
             .await
         };
         *lock(&ctx.outbox) = None;
+        if ctx.in_session.swap(false, Ordering::Relaxed) {
+            ctx.event(AgentEvent::SessionEnded);
+        }
         if started.elapsed() >= STABLE_SESSION {
             backoff.reset();
         }
@@ -261,9 +284,9 @@ async fn ws_session(ctx: &Arc<AgentCtx>, shutdown: &CancellationToken) -> Sessio
                 return SessionEnd::Shutdown;
             }
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<HubMessage>(text.as_str()) {
-                    Ok(m) => {
-                        if let Some(secs) = handle(ctx, m) {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
+                    Ok(value) => {
+                        if let Some(secs) = handle_value(ctx, value) {
                             ping = tokio::time::interval(Duration::from_secs(secs.max(1).into()));
                             ping.reset();
                         }
@@ -330,36 +353,39 @@ async fn poll_session(
         while let Ok(m) = rx.try_recv() {
             batch.push(fit(ctx, m));
         }
-        let hold = if hello { 0 } else { ctx.hold_secs };
+        let hold = if hello || ctx.poll_interval.is_some() {
+            0
+        } else {
+            ctx.hold_secs
+        };
         let poll = ctx.http.poll(hold, &batch);
         tokio::pin!(poll);
         let result = loop {
             tokio::select! {
                 r = &mut poll => break r,
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                Some(m) = rx.recv(), if !hello => {
-                    // Reports go out at once on a side request instead of waiting for the
-                    // held poll to return.
-                    let mut side = vec![fit(ctx, m)];
-                    while let Ok(m) = rx.try_recv() {
-                        side.push(fit(ctx, m));
-                    }
-                    match ctx.http.poll(0, &side).await {
-                        Ok(msgs) => {
-                            for m in msgs {
-                                handle(ctx, m);
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "side request failed"),
-                    }
-                }
+                Some(m) = rx.recv(), if !hello => side_request(ctx, m, &mut rx).await,
             }
         };
         match result {
             Ok(msgs) => {
+                let first = hello;
                 hello = false;
                 for m in msgs {
-                    handle(ctx, m);
+                    handle_value(ctx, m);
+                }
+                if let Some(every) = ctx.poll_interval {
+                    // The first wait is random, so interval pollers do not move in step.
+                    let wait = if first { every.mul_f64(fastrand::f64()) } else { every };
+                    let sleep = tokio::time::sleep(wait);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                            Some(m) = rx.recv() => side_request(ctx, m, &mut rx).await,
+                        }
+                    }
                 }
             }
             Err(ClientError::Deferred(ms)) => return SessionEnd::Deferred(ms),
@@ -368,6 +394,27 @@ async fn poll_session(
             Err(e) if e.is_auth() => return SessionEnd::Revoked(e.to_string()),
             Err(e) => return SessionEnd::Lost(e.to_string()),
         }
+    }
+}
+
+/// Sends reports at once on a request of their own, instead of waiting for the held (or
+/// the next interval's) poll.
+async fn side_request(
+    ctx: &Arc<AgentCtx>,
+    first: AgentMessage,
+    rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
+) {
+    let mut side = vec![fit(ctx, first)];
+    while let Ok(m) = rx.try_recv() {
+        side.push(fit(ctx, m));
+    }
+    match ctx.http.poll(0, &side).await {
+        Ok(msgs) => {
+            for m in msgs {
+                handle_value(ctx, m);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "side request failed"),
     }
 }
 
@@ -391,6 +438,42 @@ fn fit(ctx: &AgentCtx, msg: AgentMessage) -> AgentMessage {
     AgentMessage::Finished { op_id, outcome }
 }
 
+/// An operation this agent cannot read (a newer hub's kind): answered as failed, so the
+/// operator sees why instead of a target that never moves.
+pub fn unsupported(value: &serde_json::Value) -> Option<AgentMessage> {
+    if value.get("type")?.as_str()? != "operation" {
+        return None;
+    }
+    let op_id = Uuid::parse_str(value.get("op_id")?.as_str()?).ok()?;
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
+    Some(AgentMessage::Finished {
+        op_id,
+        outcome: OpOutcome {
+            state: OutcomeState::Failed,
+            exit_code: None,
+            output: String::new(),
+            error: format!(
+                "this agent (version {}) does not support operation kind {kind:?}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            reboot_required: false,
+        },
+    })
+}
+
+fn handle_value(ctx: &Arc<AgentCtx>, value: serde_json::Value) -> Option<u32> {
+    match serde_json::from_value::<HubMessage>(value.clone()) {
+        Ok(m) => handle(ctx, m),
+        Err(e) => {
+            match unsupported(&value) {
+                Some(answer) => ctx.send(answer),
+                None => tracing::warn!(error = %e, "unreadable message from the hub"),
+            }
+            None
+        }
+    }
+}
+
 /// Handles one hub message; returns a new ping interval when the hub announced one.
 fn handle(ctx: &Arc<AgentCtx>, msg: HubMessage) -> Option<u32> {
     match msg {
@@ -401,12 +484,13 @@ fn handle(ctx: &Arc<AgentCtx>, msg: HubMessage) -> Option<u32> {
         } => {
             ctx.max_message
                 .store(max_message_bytes.max(64 * 1024), Ordering::Relaxed);
+            if !ctx.in_session.swap(true, Ordering::Relaxed) {
+                ctx.event(AgentEvent::SessionStarted);
+            }
             return Some(ping_interval_secs);
         }
         HubMessage::Operation(a) => {
-            if let Some(hook) = &ctx.on_delivery {
-                hook(a.op_id);
-            }
+            ctx.event(AgentEvent::Delivered(a.op_id));
             on_assignment(ctx, a);
         }
         HubMessage::Cancel { op_id } => {
@@ -523,4 +607,28 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
     }
     lock(&ctx.active).remove(&op_id);
     ctx.send(AgentMessage::Finished { op_id, outcome });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_of_an_unknown_kind_is_answered_as_failed_naming_the_kind() {
+        let op = Uuid::new_v4();
+        let value = serde_json::json!({"type": "operation", "op_id": op, "kind": "format_disk"});
+        assert!(serde_json::from_value::<HubMessage>(value.clone()).is_err());
+        let Some(AgentMessage::Finished { op_id, outcome }) = unsupported(&value) else {
+            panic!("expected an answer");
+        };
+        assert_eq!(op_id, op);
+        assert_eq!(outcome.state, OutcomeState::Failed);
+        assert!(outcome.error.contains("format_disk"), "{}", outcome.error);
+    }
+
+    #[test]
+    fn other_unreadable_messages_get_no_answer() {
+        assert!(unsupported(&serde_json::json!({"type": "surprise"})).is_none());
+        assert!(unsupported(&serde_json::json!({"type": "operation"})).is_none());
+    }
 }

@@ -199,9 +199,18 @@ async fn run(args: &DispatchArgs, dir: &Path) -> anyhow::Result<Report> {
 }
 
 pub(crate) async fn start_hub(dir: &Path, synchronous: &str) -> anyhow::Result<Hub> {
+    start_hub_with(dir, synchronous, "").await
+}
+
+/// [`start_hub`] with extra configuration lines.
+pub(crate) async fn start_hub_with(
+    dir: &Path,
+    synchronous: &str,
+    extra: &str,
+) -> anyhow::Result<Hub> {
     let data = dir.join("hub");
     let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\nsqlite_synchronous = \"{synchronous}\"\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nlog_level = \"warn\"\nsqlite_synchronous = \"{synchronous}\"\n{extra}",
         data.display()
     );
     let config_path = dir.join("hub.toml");
@@ -494,7 +503,7 @@ impl ProcStat {
 
     /// Percent of one core used since `earlier`. Linux reports CPU time in clock ticks of
     /// 1/100 s (USER_HZ is 100 on every mainstream Linux ABI).
-    fn cpu_percent_since(&self, earlier: &ProcStat) -> f64 {
+    pub(crate) fn cpu_percent_since(&self, earlier: &ProcStat) -> f64 {
         let secs = self.at.duration_since(earlier.at).as_secs_f64();
         let cpu = (self.cpu_ticks.saturating_sub(earlier.cpu_ticks)) as f64 / 100.0;
         if secs > 0.0 { 100.0 * cpu / secs } else { 0.0 }

@@ -273,6 +273,11 @@ pub enum BenchCmd {
     Transfer(crate::bench_transfer::TransferArgs),
     /// SDMPackageXML parsing and script generate/read throughput.
     Sccm(crate::sccm_cmd::SccmBenchArgs),
+    /// One client operation to N connected agents, against agents polling every 10 s.
+    Fanout(crate::bench_fanout::FanoutArgs),
+    /// The fan-out benchmark's load process: many simulated agents in one process.
+    #[command(hide = true)]
+    Swarm(crate::swarm::SwarmArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -356,6 +361,8 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
         Command::Bench(BenchCmd::Transfer(args)) => crate::bench_transfer::run(args).await,
+        Command::Bench(BenchCmd::Fanout(args)) => crate::bench_fanout::run(args).await,
+        Command::Bench(BenchCmd::Swarm(args)) => crate::swarm::run(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
             unreachable!("handled synchronously in dispatch")
         }
@@ -379,6 +386,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ferry_hub::config::LogFormat::Json => logging::Format::Json,
     };
     logging::init(format, &config.log_level);
+    let files = crate::sys::raise_fd_limit();
+    tracing::info!(open_files = files, "each agent connection holds one");
     ferry_hub::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 mod admin_client;
 mod agent_cmd;
 mod bench;
+mod bench_fanout;
 mod bench_transfer;
 mod cli;
 mod demo;
@@ -11,6 +12,8 @@ mod logging;
 mod ops_cmd;
 mod package_cmd;
 mod sccm_cmd;
+mod swarm;
+mod sys;
 
 use std::process::ExitCode;
 

@@ -733,3 +733,36 @@ pub(crate) async fn sync_rule_memberships(
     }
     Ok(())
 }
+
+impl Store {
+    /// Creates devices directly, in one transaction, without enrolment secrets: for load
+    /// tests and bulk provisioning tools, never reachable from the API.
+    pub async fn import_devices(
+        &self,
+        devices: &[(Uuid, Vec<u8>, Inventory)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        for (id, hash, inv) in devices {
+            let ips = serde_json::to_string(&inv.ips).map_err(|e| corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO devices (id, token_hash, hostname, os_name, os_version, domain, arch, \
+                 agent_version, ips, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id.to_string())
+            .bind(hash)
+            .bind(&inv.hostname)
+            .bind(&inv.os_name)
+            .bind(&inv.os_version)
+            .bind(&inv.domain)
+            .bind(&inv.arch)
+            .bind(&inv.agent_version)
+            .bind(ips)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,6 +1,8 @@
 //! Test harness: real `ferry` processes in temporary folders, talked to over real HTTP.
 #![allow(dead_code)]
 
+pub mod agents;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

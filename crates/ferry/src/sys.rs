@@ -1,0 +1,32 @@
+//! Process limits.
+
+/// Raises the soft limit on open files to the hard limit (a hub holds one socket per agent)
+/// and returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return lim.rlim_max as u64;
+            }
+        }
+        lim.rlim_cur as u64
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_fd_limit() -> u64 {
+    u64::MAX
+}
