@@ -29,6 +29,10 @@ pub struct AgentConfig {
     /// Hold asked for in long-poll mode (seconds, 1–55).
     #[serde(default = "default_hold")]
     pub hold_secs: u32,
+    /// For proxies that cut held requests (long-poll transport): poll without holding,
+    /// this often (seconds).
+    #[serde(default)]
+    pub poll_interval_secs: Option<u32>,
     /// Longest pause between reconnection attempts (seconds).
     #[serde(default = "default_max_backoff")]
     pub max_backoff_secs: u32,
@@ -92,6 +96,7 @@ impl AgentConfig {
             proxy: None,
             transport: TransportChoice::Auto,
             hold_secs: default_hold(),
+            poll_interval_secs: None,
             max_backoff_secs: default_max_backoff(),
             replaced_backoff_secs: default_replaced_backoff(),
             inventory_interval_secs: default_inventory_interval(),

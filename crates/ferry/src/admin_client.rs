@@ -86,6 +86,18 @@ impl AdminClient {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
+    /// A plain-text GET (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .with_context(|| format!("GET {}{path}", self.base))?;
+        Ok(response.error_for_status()?.text().await?)
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send::<(), serde_json::Value>(Method::DELETE, path, None)
             .await

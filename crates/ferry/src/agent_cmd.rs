@@ -172,6 +172,9 @@ pub async fn run_agent(data_dir: &Path) -> anyhow::Result<()> {
     });
     let mut ctx = AgentCtx::new(token, http, ws, config.transport, inventory, journal, runner)?;
     ctx.hold_secs = config.hold_secs.clamp(1, 55);
+    ctx.poll_interval = config
+        .poll_interval_secs
+        .map(|s| Duration::from_secs(s.max(1).into()));
     ctx.max_backoff = Duration::from_secs(config.max_backoff_secs.max(1).into());
     ctx.replaced_backoff = Duration::from_secs(config.replaced_backoff_secs.into());
     let ctx = Arc::new(ctx);

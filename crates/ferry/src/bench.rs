@@ -199,7 +199,7 @@ async fn run(args: &DispatchArgs, dir: &Path) -> anyhow::Result<Report> {
 }
 
 pub(crate) async fn start_hub(dir: &Path, synchronous: &str) -> anyhow::Result<Hub> {
-    start_hub_with(dir, synchronous, "").await
+    start_hub_with(dir, synchronous, "", None).await
 }
 
 /// [`start_hub`] with extra configuration lines.
@@ -207,6 +207,7 @@ pub(crate) async fn start_hub_with(
     dir: &Path,
     synchronous: &str,
     extra: &str,
+    ca_cert: Option<&Path>,
 ) -> anyhow::Result<Hub> {
     let data = dir.join("hub");
     let config = format!(
@@ -234,7 +235,7 @@ pub(crate) async fn start_hub_with(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
-    let client = AdminClient::new(&url, token.trim(), None)?;
+    let client = AdminClient::new(&url, token.trim(), ca_cert)?;
     Ok(Hub {
         child,
         pid,

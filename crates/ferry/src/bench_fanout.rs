@@ -86,6 +86,7 @@ impl Swarm {
         tokens: &[String],
         per_process: usize,
         poll_interval: Option<u64>,
+        ca_cert: &Path,
     ) -> anyhow::Result<Swarm> {
         let chunks: Vec<&[String]> = tokens.chunks(per_process.max(1)).collect();
         let stats = Arc::new(Mutex::new(
@@ -98,6 +99,8 @@ impl Swarm {
             let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
             cmd.args(["bench", "swarm", "--hub", hub, "--tokens"])
                 .arg(&file)
+                .arg("--ca-cert")
+                .arg(ca_cert)
                 .env("FERRY_LOG", "error")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -167,7 +170,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&dir);
     let r = result?;
     println!(
-        "fan-out benchmark: {} agents over WebSocket ({} load processes; hub open-file limit {})",
+        "fan-out benchmark: {} agents over WebSocket/HTTPS ({} load processes; hub open-file limit {})",
         r.agents, r.load_processes, r.hub_fd_limit
     );
     println!(
@@ -237,7 +240,7 @@ async fn provision(
 }
 
 async fn connected_on_hub(hub: &crate::bench::Hub) -> anyhow::Result<i64> {
-    let text = reqwest::get(format!("{}/metrics", hub.url)).await?.text().await?;
+    let text = hub.client.get_text("/metrics").await?;
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix("ferry_agents_connected "))
@@ -328,17 +331,21 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
             hub_limit.saturating_sub(256)
         );
     }
+    // HTTPS, as in production: TLS state is part of what each connection costs.
+    let tls = crate::demo::make_certificates(&dir.join("tls"))?;
     let extra = format!(
-        "agent_admission_rate = {}\nagent_admission_burst = 1000\n",
-        args.admission_rate
+        "agent_admission_rate = {}\nagent_admission_burst = 1000\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        args.admission_rate,
+        tls.cert.display(),
+        tls.key.display()
     );
-    let hub = start_hub_with(dir, "full", &extra).await?;
+    let hub = start_hub_with(dir, "full", &extra, Some(&tls.ca_cert)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = ProcStat::read(hub.pid)?;
 
     eprintln!("connecting {n} agents…");
     let connect_started = Instant::now();
-    let swarm = Swarm::start(dir, &hub.url, &tokens, args.per_process, None).await?;
+    let swarm = Swarm::start(dir, &hub.url, &tokens, args.per_process, None, &tls.ca_cert).await?;
     let load_processes = swarm.children.len();
     let connect_limit = Duration::from_secs(120 + (n as u64) / u64::from(args.admission_rate.max(1)));
     wait_connected(&hub, n as i64, connect_limit).await?;
@@ -369,6 +376,7 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
             &tokens[..base_n],
             args.per_process,
             Some(args.baseline_interval),
+            &tls.ca_cert,
         )
         .await?;
         wait_connected(&hub, base_n as i64, Duration::from_secs(120)).await?;

@@ -32,9 +32,9 @@ pub struct DemoArgs {
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when the demo ends.
-struct Managed {
-    name: &'static str,
-    child: Child,
+pub(crate) struct Managed {
+    pub(crate) name: String,
+    pub(crate) child: Child,
 }
 
 impl Managed {
@@ -63,7 +63,7 @@ fn terminate(child: &Child) {
 #[cfg(not(unix))]
 fn terminate(_child: &Child) {}
 
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     println!("  {line}");
 }
 
@@ -98,6 +98,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  ferry sccm site show --site {}",
             dir.join("site").display()
+        );
+        println!(
+            "  ferry device list --hub {hub} --data-dir {} --ca-cert {}",
+            data.display(),
+            dir.join("tls/ca.pem").display()
+        );
+        println!(
+            "  ferry ops start run-script --collection {} --script 'uptime' --watch --hub {hub} --data-dir {} --ca-cert {}",
+            summary["agents"]["collection"].as_str().unwrap_or("?"),
+            data.display(),
+            dir.join("tls/ca.pem").display()
         );
         println!("Press Ctrl-C to stop.");
         crate::cli::shutdown_signal().await;
@@ -194,6 +205,16 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         dir.join("site").display()
     ));
     let imported = try_step!(inventory_and_import(&client, creds.remote_id).await);
+    let agents = match crate::demo_agents::run(&client, dir, &tls.ca_cert).await {
+        Ok((managed, summary)) => {
+            children.extend(managed);
+            summary
+        }
+        Err((managed, e)) => {
+            children.extend(managed);
+            return Err((children, e));
+        }
+    };
     let result = push.result.unwrap_or_default();
     let summary = serde_json::json!({
         "imported_package": imported,
@@ -205,19 +226,20 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         "pushed": result["application"],
         "ci_id": result["ci_id"],
         "model_name": result["model_name"],
+        "agents": agents,
     });
     Ok((children, summary))
 }
 
-struct Tls {
-    ca_cert: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct Tls {
+    pub(crate) ca_cert: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 /// A throw-away CA and a server certificate for `localhost` / `127.0.0.1` signed by it, so the
 /// connector verifies the hub exactly as it would in production (no "insecure" switch).
-fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
+pub(crate) fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
@@ -249,7 +271,7 @@ fn make_certificates(dir: &Path) -> anyhow::Result<Tls> {
     Ok(tls)
 }
 
-fn spawn_ferry(args: &[&str], log: &Path) -> anyhow::Result<Child> {
+pub(crate) fn spawn_ferry(args: &[&str], log: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ferry binary")?;
     let log_file =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
@@ -304,7 +326,13 @@ async fn start_hub(dir: &Path, tls: &Tls, port: u16) -> anyhow::Result<(Managed,
         .get("/healthz")
         .await
         .context("the hub is not answering over HTTPS")?;
-    Ok((Managed { name: "hub", child }, client))
+    Ok((
+        Managed {
+            name: "hub".into(),
+            child,
+        },
+        client,
+    ))
 }
 
 async fn start_connector(
@@ -328,7 +356,7 @@ async fn start_connector(
         &dir.join("connector.log"),
     )?;
     Ok(Managed {
-        name: "connector",
+        name: "connector".into(),
         child,
     })
 }

@@ -8,6 +8,7 @@ mod bench_fanout;
 mod bench_transfer;
 mod cli;
 mod demo;
+mod demo_agents;
 mod logging;
 mod ops_cmd;
 mod package_cmd;
