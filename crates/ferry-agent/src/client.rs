@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ferry_proto::ApiError;
 use ferry_proto::agent::{
-    AgentMessage, EnrollRequest, EnrollResponse, Inventory, Policy,
-    RETRY_AFTER_MS_HEADER, TokenResponse,
+    AgentMessage, EnrollRequest, EnrollResponse, Inventory, Policy, RETRY_AFTER_MS_HEADER,
+    TokenResponse,
 };
 use ferry_proto::ops::PackageRef;
 use reqwest::StatusCode;
@@ -62,7 +62,7 @@ pub fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         .or_else(|| {
             get("retry-after")
                 .and_then(|v| v.parse::<u64>().ok())
-                .map(|s| s * 1000)
+                .map(|s| s.saturating_mul(1000))
         })
 }
 
@@ -187,13 +187,15 @@ impl HubHttp {
     pub async fn poll(
         &self,
         hold: u32,
+        session: Option<u64>,
         messages: &[AgentMessage],
     ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let path = match session {
+            Some(id) => format!("/api/v1/agent/poll?hold={hold}&session={id}"),
+            None => format!("/api/v1/agent/poll?hold={hold}"),
+        };
         let response = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/api/v1/agent/poll?hold={hold}"),
-            )
+            .request(reqwest::Method::POST, &path)
             .json(messages)
             .timeout(Duration::from_secs(u64::from(hold) + 15))
             .send()

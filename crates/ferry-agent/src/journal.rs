@@ -180,6 +180,17 @@ impl Journal {
         }
     }
 
+    /// Finished operations whose result the hub has not confirmed yet.
+    pub fn unconfirmed(&self) -> Vec<(Uuid, OpOutcome)> {
+        self.lock()
+            .values()
+            .filter_map(|(e, _)| match (&e.stage, &e.outcome) {
+                (Stage::Finished, Some(o)) => Some((e.op_id, o.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

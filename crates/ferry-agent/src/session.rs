@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ use crate::journal::{Decision, Entry, Journal, Stage, decide};
 
 /// How long the agent long-polls before trying the WebSocket again (in `auto` mode).
 const WS_RETRY_AFTER_FALLBACK: Duration = Duration::from_secs(600);
+/// Longest admission wait the agent obeys (a confused hub cannot park it for days).
+const MAX_DEFERRAL_MS: u64 = 15 * 60 * 1000;
 /// A session that lasted this long resets the reconnection backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(60);
 
@@ -75,6 +77,8 @@ pub struct AgentCtx {
     exclusive: tokio::sync::Mutex<()>,
     max_message: AtomicU32,
     in_session: AtomicBool,
+    /// The session number from the last `welcome` (long polls carry it).
+    session_id: AtomicU64,
 }
 
 /// How a session ended, and so what to do next.
@@ -127,6 +131,7 @@ impl AgentCtx {
             exclusive: tokio::sync::Mutex::new(()),
             max_message: AtomicU32::new(2 * 1024 * 1024),
             in_session: AtomicBool::new(false),
+            session_id: AtomicU64::new(0),
         })
     }
 
@@ -140,7 +145,7 @@ impl AgentCtx {
     fn hello(&self) -> AgentMessage {
         AgentMessage::Hello {
             protocol: AGENT_PROTOCOL,
-            inventory: lock(&self.inventory).clone(),
+            inventory: clamp(lock(&self.inventory).clone()),
         }
     }
 
@@ -153,7 +158,9 @@ impl AgentCtx {
             changed
         };
         if changed {
-            self.send(AgentMessage::Inventory { inventory });
+            self.send(AgentMessage::Inventory {
+                inventory: clamp(inventory),
+            });
         }
     }
 
@@ -166,6 +173,26 @@ impl AgentCtx {
     pub fn running(&self) -> usize {
         lock(&self.active).len()
     }
+}
+
+/// Fits an inventory within the hub's limits (255 characters per field, 64 addresses), so
+/// that a machine with an odd name or many addresses can still connect.
+fn clamp(mut inv: Inventory) -> Inventory {
+    for field in [
+        &mut inv.hostname,
+        &mut inv.os_name,
+        &mut inv.os_version,
+        &mut inv.arch,
+        &mut inv.agent_version,
+    ] {
+        *field = field.chars().filter(|c| !c.is_control()).take(255).collect();
+    }
+    if let Some(d) = &mut inv.domain {
+        *d = d.chars().filter(|c| !c.is_control()).take(255).collect();
+    }
+    inv.ips.retain(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    inv.ips.truncate(64);
+    inv
 }
 
 /// Keeps the agent connected until `shutdown` is cancelled.
@@ -204,6 +231,7 @@ pub async fn run(ctx: Arc<AgentCtx>, shutdown: CancellationToken) {
                     ms,
                     "hub is pacing admissions; coming back at the given slot"
                 );
+                let ms = ms.min(MAX_DEFERRAL_MS);
                 let jitter = fastrand::u64(0..=(ms / 10).clamp(1, 1000));
                 Duration::from_millis(ms + jitter)
             }
@@ -346,25 +374,37 @@ async fn poll_session(
         if retry_ws && started.elapsed() >= WS_RETRY_AFTER_FALLBACK {
             return SessionEnd::RetryWebSocket;
         }
-        let mut batch = Vec::new();
-        if hello {
-            batch.push(ctx.hello());
-        }
+        let mut pending = Vec::new();
         while let Ok(m) = rx.try_recv() {
-            batch.push(fit(ctx, m));
+            pending.push(fit(ctx, m));
+        }
+        let limit = ctx.max_message.load(Ordering::Relaxed) as usize / 2;
+        let mut parts = by_size(pending, limit).into_iter();
+        let mut batch = parts.next().unwrap_or_default();
+        if hello {
+            batch.insert(0, ctx.hello());
+        }
+        // What does not fit goes back in the queue, for the next request.
+        for m in parts.flatten() {
+            ctx.send(m);
         }
         let hold = if hello || ctx.poll_interval.is_some() {
             0
         } else {
             ctx.hold_secs
         };
-        let poll = ctx.http.poll(hold, &batch);
+        let session = (!hello).then(|| ctx.session_id.load(Ordering::Relaxed));
+        let poll = ctx.http.poll(hold, session, &batch);
         tokio::pin!(poll);
         let result = loop {
             tokio::select! {
                 r = &mut poll => break r,
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                Some(m) = rx.recv(), if !hello => side_request(ctx, m, &mut rx).await,
+                Some(m) = rx.recv(), if !hello => {
+                    if let Err(end) = side_request(ctx, m, &mut rx).await {
+                        return end;
+                    }
+                }
             }
         };
         match result {
@@ -376,45 +416,88 @@ async fn poll_session(
                 }
                 if let Some(every) = ctx.poll_interval {
                     // The first wait is random, so interval pollers do not move in step.
-                    let wait = if first { every.mul_f64(fastrand::f64()) } else { every };
+                    let wait = if first {
+                        every.mul_f64(fastrand::f64())
+                    } else {
+                        every
+                    };
                     let sleep = tokio::time::sleep(wait);
                     tokio::pin!(sleep);
                     loop {
                         tokio::select! {
                             _ = &mut sleep => break,
                             _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                            Some(m) = rx.recv() => side_request(ctx, m, &mut rx).await,
+                            Some(m) = rx.recv() => {
+                                if let Err(end) = side_request(ctx, m, &mut rx).await {
+                                    return end;
+                                }
+                            }
                         }
                     }
                 }
             }
-            Err(ClientError::Deferred(ms)) => return SessionEnd::Deferred(ms),
             Err(e) if e.code() == Some("session_required") => hello = true,
-            Err(e) if e.code() == Some("session_replaced") => return SessionEnd::Replaced,
-            Err(e) if e.is_auth() => return SessionEnd::Revoked(e.to_string()),
-            Err(e) => return SessionEnd::Lost(e.to_string()),
+            Err(e) => return poll_error(e),
         }
     }
 }
 
 /// Sends reports at once on a request of their own, instead of waiting for the held (or
 /// the next interval's) poll.
+///
+/// A failed side request ends the session: its reports (and whatever the hub put in the lost
+/// answer) are recovered by the next session, which the hub starts by re-sending every
+/// unfinished operation and the agent by repeating what it is running and has finished.
 async fn side_request(
     ctx: &Arc<AgentCtx>,
     first: AgentMessage,
     rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
-) {
+) -> Result<(), SessionEnd> {
     let mut side = vec![fit(ctx, first)];
     while let Ok(m) = rx.try_recv() {
         side.push(fit(ctx, m));
     }
-    match ctx.http.poll(0, &side).await {
-        Ok(msgs) => {
-            for m in msgs {
-                handle_value(ctx, m);
+    let session = Some(ctx.session_id.load(Ordering::Relaxed));
+    for batch in by_size(side, ctx.max_message.load(Ordering::Relaxed) as usize / 2) {
+        let msgs = ctx
+            .http
+            .poll(0, session, &batch)
+            .await
+            .map_err(poll_error)?;
+        for m in msgs {
+            handle_value(ctx, m);
+        }
+    }
+    Ok(())
+}
+
+/// Splits messages into requests of at most `limit` bytes each (a larger message travels
+/// alone; `fit` has already shrunk it below the hub's limit).
+fn by_size(messages: Vec<AgentMessage>, limit: usize) -> Vec<Vec<AgentMessage>> {
+    let mut out: Vec<Vec<AgentMessage>> = Vec::new();
+    let mut size = 0;
+    for m in messages {
+        let len = serde_json::to_vec(&m).map(|v| v.len()).unwrap_or(0);
+        match out.last_mut() {
+            Some(batch) if size + len <= limit => {
+                batch.push(m);
+                size += len;
+            }
+            _ => {
+                out.push(vec![m]);
+                size = len;
             }
         }
-        Err(e) => tracing::debug!(error = %e, "side request failed"),
+    }
+    out
+}
+
+fn poll_error(e: ClientError) -> SessionEnd {
+    match e {
+        ClientError::Deferred(ms) => SessionEnd::Deferred(ms),
+        e if e.code() == Some("session_replaced") => SessionEnd::Replaced,
+        e if e.is_auth() => SessionEnd::Revoked(e.to_string()),
+        e => SessionEnd::Lost(e.to_string()),
     }
 }
 
@@ -480,8 +563,20 @@ fn handle(ctx: &Arc<AgentCtx>, msg: HubMessage) -> Option<u32> {
         HubMessage::Welcome {
             ping_interval_secs,
             max_message_bytes,
+            session_id,
             ..
         } => {
+            ctx.session_id.store(session_id, Ordering::Relaxed);
+            // What this agent is doing and has done, said again on every new session: the
+            // hub answers a running operation it has closed meanwhile (cancelled while the
+            // device was away) with a cancel, and confirms results whose confirmation was lost.
+            let running: Vec<Uuid> = lock(&ctx.active).keys().copied().collect();
+            for op_id in running {
+                ctx.send(AgentMessage::Running { op_id });
+            }
+            for (op_id, outcome) in ctx.journal.unconfirmed() {
+                ctx.send(AgentMessage::Finished { op_id, outcome });
+            }
             ctx.max_message
                 .store(max_message_bytes.max(64 * 1024), Ordering::Relaxed);
             if !ctx.in_session.swap(true, Ordering::Relaxed) {
@@ -538,7 +633,19 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                 outcome: None,
                 updated_at: 0,
             }) {
+                // Without a journal entry a restart could run it twice; refuse instead.
                 tracing::error!(op = %op_id, error = %e, "cannot write the journal");
+                ctx.send(AgentMessage::Finished {
+                    op_id,
+                    outcome: OpOutcome {
+                        state: OutcomeState::Failed,
+                        exit_code: None,
+                        output: String::new(),
+                        error: format!("the agent cannot write its journal: {e}"),
+                        reboot_required: false,
+                    },
+                });
+                return;
             }
             ctx.send(AgentMessage::Received { op_id });
             let token = CancellationToken::new();

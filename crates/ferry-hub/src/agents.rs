@@ -30,6 +30,12 @@ use crate::AppState;
 use crate::store::{AgentWrite, DeviceAuthRow};
 use crate::time_util::now_ms;
 
+/// Frames waiting for one agent before its session is closed instead.
+pub const MAX_OUTBOX: usize = 10_000;
+/// Longest wait paced admission promises; beyond it, agents are told this (they come back
+/// and are paced again), so a flood of refused attempts cannot push slots out for hours.
+const MAX_PROMISE: Duration = Duration::from_secs(300);
+
 /// How a session reaches its agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -51,8 +57,18 @@ pub struct Session {
 }
 
 impl Session {
+    /// Queues a frame. An agent that lets more than [`MAX_OUTBOX`] frames pile up (it stopped
+    /// reading) loses its session instead of the hub's memory.
     pub fn push(&self, frame: Bytes) {
-        lock(&self.outbox).push_back(frame);
+        let overflow = {
+            let mut outbox = lock(&self.outbox);
+            outbox.push_back(frame);
+            outbox.len() > MAX_OUTBOX
+        };
+        if overflow {
+            lock(&self.outbox).clear();
+            self.request_close(1008, "the agent is not reading its messages");
+        }
         self.notify.notify_one();
     }
 
@@ -90,10 +106,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A report waiting for the writer, and whom to tell once it is committed.
+/// A report waiting for the writer, and the result to acknowledge once it is committed.
 struct Pending {
     write: AgentWrite,
-    ack: Option<(Arc<Session>, Uuid)>,
+    /// (device, operation): told `result_stored` on the device's session at that moment (the
+    /// one that carried the report may have been replaced since).
+    ack: Option<(Uuid, Uuid)>,
 }
 
 /// Generic cell rate algorithm with promised slots.
@@ -125,7 +143,7 @@ impl Admission {
             self.tat = tat + self.interval;
             return Ok(());
         }
-        let slot = self.promised.max(tat) + self.interval;
+        let slot = (self.promised.max(tat) + self.interval).min(now + MAX_PROMISE);
         self.promised = slot;
         Err(slot.duration_since(now))
     }
@@ -218,7 +236,10 @@ impl Agents {
     /// Removes the session if it is still the device's current one.
     pub fn close(&self, session: &Session) -> bool {
         let mut sessions = lock(&self.sessions);
-        if sessions.get(&session.device).is_some_and(|s| s.id == session.id) {
+        if sessions
+            .get(&session.device)
+            .is_some_and(|s| s.id == session.id)
+        {
             sessions.remove(&session.device);
             true
         } else {
@@ -266,8 +287,9 @@ impl Agents {
         sent
     }
 
-    /// Queues a report for the writer; `ack` is told `ResultStored` once it is committed.
-    pub fn record(&self, write: AgentWrite, ack: Option<(Arc<Session>, Uuid)>) {
+    /// Queues a report for the writer; `ack` (device, operation) is told `ResultStored` once
+    /// it is committed.
+    pub fn record(&self, write: AgentWrite, ack: Option<(Uuid, Uuid)>) {
         // The receiver lives as long as the hub; a send can only fail during shutdown, when
         // the agent will report again on its next session anyway.
         let _ = self.writes.send(Pending { write, ack });
@@ -306,12 +328,11 @@ impl Agents {
     // ----- operation versions (for live watching) -------------------------------------
 
     pub fn touch_ops(&self, ops: impl IntoIterator<Item = Uuid>) {
+        // One lock around read, update and publish, so versions never go backwards.
+        let mut versions = lock(&self.versions);
         let version = now_us().max(*self.op_clock.borrow() + 1);
-        {
-            let mut versions = lock(&self.versions);
-            for op in ops {
-                versions.insert(op, version);
-            }
+        for op in ops {
+            versions.insert(op, version);
         }
         self.op_clock.send_replace(version);
     }
@@ -376,8 +397,15 @@ pub async fn run_writer(state: AppState) {
         match state.store.apply_agent_batch(&writes).await {
             Ok(effect) => {
                 for p in batch.drain(..) {
-                    if let Some((session, op_id)) = p.ack {
+                    if let Some((device, op_id)) = p.ack
+                        && let Some(session) = state.agents.session(device)
+                    {
                         session.push_message(&HubMessage::ResultStored { op_id });
+                    }
+                }
+                for (device, op_id) in effect.stop {
+                    if let Some(session) = state.agents.session(device) {
+                        session.push_message(&HubMessage::Cancel { op_id });
                     }
                 }
                 if !effect.ops.is_empty() {
@@ -436,8 +464,7 @@ pub async fn run_sweeper(state: AppState) {
 /// Ends long-poll sessions whose agent stopped polling (WebSocket sessions end themselves).
 pub async fn run_poll_reaper(state: AppState) {
     let mut shutdown = state.shutdown.clone();
-    let stale_ms =
-        i64::from(state.config.max_hold_secs + 3 * state.config.agent_ping_secs) * 1000;
+    let stale_ms = i64::from(state.config.max_hold_secs + 3 * state.config.agent_ping_secs) * 1000;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -493,7 +520,10 @@ mod tests {
             first.close_requested().map(|c| c.0),
             Some(ferry_proto::agent::CLOSE_REPLACED)
         );
-        assert!(!agents.close(&first), "the old session no longer owns the device");
+        assert!(
+            !agents.close(&first),
+            "the old session no longer owns the device"
+        );
         assert_eq!(agents.session(device).map(|s| s.id), Some(second.id));
         assert!(agents.close(&second));
         assert!(!agents.is_online(device));

@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn an_empty_rule_matches_every_device() {
-        assert!(matches(&CollectionRule::default(), &inv("a", "Windows", None)));
+        assert!(matches(
+            &CollectionRule::default(),
+            &inv("a", "Windows", None)
+        ));
     }
 
     #[test]
@@ -127,7 +130,10 @@ mod tests {
         };
         assert!(matches(&rule, &inv("pc1", "Windows", Some("corp"))));
         assert!(!matches(&rule, &inv("pc1", "Windows", Some("lab"))));
-        assert!(!matches(&rule, &inv("pc1", "Debian GNU/Linux", Some("corp"))));
+        assert!(!matches(
+            &rule,
+            &inv("pc1", "Debian GNU/Linux", Some("corp"))
+        ));
     }
 
     #[test]

@@ -31,9 +31,9 @@ use crate::config::Synchronous;
 mod devices;
 mod ops;
 
+use crate::time_util::{from_ms, now_ms};
 pub use devices::{CatalogError, DeviceAuthRow, EnrollError};
 pub use ops::{AgentWrite, BatchEffect, OpError, OpInsert, OpSweep, RESULT_GRACE_MS};
-use crate::time_util::{from_ms, now_ms};
 
 /// Schema migrations, embedded in the binary, applied in order once each. A hand-rolled runner
 /// (one table, one loop) instead of sqlx's macro keeps the proc-macro stack out of the build.

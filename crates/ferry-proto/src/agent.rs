@@ -5,7 +5,7 @@
 //! JSON [`AgentMessage`] (agent → hub) or [`HubMessage`] (hub → agent). Where WebSockets are
 //! blocked, `POST /api/v1/agent/poll?hold=S` carries the same messages: the body is the agent's
 //! outgoing messages (a JSON array, possibly empty), the answer is the hub's (held up to `hold`
-//! seconds until there is one). Every session, on either transport, starts with
+//! seconds until there is one); every poll after the first carries `session=<session_id>`. Every session, on either transport, starts with
 //! [`AgentMessage::Hello`] and is answered with [`HubMessage::Welcome`].
 //!
 //! Delivery: the hub re-sends every unfinished operation of a device when a session starts, so
@@ -105,14 +105,24 @@ pub enum HubMessage {
         ping_interval_secs: u32,
         /// The largest message the hub accepts.
         max_message_bytes: u32,
+        /// This session's number: long polls carry it (`?session=`), so that a poll from a
+        /// process whose session was replaced is told so instead of joining the new one.
+        session_id: u64,
     },
     Operation(Assignment),
     /// Stop the operation if it is running; the hub has already recorded it as cancelled.
-    Cancel { op_id: Uuid },
+    Cancel {
+        op_id: Uuid,
+    },
     /// The result is committed; the agent may forget the operation.
-    ResultStored { op_id: Uuid },
+    ResultStored {
+        op_id: Uuid,
+    },
     /// A message could not be used; the session goes on.
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 /// Agent → hub.
@@ -124,11 +134,20 @@ pub enum AgentMessage {
         inventory: Inventory,
     },
     /// The operation is in the agent's journal (it will run or has run).
-    Received { op_id: Uuid },
-    Running { op_id: Uuid },
-    Finished { op_id: Uuid, outcome: OpOutcome },
+    Received {
+        op_id: Uuid,
+    },
+    Running {
+        op_id: Uuid,
+    },
+    Finished {
+        op_id: Uuid,
+        outcome: OpOutcome,
+    },
     /// The inventory changed during the session.
-    Inventory { inventory: Inventory },
+    Inventory {
+        inventory: Inventory,
+    },
 }
 
 /// `GET /api/v1/agent/policy`: the deployments assigned to the device's collections.

@@ -307,7 +307,7 @@ pub struct NewOperation {
     /// How long each device may run it (default depends on the kind).
     #[serde(default)]
     pub timeout_secs: Option<u32>,
-    /// Bytes of output kept per device and stream (default 64 KiB, at most 1 MiB).
+    /// Bytes of output kept per device and stream (default 64 KiB, at most 256 KiB).
     #[serde(default)]
     pub output_limit: Option<u32>,
     #[serde(default)]

@@ -9,9 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use ferry_agent::channel::{WsTarget, tls_config};
 use ferry_agent::client::{HubHttp, http_client};
-use ferry_agent::config::{
-    AgentConfig, CONFIG_FILE, TransportChoice, read_token, write_token,
-};
+use ferry_agent::config::{AgentConfig, CONFIG_FILE, TransportChoice, read_token, write_token};
 use ferry_agent::journal::Journal;
 use ferry_agent::runner::DeviceRunner;
 use ferry_agent::session::{self, AgentCtx};
@@ -170,7 +168,15 @@ pub async fn run_agent(data_dir: &Path) -> anyhow::Result<()> {
     let runner = Arc::new(DeviceRunner {
         exec: config.exec.clone(),
     });
-    let mut ctx = AgentCtx::new(token, http, ws, config.transport, inventory, journal, runner)?;
+    let mut ctx = AgentCtx::new(
+        token,
+        http,
+        ws,
+        config.transport,
+        inventory,
+        journal,
+        runner,
+    )?;
     ctx.hold_secs = config.hold_secs.clamp(1, 55);
     ctx.poll_interval = config
         .poll_interval_secs

@@ -90,7 +90,9 @@ impl Swarm {
     ) -> anyhow::Result<Swarm> {
         let chunks: Vec<&[String]> = tokens.chunks(per_process.max(1)).collect();
         let stats = Arc::new(Mutex::new(
-            (0..chunks.len()).map(|_| SwarmStats::default()).collect::<Vec<_>>(),
+            (0..chunks.len())
+                .map(|_| SwarmStats::default())
+                .collect::<Vec<_>>(),
         ));
         let mut children = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -130,7 +132,10 @@ impl Swarm {
                             if let Ok(id) = Uuid::parse_str(op) {
                                 s.ops.insert(
                                     id,
-                                    (o["n"].as_u64().unwrap_or(0), o["last_us"].as_i64().unwrap_or(0)),
+                                    (
+                                        o["n"].as_u64().unwrap_or(0),
+                                        o["last_us"].as_i64().unwrap_or(0),
+                                    ),
                                 );
                             }
                         }
@@ -175,7 +180,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  idle: hub RSS {:.1} MiB ({:.1} MiB before agents) = {:.1} KB per connection; hub CPU {:.2} % of one core",
-        r.hub_rss_idle_mib, r.hub_rss_before_mib, r.rss_per_conn_kb, r.idle_hub_cpu_percent_of_one_core
+        r.hub_rss_idle_mib,
+        r.hub_rss_before_mib,
+        r.rss_per_conn_kb,
+        r.idle_hub_cpu_percent_of_one_core
     );
     println!(
         "  one operation to all: delivered to all in {:.0} ms, all results stored in {:.0} ms",
@@ -229,7 +237,13 @@ async fn provision(
     }
     store.import_devices(&rows).await?;
     let all = store
-        .create_collection("bench", Uuid::new_v4(), "all", Some(&CollectionRule::default()), &[])
+        .create_collection(
+            "bench",
+            Uuid::new_v4(),
+            "all",
+            Some(&CollectionRule::default()),
+            &[],
+        )
         .await?;
     let base_ids: Vec<Uuid> = rows.iter().take(baseline).map(|r| r.0).collect();
     let base = store
@@ -256,7 +270,10 @@ async fn wait_connected(hub: &crate::bench::Hub, n: i64, limit: Duration) -> any
             return Ok(());
         }
         if started.elapsed() > limit {
-            bail!("only {c} of {n} agents connected after {} s", limit.as_secs());
+            bail!(
+                "only {c} of {n} agents connected after {} s",
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -347,11 +364,15 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
     let connect_started = Instant::now();
     let swarm = Swarm::start(dir, &hub.url, &tokens, args.per_process, None, &tls.ca_cert).await?;
     let load_processes = swarm.children.len();
-    let connect_limit = Duration::from_secs(120 + (n as u64) / u64::from(args.admission_rate.max(1)));
+    let connect_limit =
+        Duration::from_secs(120 + (n as u64) / u64::from(args.admission_rate.max(1)));
     wait_connected(&hub, n as i64, connect_limit).await?;
     let connect_secs = connect_started.elapsed().as_secs_f64();
 
-    eprintln!("all connected in {connect_secs:.1} s; idling {} s…", args.idle_secs);
+    eprintln!(
+        "all connected in {connect_secs:.1} s; idling {} s…",
+        args.idle_secs
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_start = ProcStat::read(hub.pid)?;
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
@@ -382,7 +403,14 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
         wait_connected(&hub, base_n as i64, Duration::from_secs(120)).await?;
         // Let the random first waits play out, so pollers are spread over the interval.
         tokio::time::sleep(Duration::from_secs(args.baseline_interval)).await;
-        (bd, br) = fan_out(&hub, &swarm, baseline, base_n as u64, Duration::from_secs(300)).await?;
+        (bd, br) = fan_out(
+            &hub,
+            &swarm,
+            baseline,
+            base_n as u64,
+            Duration::from_secs(300),
+        )
+        .await?;
         swarm.stop().await;
     }
 

@@ -82,7 +82,14 @@ async fn steps(
     for name in AGENTS {
         let agent_dir = dir.join("agents").join(name);
         let out = tokio::process::Command::new(&exe)
-            .args(["agent", "enroll", "--hub", &client.base, "--secret", &secret.secret])
+            .args([
+                "agent",
+                "enroll",
+                "--hub",
+                &client.base,
+                "--secret",
+                &secret.secret,
+            ])
             .args(["--hostname", name, "--data-dir"])
             .arg(&agent_dir)
             .arg("--ca-cert")
@@ -147,7 +154,10 @@ async fn wait_online(client: &AdminClient, collection: Uuid) -> anyhow::Result<(
                 "all {online} devices are online and in \"Demo PCs\" ({})",
                 devices
                     .iter()
-                    .map(|d| format!("{} {} {}", d.inventory.hostname, d.inventory.os_name, d.inventory.os_version))
+                    .map(|d| format!(
+                        "{} {} {}",
+                        d.inventory.hostname, d.inventory.os_name, d.inventory.os_version
+                    ))
                     .collect::<Vec<_>>()
                     .join("; ")
             ));
@@ -191,7 +201,10 @@ async fn operation(
     let mut since = 0;
     let done = loop {
         let w: OpWatch = client
-            .get(&format!("/api/v1/ops/{}/watch?since={since}&hold=20", started.id))
+            .get(&format!(
+                "/api/v1/ops/{}/watch?since={since}&hold=20",
+                started.id
+            ))
             .await?;
         if w.version != since {
             let c = &w.operation.counts;
@@ -218,7 +231,12 @@ async fn operation(
         .await
         .context("reading results")?;
     for r in results {
-        let text = r.output.as_deref().filter(|o| !o.is_empty()).or(r.error.as_deref()).unwrap_or("");
+        let text = r
+            .output
+            .as_deref()
+            .filter(|o| !o.is_empty())
+            .or(r.error.as_deref())
+            .unwrap_or("");
         let first = text.lines().next().unwrap_or("");
         let found = text.lines().find(|l| l.contains("FOUND")).unwrap_or("");
         say(&format!(

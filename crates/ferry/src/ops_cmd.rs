@@ -9,9 +9,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use ferry_proto::ops::{
     Collection, CollectionRule, CreatedEnrollmentSecret, Deployment, DeploymentAction, Detection,
-    Device, EnrollmentSecret, MembershipChange, NewCollection, NewDeployment,
-    NewEnrollmentSecret, NewOperation, OnInterrupt, OpCounts, OpRequest, OpWatch, Operation,
-    TargetResult, UpdateDevice,
+    Device, EnrollmentSecret, MembershipChange, NewCollection, NewDeployment, NewEnrollmentSecret,
+    NewOperation, OnInterrupt, OpCounts, OpRequest, OpWatch, Operation, TargetResult, UpdateDevice,
 };
 use uuid::Uuid;
 
@@ -506,9 +505,7 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
             watch,
             hub,
         } => {
-            let need_package = || {
-                package.context("this kind of operation needs --package")
-            };
+            let need_package = || package.context("this kind of operation needs --package");
             let op = match kind {
                 Kind::RequestMachinePolicy => OpRequest::RequestMachinePolicy,
                 Kind::FullAvScan => OpRequest::FullAvScan,
@@ -684,7 +681,11 @@ async fn print_results(client: &AdminClient, id: Uuid, state: Option<&str>) -> a
             format!("{:?}", r.state).to_lowercase(),
             r.exit_code.map_or("-".to_owned(), |c| c.to_string()),
             first_line(r.output.as_deref().or(r.error.as_deref()).unwrap_or("")),
-            if r.reboot_required { "  (restart required)" } else { "" }
+            if r.reboot_required {
+                "  (restart required)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

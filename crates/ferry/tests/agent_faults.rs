@@ -41,12 +41,16 @@ fn inventory(hostname: &str) -> Value {
 async fn raw_session(hub: &TestHub, token: &str, hostname: &str) -> Ws {
     let addr = hub.url.trim_start_matches("http://");
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("ws://{addr}/api/v1/agent/ws").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}/api/v1/agent/ws")
+        .into_client_request()
+        .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
     let hello = json!({"type": "hello", "protocol": 1, "inventory": inventory(hostname)});
-    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
     let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome");
     ws
@@ -72,13 +76,21 @@ async fn malformed_and_binary_frames_get_an_error_and_the_session_goes_on() {
     let mut ws = raw_session(&hub, &token, "raw-1").await;
     ws.send(Message::Text("{not json".into())).await.unwrap();
     let e = next_json(&mut ws).await;
-    assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("bad_message")));
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("bad_message"))
+    );
     ws.send(Message::Text(r#"{"type":"launch_missiles"}"#.into()))
         .await
         .unwrap();
     let e = next_json(&mut ws).await;
-    assert!(e["message"].as_str().unwrap().contains("launch_missiles"), "{e}");
-    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert!(
+        e["message"].as_str().unwrap().contains("launch_missiles"),
+        "{e}"
+    );
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ws).await["code"], "bad_message");
     // Still the device's live session: an operation arrives on it.
     let op = hub
@@ -122,9 +134,14 @@ async fn results_are_acknowledged_once_stored_and_a_repeat_is_acknowledged_too()
     let finished = json!({"type": "finished", "op_id": op.id,
                           "outcome": {"state": "succeeded", "exit_code": 0, "output": "done"}});
     for _ in 0..2 {
-        ws.send(Message::Text(finished.to_string().into())).await.unwrap();
+        ws.send(Message::Text(finished.to_string().into()))
+            .await
+            .unwrap();
         let ack = next_json(&mut ws).await;
-        assert_eq!((ack["type"].as_str(), ack["op_id"].as_str()), (Some("result_stored"), Some(op.id.to_string().as_str())));
+        assert_eq!(
+            (ack["type"].as_str(), ack["op_id"].as_str()),
+            (Some("result_stored"), Some(op.id.to_string().as_str()))
+        );
     }
     let op = hub.op(op.id).await;
     assert_eq!((op.counts.succeeded, op.counts.total), (1, 1));
@@ -141,7 +158,9 @@ async fn a_device_cannot_report_on_another_devices_operation() {
         .await;
     let forged = json!({"type": "finished", "op_id": op.id,
                         "outcome": {"state": "succeeded", "output": "forged"}});
-    ws.send(Message::Text(forged.to_string().into())).await.unwrap();
+    ws.send(Message::Text(forged.to_string().into()))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "result_stored");
     let op = hub.op(op.id).await;
     assert_eq!((op.counts.offline, op.counts.succeeded), (1, 0));
@@ -152,15 +171,37 @@ async fn operations_with_unknown_kinds_or_no_targets_are_refused_and_nothing_is_
     let hub = TestHub::start("").await;
     let (device, _) = enroll(&hub, "d1").await;
     let post = |body: Value| {
-        hub.admin(reqwest::Method::POST, "/api/v1/ops").json(&body).send()
+        hub.admin(reqwest::Method::POST, "/api/v1/ops")
+            .json(&body)
+            .send()
     };
     let cases = [
-        (json!({"op": {"kind": "format_disk"}, "devices": [device]}), 400, "format_disk"),
+        (
+            json!({"op": {"kind": "format_disk"}, "devices": [device]}),
+            400,
+            "format_disk",
+        ),
         (json!({"op": {"kind": "quick_av_scan"}}), 400, "no_targets"),
-        (json!({"op": {"kind": "quick_av_scan"}, "devices": [Uuid::new_v4()]}), 422, "unknown_reference"),
-        (json!({"op": {"kind": "run_script", "script": ""}, "devices": [device]}), 400, "invalid_operation"),
-        (json!({"op": {"kind": "install", "package_id": Uuid::new_v4()}, "devices": [device]}), 422, "unknown_reference"),
-        (json!({"op": {"kind": "quick_av_scan"}, "devices": [device], "output_limit": 10}), 400, "invalid_output_limit"),
+        (
+            json!({"op": {"kind": "quick_av_scan"}, "devices": [Uuid::new_v4()]}),
+            422,
+            "unknown_reference",
+        ),
+        (
+            json!({"op": {"kind": "run_script", "script": ""}, "devices": [device]}),
+            400,
+            "invalid_operation",
+        ),
+        (
+            json!({"op": {"kind": "install", "package_id": Uuid::new_v4()}, "devices": [device]}),
+            422,
+            "unknown_reference",
+        ),
+        (
+            json!({"op": {"kind": "quick_av_scan"}, "devices": [device], "output_limit": 10}),
+            400,
+            "invalid_output_limit",
+        ),
     ];
     for (body, status, needle) in cases {
         let r = post(body.clone()).await.unwrap();
@@ -199,7 +240,11 @@ async fn agent_routes_refuse_admin_tokens_and_admin_routes_refuse_device_tokens(
     assert_eq!(r.status(), 401);
     let r = hub
         .http
-        .get(format!("{}/api/v1/agent/packages/{}/content", hub.url, Uuid::new_v4()))
+        .get(format!(
+            "{}/api/v1/agent/packages/{}/content",
+            hub.url,
+            Uuid::new_v4()
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -250,7 +295,15 @@ async fn an_expired_or_used_up_enrolment_secret_is_refused_with_its_reason() {
     let secret = create(json!({"name": "gone", "expires_in_secs": 1})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let out = std::process::Command::new(FERRY)
-        .args(["agent", "enroll", "--hub", &hub.url, "--secret", &secret, "--data-dir"])
+        .args([
+            "agent",
+            "enroll",
+            "--hub",
+            &hub.url,
+            "--secret",
+            &secret,
+            "--data-dir",
+        ])
         .arg(hub.dir.path().join("cli-agent"))
         .output()
         .unwrap();
@@ -269,21 +322,33 @@ async fn a_hub_restarted_under_1000_agents_readmits_them_at_the_paced_rate_and_l
     // Provision the devices straight in the store (enrolling 1,000 through the API is not
     // what this test is about), then restart the hub onto them.
     hub.kill9();
-    let key = ferry_hub::secrets::ServerKey::load_or_create(&hub.data_dir().join("hub.key")).unwrap();
-    let store = ferry_hub::store::Store::open(&hub.data_dir(), ferry_hub::config::Synchronous::Full)
-        .await
-        .unwrap();
+    let key =
+        ferry_hub::secrets::ServerKey::load_or_create(&hub.data_dir().join("hub.key")).unwrap();
+    let store =
+        ferry_hub::store::Store::open(&hub.data_dir(), ferry_hub::config::Synchronous::Full)
+            .await
+            .unwrap();
     let mut tokens = Vec::new();
     let mut rows = Vec::new();
     for i in 0..N {
         let id = Uuid::new_v4();
         let secret = ferry_hub::secrets::generate_secret();
         tokens.push(format!("{id}:{secret}"));
-        rows.push((id, key.hash(&secret), serde_json::from_value(inventory(&format!("sim-{i}"))).unwrap()));
+        rows.push((
+            id,
+            key.hash(&secret),
+            serde_json::from_value(inventory(&format!("sim-{i}"))).unwrap(),
+        ));
     }
     store.import_devices(&rows).await.unwrap();
     let all = store
-        .create_collection("test", Uuid::new_v4(), "all", Some(&Default::default()), &[])
+        .create_collection(
+            "test",
+            Uuid::new_v4(),
+            "all",
+            Some(&Default::default()),
+            &[],
+        )
         .await
         .unwrap();
     store.close().await;
@@ -300,20 +365,32 @@ async fn a_hub_restarted_under_1000_agents_readmits_them_at_the_paced_rate_and_l
     wait_metric(&hub, "ferry_agents_connected", N as f64).await;
 
     let op = hub
-        .start_op(json!({"op": {"kind": "run_script", "script": "exit 0"}, "collections": [all.id]}))
+        .start_op(
+            json!({"op": {"kind": "run_script", "script": "exit 0"}, "collections": [all.id]}),
+        )
         .await;
     hub.restart().await; // SIGKILL, then start again
     let readmit = Instant::now();
     wait_metric(&hub, "ferry_agents_connected", N as f64).await;
     let took = readmit.elapsed();
     let deferred = hub.metric("ferry_agent_sessions_deferred_total").await;
-    let op = hub.wait_op(op.id, Duration::from_secs(60), |o| o.counts.finished()).await;
+    let op = hub
+        .wait_op(op.id, Duration::from_secs(60), |o| o.counts.finished())
+        .await;
     let _ = swarm.kill();
     let _ = swarm.wait();
     assert!(deferred > 0.0, "paced admission never deferred anyone");
     // 50 at once, then 200/s: 950 more take at least 4.75 s.
-    assert!(took >= Duration::from_secs(4), "readmitted too fast: {took:?}");
-    assert_eq!((op.counts.total, op.counts.succeeded), (N as u64, N as u64), "{:?}", op.counts);
+    assert!(
+        took >= Duration::from_secs(4),
+        "readmitted too fast: {took:?}"
+    );
+    assert_eq!(
+        (op.counts.total, op.counts.succeeded),
+        (N as u64, N as u64),
+        "{:?}",
+        op.counts
+    );
 }
 
 async fn wait_metric(hub: &TestHub, name: &str, value: f64) {
@@ -329,4 +406,92 @@ async fn wait_metric(hub: &TestHub, name: &str, value: f64) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn an_operation_cancelled_while_its_device_was_away_is_stopped_when_it_returns() {
+    let hub = TestHub::start("").await;
+    let (device, token) = enroll(&hub, "away-1").await;
+    let mut ws = raw_session(&hub, &token, "away-1").await;
+    let op = hub
+        .start_op(json!({"op": {"kind": "run_script", "script": "sleep 600"}, "devices": [device]}))
+        .await;
+    assert_eq!(next_json(&mut ws).await["type"], "operation");
+    let running = json!({"type": "running", "op_id": op.id}).to_string();
+    ws.send(Message::Text(running.clone().into())).await.unwrap();
+    hub.wait_op(op.id, Duration::from_secs(10), |o| o.counts.running == 1).await;
+    drop(ws);
+    hub.wait_online(device, false).await;
+    let r = hub
+        .admin(reqwest::Method::POST, &format!("/api/v1/ops/{}/cancel", op.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Back again, still running it: the hub says stop.
+    let mut ws = raw_session(&hub, &token, "away-1").await;
+    ws.send(Message::Text(running.into())).await.unwrap();
+    let m = next_json(&mut ws).await;
+    assert_eq!((m["type"].as_str(), m["op_id"].as_str()), (Some("cancel"), Some(op.id.to_string().as_str())));
+}
+
+#[tokio::test]
+async fn a_poll_from_a_replaced_session_is_told_so_instead_of_joining_the_new_one() {
+    let hub = TestHub::start("").await;
+    let (_, token) = enroll(&hub, "poll-1").await;
+    let hello = json!([{"type": "hello", "protocol": 1, "inventory": inventory("poll-1")}]);
+    let poll = |query: String, body: Value| {
+        hub.http
+            .post(format!("{}/api/v1/agent/poll?hold=0{query}", hub.url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let first: Value = poll(String::new(), hello.clone()).await.unwrap().json().await.unwrap();
+    let first_id = first[0]["session_id"].as_u64().unwrap();
+    let second: Value = poll(String::new(), hello).await.unwrap().json().await.unwrap();
+    let second_id = second[0]["session_id"].as_u64().unwrap();
+    assert_ne!(first_id, second_id);
+    let r = poll(format!("&session={first_id}"), json!([])).await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("session_replaced"));
+    let r = poll(format!("&session={second_id}"), json!([])).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn stored_output_is_cut_at_the_operations_output_limit() {
+    let hub = TestHub::start("").await;
+    let (device, token) = enroll(&hub, "out-1").await;
+    let mut ws = raw_session(&hub, &token, "out-1").await;
+    let op = hub
+        .start_op(json!({"op": {"kind": "run_script", "script": "true"}, "devices": [device], "output_limit": 1024}))
+        .await;
+    assert_eq!(next_json(&mut ws).await["type"], "operation");
+    let finished = json!({"type": "finished", "op_id": op.id,
+                          "outcome": {"state": "succeeded", "output": "y".repeat(100_000)}});
+    ws.send(Message::Text(finished.to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "result_stored");
+    let r = &hub.op_results(op.id).await[0];
+    assert_eq!(r.output.as_deref().map(str::len), Some(1024));
+}
+
+#[tokio::test]
+async fn a_session_that_sends_only_garbage_is_closed_after_a_hundred_unreadable_messages() {
+    let hub = TestHub::start("").await;
+    let (_, token) = enroll(&hub, "junk-1").await;
+    let mut ws = raw_session(&hub, &token, "junk-1").await;
+    for _ in 0..150 {
+        if ws.send(Message::Text("junk".into())).await.is_err() {
+            break;
+        }
+    }
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Message::Close(frame) = msg {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1008));
 }

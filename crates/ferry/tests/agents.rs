@@ -45,7 +45,10 @@ async fn a_script_runs_on_a_connected_agent_with_its_arguments_verbatim_and_its_
     assert_eq!(op.counts.failed, 1, "exit 3 is a failure");
     let r = &hub.op_results(op.id).await[0];
     assert_eq!(r.exit_code, Some(3));
-    assert_eq!(r.output.as_deref(), Some("a b|$(touch /tmp/ferry-pwned)|'q'|"));
+    assert_eq!(
+        r.output.as_deref(),
+        Some("a b|$(touch /tmp/ferry-pwned)|'q'|")
+    );
     assert_eq!(r.hostname, "pc-0002");
 }
 
@@ -54,13 +57,18 @@ async fn an_operation_for_an_offline_device_waits_and_is_delivered_when_it_conne
     let hub = TestHub::start("").await;
     let mut agent = hub.enroll_agent("pc-0003", |_| {}).await;
     let op = hub
-        .start_op(json!({"op": {"kind": "run_script", "script": "echo late"}, "devices": [agent.device]}))
+        .start_op(
+            json!({"op": {"kind": "run_script", "script": "echo late"}, "devices": [agent.device]}),
+        )
         .await;
     assert_eq!(op.counts.offline, 1);
     agent.start();
     let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
     assert_eq!(op.counts.succeeded, 1);
-    assert_eq!(hub.op_results(op.id).await[0].output.as_deref(), Some("late\n"));
+    assert_eq!(
+        hub.op_results(op.id).await[0].output.as_deref(),
+        Some("late\n")
+    );
 }
 
 #[tokio::test]
@@ -100,10 +108,16 @@ async fn an_agent_killed_mid_script_ends_failed_and_the_script_is_not_run_again(
     assert_eq!(op.counts.failed, 1);
     let r = &hub.op_results(op.id).await[0];
     assert!(
-        r.error.as_deref().unwrap_or("").contains("stopped while this operation was running"),
+        r.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("stopped while this operation was running"),
         "{r:?}"
     );
-    assert_eq!(std::fs::read_to_string(&counter).unwrap().lines().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -129,7 +143,10 @@ async fn an_interrupted_operation_whose_policy_is_rerun_runs_again_after_the_age
     agent.start();
     let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
     assert_eq!(op.counts.succeeded, 1);
-    assert_eq!(std::fs::read_to_string(&counter).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -149,7 +166,10 @@ async fn a_cancelled_operation_stops_the_running_script() {
         .await;
     wait_file(&started, LIMIT).await;
     let r = hub
-        .admin(reqwest::Method::POST, &format!("/api/v1/ops/{}/cancel", op.id))
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/ops/{}/cancel", op.id),
+        )
         .send()
         .await
         .unwrap();
@@ -170,7 +190,11 @@ async fn a_device_token_used_by_a_second_process_closes_the_first_session() {
     second.start();
     let started = std::time::Instant::now();
     while !first.log().contains("same device token") {
-        assert!(started.elapsed() < LIMIT, "first agent never told: {}", first.log());
+        assert!(
+            started.elapsed() < LIMIT,
+            "first agent never told: {}",
+            first.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The newer session holds the device; the older process pauses instead of fighting.
@@ -196,7 +220,10 @@ async fn the_long_poll_transport_delivers_operations_and_results() {
         .await;
     let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
     assert_eq!(op.counts.succeeded, 1);
-    assert_eq!(hub.op_results(op.id).await[0].output.as_deref(), Some("polled\n"));
+    assert_eq!(
+        hub.op_results(op.id).await[0].output.as_deref(),
+        Some("polled\n")
+    );
 }
 
 #[tokio::test]
@@ -223,14 +250,20 @@ async fn a_disabled_device_is_disconnected_and_refused_until_enabled() {
     agent.start();
     hub.wait_online(agent.device, true).await;
     let patch = |enabled: bool| {
-        hub.admin(reqwest::Method::PATCH, &format!("/api/v1/devices/{}", agent.device))
-            .json(&json!({"enabled": enabled}))
-            .send()
+        hub.admin(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/devices/{}", agent.device),
+        )
+        .json(&json!({"enabled": enabled}))
+        .send()
     };
     assert_eq!(patch(false).await.unwrap().status(), 200);
     hub.wait_online(agent.device, false).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!hub.device(agent.device).await.online, "a disabled device got back in");
+    assert!(
+        !hub.device(agent.device).await.online,
+        "a disabled device got back in"
+    );
     assert_eq!(patch(true).await.unwrap().status(), 200);
     hub.wait_online(agent.device, true).await;
 }
@@ -266,7 +299,9 @@ async fn a_quick_av_scan_runs_clamav_and_reports_the_planted_file() {
     let op = hub
         .start_op(json!({"op": {"kind": "quick_av_scan"}, "devices": [agent.device]}))
         .await;
-    let op = hub.wait_op(op.id, Duration::from_secs(120), |o| o.counts.finished()).await;
+    let op = hub
+        .wait_op(op.id, Duration::from_secs(120), |o| o.counts.finished())
+        .await;
     let r = &hub.op_results(op.id).await[0];
     assert_eq!(op.counts.succeeded, 1, "{r:?}");
     assert_eq!(r.exit_code, Some(1));
@@ -317,7 +352,10 @@ async fn request_machine_policy_installs_a_deployed_package_once_and_then_finds_
     let package = hub.upload_package(zip).await;
     let package_id = package["id"].as_str().unwrap().to_owned();
     let r = hub
-        .admin(reqwest::Method::PATCH, &format!("/api/v1/packages/{package_id}"))
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/packages/{package_id}"),
+        )
         .json(&json!({"metadata": {"install_command": "sh install.sh"}}))
         .send()
         .await
@@ -335,25 +373,40 @@ async fn request_machine_policy_installs_a_deployed_package_once_and_then_finds_
     assert_eq!(collection["member_count"], 1);
     let r = hub
         .admin(reqwest::Method::POST, "/api/v1/deployments")
-        .json(&json!({"package_id": package_id, "collection_id": collection["id"],
-                      "action": "install", "detection": {"file": marker.to_str().unwrap()}}))
+        .json(
+            &json!({"package_id": package_id, "collection_id": collection["id"],
+                      "action": "install", "detection": {"file": marker.to_str().unwrap()}}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     agent.start();
     hub.wait_online(agent.device, true).await;
-    let policy = json!({"op": {"kind": "request_machine_policy"}, "collections": [collection["id"]]});
+    let policy =
+        json!({"op": {"kind": "request_machine_policy"}, "collections": [collection["id"]]});
     let op = hub.start_op(policy.clone()).await;
     let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
     let r = &hub.op_results(op.id).await[0];
     assert_eq!(op.counts.succeeded, 1, "{r:?}\n{}", agent.log());
-    assert!(r.output.as_deref().unwrap_or("").contains("installed (exit 0)"), "{r:?}");
+    assert!(
+        r.output
+            .as_deref()
+            .unwrap_or("")
+            .contains("installed (exit 0)"),
+        "{r:?}"
+    );
     assert!(marker.exists());
     let again = hub.start_op(policy).await;
     let again = hub.wait_op(again.id, LIMIT, |o| o.counts.finished()).await;
     let r = &hub.op_results(again.id).await[0];
-    assert!(r.output.as_deref().unwrap_or("").contains("already installed"), "{r:?}");
+    assert!(
+        r.output
+            .as_deref()
+            .unwrap_or("")
+            .contains("already installed"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -411,6 +464,9 @@ async fn an_agent_answers_a_result_with_failure_when_its_script_exceeds_the_time
     let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
     assert_eq!(op.counts.failed, 1);
     let r = &hub.op_results(op.id).await[0];
-    assert!(r.error.as_deref().unwrap_or("").contains("timed out"), "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("timed out"),
+        "{r:?}"
+    );
     let _ = OutcomeState::Failed;
 }

@@ -33,10 +33,14 @@ use crate::time_util::now_ms;
 
 /// How long a new WebSocket may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The WebSocket read buffer per connection. Agent messages are small except results; a
-/// larger message grows the buffer for its duration only. (tungstenite's default, 128 KiB,
-/// would cost 2.5 GiB for 20,000 idle agents.)
+/// The WebSocket read buffer per connection. Agent messages are small except results.
+/// (tungstenite's default, 128 KiB, would cost 2.5 GiB for 20,000 idle agents.)
 const WS_READ_BUFFER: usize = 4 * 1024;
+// (tungstenite keeps a grown read buffer after a large message; a session that sent a big
+// result holds that memory until it reconnects. Results are capped at 2 × 256 KiB of output.)
+
+/// Unreadable messages a session survives; past this the agent is broken or hostile.
+const MAX_BAD_MESSAGES: u32 = 100;
 
 /// Longest inventory string field, and most addresses kept.
 const MAX_FIELD: usize = 255;
@@ -55,14 +59,23 @@ pub fn validate_inventory(inv: &Inventory) -> Result<()> {
         if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
             return Err(Error::bad(
                 "invalid_inventory",
-                format!("inventory field `{name}` must be at most {MAX_FIELD} printable characters"),
+                format!(
+                    "inventory field `{name}` must be at most {MAX_FIELD} printable characters"
+                ),
             ));
         }
     }
     if inv.hostname.trim().is_empty() {
-        return Err(Error::bad("invalid_inventory", "inventory `hostname` is empty"));
+        return Err(Error::bad(
+            "invalid_inventory",
+            "inventory `hostname` is empty",
+        ));
     }
-    if inv.ips.len() > MAX_IPS || inv.ips.iter().any(|ip| ip.parse::<std::net::IpAddr>().is_err())
+    if inv.ips.len() > MAX_IPS
+        || inv
+            .ips
+            .iter()
+            .any(|ip| ip.parse::<std::net::IpAddr>().is_err())
     {
         return Err(Error::bad(
             "invalid_inventory",
@@ -136,7 +149,11 @@ pub async fn rotate_token(
     let secret = generate_secret();
     state
         .store
-        .set_device_token(&format!("device:{}", device.id), device.id, &state.key.hash(&secret))
+        .set_device_token(
+            &format!("device:{}", device.id),
+            device.id,
+            &state.key.hash(&secret),
+        )
         .await?;
     state.agents.revoke(device.id);
     Ok(Json(TokenResponse {
@@ -166,12 +183,13 @@ pub async fn package_content(
 
 // ----- the session -----------------------------------------------------------------------
 
-fn welcome(state: &AppState, device: Uuid) -> HubMessage {
+fn welcome(state: &AppState, session: &Session) -> HubMessage {
     HubMessage::Welcome {
         protocol: AGENT_PROTOCOL,
-        device_id: device,
+        device_id: session.device,
         ping_interval_secs: state.config.agent_ping_secs,
         max_message_bytes: state.config.agent_max_message_bytes,
+        session_id: session.id,
     }
 }
 
@@ -187,7 +205,7 @@ async fn start_session(
     let session = state.agents.open(device, transport);
     state.agents.note_inventory(device, inventory);
     state.agents.note_seen(device, Some(addr));
-    session.push_message(&welcome(state, device));
+    session.push_message(&welcome(state, &session));
     match state.store.open_assignments(device).await {
         Ok(assignments) => {
             for a in assignments {
@@ -229,7 +247,7 @@ fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMessage) {
                 device,
                 outcome,
             },
-            Some((session.clone(), op_id)),
+            Some((device, op_id)),
         ),
         AgentMessage::Inventory { inventory } => match validate_inventory(&inventory) {
             Ok(()) => state.agents.note_inventory(device, inventory),
@@ -238,13 +256,20 @@ fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMessage) {
     }
 }
 
-fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) {
+/// Handles one text frame; `false` if it could not be read.
+fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) -> bool {
     match serde_json::from_str::<AgentMessage>(text) {
-        Ok(msg) => handle_message(state, session, msg),
-        Err(e) => session.push_message(&error_frame(
-            "bad_message",
-            format!("unreadable message (the session goes on): {e}"),
-        )),
+        Ok(msg) => {
+            handle_message(state, session, msg);
+            true
+        }
+        Err(e) => {
+            session.push_message(&error_frame(
+                "bad_message",
+                format!("unreadable message (the session goes on): {e}"),
+            ));
+            false
+        }
     }
 }
 
@@ -253,7 +278,10 @@ pub async fn ws(
     device: DeviceAuth,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
-    upgrade: std::result::Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> Result<Response> {
     let upgrade = upgrade.map_err(|e| Error::bad("not_a_websocket", e.body_text()))?;
     if *state.shutdown.borrow() {
@@ -297,7 +325,8 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
             inventory,
         }) if protocol == AGENT_PROTOCOL => inventory,
         Ok(AgentMessage::Hello { protocol, .. }) => {
-            let reason = format!("agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})");
+            let reason =
+                format!("agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})");
             let _ = socket.send(close_frame(1008, &reason)).await;
             return;
         }
@@ -318,7 +347,15 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
     let check = tokio::time::sleep(Duration::from_millis(idle_limit_ms as u64));
     tokio::pin!(check);
     let mut shutdown = state.shutdown.clone();
+    let send_limit = Duration::from_millis(ping_ms as u64);
+    let mut bad = 0u32;
     loop {
+        if bad > MAX_BAD_MESSAGES {
+            let _ = socket
+                .send(close_frame(1008, "too many unreadable messages"))
+                .await;
+            break;
+        }
         tokio::select! {
             biased;
             _ = session.notify.notified() => {
@@ -328,11 +365,14 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
                 }
                 let mut ok = true;
                 for frame in session.drain() {
-                    if let Some(msg) = text_frame(frame)
-                        && socket.send(msg).await.is_err()
-                    {
-                        ok = false;
-                        break;
+                    let Some(msg) = text_frame(frame) else { continue };
+                    // An agent that stops reading must not hold this task forever.
+                    match tokio::time::timeout(send_limit, socket.send(msg)).await {
+                        Ok(Ok(())) => {}
+                        _ => {
+                            ok = false;
+                            break;
+                        }
                     }
                 }
                 if !ok {
@@ -342,10 +382,13 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     session.heard();
-                    handle_text(&state, &session, text.as_str());
+                    if !handle_text(&state, &session, text.as_str()) {
+                        bad += 1;
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     session.heard();
+                    bad += 1;
                     session.push_message(&error_frame(
                         "bad_message",
                         "binary frames are not used; send JSON text frames",
@@ -391,6 +434,8 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
 pub struct PollQuery {
     /// Seconds to wait for a message when there is none (0–`max_hold_secs`).
     hold: Option<u32>,
+    /// The session the agent was welcomed into (absent on the poll that says hello).
+    session: Option<u64>,
 }
 
 /// `POST /api/v1/agent/poll?hold=S`: the long-poll transport. The body is the agent's
@@ -408,11 +453,16 @@ pub async fn poll(
         .min(state.config.max_hold_secs);
     let mut messages = messages.into_iter().peekable();
     let session = match messages.peek() {
-        Some(AgentMessage::Hello { protocol, inventory }) => {
+        Some(AgentMessage::Hello {
+            protocol,
+            inventory,
+        }) => {
             if *protocol != AGENT_PROTOCOL {
                 return Err(Error::bad(
                     "unsupported_protocol",
-                    format!("agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})"),
+                    format!(
+                        "agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})"
+                    ),
                 ));
             }
             validate_inventory(inventory)?;
@@ -425,15 +475,25 @@ pub async fn poll(
             };
             start_session(&state, device.id, addr, Transport::LongPoll, inventory).await
         }
-        _ => state
-            .agents
-            .session(device.id)
-            .filter(|s| s.transport == Transport::LongPoll)
-            .ok_or(Error::Conflict {
-                code: "session_required",
-                message: "no session for this device on this hub: start one with a hello message"
-                    .into(),
-            })?,
+        _ => {
+            let current = state
+                .agents
+                .session(device.id)
+                .filter(|s| s.transport == Transport::LongPoll)
+                .ok_or(Error::Conflict {
+                    code: "session_required",
+                    message:
+                        "no session for this device on this hub: start one with a hello message"
+                            .into(),
+                })?;
+            if q.session.is_some_and(|id| id != current.id) {
+                return Err(Error::Conflict {
+                    code: "session_replaced",
+                    message: "another session with this device token replaced this one".into(),
+                });
+            }
+            current
+        }
     };
     session.heard();
     for msg in messages {

@@ -185,8 +185,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
         let (id, secret) = token.split_once(':').ok_or(Error::Unauthorized(
             "device tokens have the form <device id>:<secret>",
         ))?;
-        let id =
-            Uuid::parse_str(id).map_err(|_| Error::Unauthorized("invalid device token"))?;
+        let id = Uuid::parse_str(id).map_err(|_| Error::Unauthorized("invalid device token"))?;
         let row = match state.agents.cached_auth(id) {
             (Some(row), _) => row,
             (None, generation) => {

@@ -3,11 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use ferry_proto::agent::TokenResponse;
 use ferry_proto::ops::{
     Collection, CreatedEnrollmentSecret, Deployment, Device, EnrollmentSecret, MembershipChange,
     NewCollection, NewDeployment, NewEnrollmentSecret, UpdateDevice,
 };
-use ferry_proto::agent::TokenResponse;
 use uuid::Uuid;
 
 use super::auth::Admin;
@@ -23,7 +23,9 @@ use crate::time_util::now_ms;
 const MAX_NAME: usize = 200;
 
 fn check_name(field: &'static str, name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME
+        || name.chars().any(char::is_control)
     {
         return Err(Error::bad(
             "invalid_name",
@@ -66,16 +68,25 @@ pub async fn create_secret(
     check_name("name", &new.name)?;
     let expires_at = match new.expires_in_secs {
         Some(0) => {
-            return Err(Error::bad("invalid_expiry", "`expires_in_secs` must be at least 1"));
+            return Err(Error::bad(
+                "invalid_expiry",
+                "`expires_in_secs` must be at least 1",
+            ));
         }
         Some(s) if s > 10 * 365 * 24 * 3600 => {
-            return Err(Error::bad("invalid_expiry", "`expires_in_secs` is more than ten years"));
+            return Err(Error::bad(
+                "invalid_expiry",
+                "`expires_in_secs` is more than ten years",
+            ));
         }
         Some(s) => Some(now_ms() + (s as i64) * 1000),
         None => None,
     };
     if new.max_uses == Some(0) {
-        return Err(Error::bad("invalid_max_uses", "`max_uses` must be at least 1"));
+        return Err(Error::bad(
+            "invalid_max_uses",
+            "`max_uses` must be at least 1",
+        ));
     }
     let id = Uuid::new_v4();
     let secret = generate_secret();
@@ -147,7 +158,10 @@ pub async fn list_devices(
     }
     let devices = state.store.list_devices(q.collection).await?;
     Ok(Json(
-        devices.into_iter().map(|d| with_presence(&state, d)).collect(),
+        devices
+            .into_iter()
+            .map(|d| with_presence(&state, d))
+            .collect(),
     ))
 }
 
@@ -156,7 +170,11 @@ pub async fn show_device(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<Device>> {
-    let device = state.store.get_device(id).await?.ok_or(Error::NotFound("device"))?;
+    let device = state
+        .store
+        .get_device(id)
+        .await?
+        .ok_or(Error::NotFound("device"))?;
     Ok(Json(with_presence(&state, device)))
 }
 
@@ -169,7 +187,11 @@ pub async fn update_device(
     ApiJson(patch): ApiJson<UpdateDevice>,
 ) -> Result<Json<Device>> {
     if let Some(enabled) = patch.enabled {
-        if !state.store.set_device_enabled(admin.actor(), id, enabled).await? {
+        if !state
+            .store
+            .set_device_enabled(admin.actor(), id, enabled)
+            .await?
+        {
             return Err(Error::NotFound("device"));
         }
         state.agents.forget_auth(id);

@@ -6,11 +6,11 @@ pub mod error;
 pub mod extract;
 
 mod admin_connectors;
+mod admin_jobs;
 mod agent;
+mod connector_jobs;
 mod devices;
 mod ops;
-mod admin_jobs;
-mod connector_jobs;
 mod packages;
 mod push;
 pub mod uploads;
@@ -129,7 +129,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/deployments",
             get(devices::list_deployments).post(devices::create_deployment),
         )
-        .route("/api/v1/deployments/{id}", delete(devices::delete_deployment))
+        .route(
+            "/api/v1/deployments/{id}",
+            delete(devices::delete_deployment),
+        )
         .route("/api/v1/ops", get(ops::list).post(ops::start))
         .route("/api/v1/ops/{id}", get(ops::show))
         .route("/api/v1/ops/{id}/results", get(ops::results))

@@ -217,7 +217,7 @@ pub async fn start(
         devices: new.devices,
     };
     let online = state.agents.online_devices();
-    let (operation, pending) = state.store.create_op(&insert, &online).await?;
+    let (operation, targets) = state.store.create_op(&insert, &online).await?;
     // One serialisation for every target.
     let frame = serde_json::to_vec(&HubMessage::Operation(Assignment {
         op_id: insert.id,
@@ -227,7 +227,9 @@ pub async fn start(
         on_interrupt,
     }))
     .map_err(anyhow::Error::from)?;
-    let sent = state.agents.send_to(&pending, &Bytes::from(frame));
+    // Every target connected now, including any whose session opened since `online` was
+    // taken (`send_to` skips the rest); a duplicate is answered from the agent's journal.
+    let sent = state.agents.send_to(&targets, &Bytes::from(frame));
     tracing::info!(op = %operation.id, kind = operation.spec.kind(), targets = operation.counts.total, sent, "operation started");
     state.agents.sweeper.notify_one();
     state.agents.touch_ops([operation.id]);

@@ -2,8 +2,8 @@
 
 use ferry_proto::agent::Inventory;
 use ferry_proto::ops::{
-    Collection, CollectionRule, Deployment, DeploymentAction, Detection, Device,
-    EnrollmentSecret, NewDeployment, PackageRef, PolicyDeployment,
+    Collection, CollectionRule, Deployment, DeploymentAction, Detection, Device, EnrollmentSecret,
+    NewDeployment, PackageRef, PolicyDeployment,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -203,8 +203,14 @@ impl Store {
         .bind(max_uses.map(i64::from))
         .fetch_one(&mut *tx)
         .await?;
-        Self::audit(&mut tx, actor, "enrollment_secret.create", Some(&id.to_string()), Some(name))
-            .await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "enrollment_secret.create",
+            Some(&id.to_string()),
+            Some(name),
+        )
+        .await?;
         tx.commit().await?;
         secret_from_row(&row)
     }
@@ -227,8 +233,14 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if row.is_some() {
-            Self::audit(&mut tx, actor, "enrollment_secret.revoke", Some(&id.to_string()), None)
-                .await?;
+            Self::audit(
+                &mut tx,
+                actor,
+                "enrollment_secret.revoke",
+                Some(&id.to_string()),
+                None,
+            )
+            .await?;
         }
         tx.commit().await?;
         row.as_ref().map(secret_from_row).transpose()
@@ -238,7 +250,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT secret_hash FROM enrollment_secrets WHERE id = ?")
                 .bind(id.to_string())
-                .fetch_optional(&self.write)
+                .fetch_optional(&self.read)
                 .await?,
         )
     }
@@ -273,7 +285,10 @@ impl Store {
             .await?;
             return Err(match row {
                 Some(r) if r.get::<i64, _>("revoked") != 0 => EnrollError::Revoked,
-                Some(r) if r.get::<Option<i64>, _>("expires_at").is_some_and(|e| e <= now) => {
+                Some(r)
+                    if r.get::<Option<i64>, _>("expires_at")
+                        .is_some_and(|e| e <= now) =>
+                {
                     EnrollError::Expired
                 }
                 _ => EnrollError::UsedUp,
@@ -357,9 +372,9 @@ impl Store {
                     "WHERE id IN (SELECT device_id FROM collection_members \
                      WHERE collection_id = ?) ORDER BY hostname, id"
                 ))
-                    .bind(c.to_string())
-                    .fetch_all(&self.read)
-                    .await?
+                .bind(c.to_string())
+                .fetch_all(&self.read)
+                .await?
             }
             None => {
                 sqlx::query(select_devices!("ORDER BY hostname, id"))
@@ -384,7 +399,11 @@ impl Store {
             .await?
             .rows_affected();
         if n > 0 {
-            let action = if enabled { "device.enable" } else { "device.disable" };
+            let action = if enabled {
+                "device.enable"
+            } else {
+                "device.disable"
+            };
             Self::audit(&mut tx, actor, action, Some(&id.to_string()), None).await?;
         }
         tx.commit().await?;
@@ -405,8 +424,14 @@ impl Store {
             .await?
             .rows_affected();
         if n > 0 {
-            Self::audit(&mut tx, actor, "device.rotate_token", Some(&id.to_string()), None)
-                .await?;
+            Self::audit(
+                &mut tx,
+                actor,
+                "device.rotate_token",
+                Some(&id.to_string()),
+                None,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(n > 0)
@@ -431,9 +456,7 @@ impl Store {
         // seen here or sees the new collection when its own memberships are computed.
         let members: Vec<Uuid> = match rule {
             Some(rule) => {
-                let rows = sqlx::query(select_devices!(""))
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let rows = sqlx::query(select_devices!("")).fetch_all(&mut *tx).await?;
                 let mut members = Vec::new();
                 for row in &rows {
                     let d = device_from_row(row)?;
@@ -460,8 +483,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         add_members(&mut tx, id, &members).await?;
-        Self::audit(&mut tx, actor, "collection.create", Some(&id.to_string()), Some(name))
-            .await?;
+        Self::audit(
+            &mut tx,
+            actor,
+            "collection.create",
+            Some(&id.to_string()),
+            Some(name),
+        )
+        .await?;
         tx.commit().await?;
         self.get_collection(id).await?.ok_or(CatalogError::NotFound)
     }
@@ -495,7 +524,14 @@ impl Store {
             .await?
             .rows_affected();
         if n > 0 {
-            Self::audit(&mut tx, actor, "collection.delete", Some(&id.to_string()), None).await?;
+            Self::audit(
+                &mut tx,
+                actor,
+                "collection.delete",
+                Some(&id.to_string()),
+                None,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(n > 0)
@@ -548,8 +584,8 @@ impl Store {
         id: Uuid,
         new: &NewDeployment,
     ) -> Result<Deployment, CatalogError> {
-        let detection =
-            serde_json::to_string(&new.detection).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let detection = serde_json::to_string(&new.detection)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin().await?;
         if !exists(&mut tx, Table::Packages, new.package_id).await? {
             return Err(CatalogError::UnknownPackage(new.package_id));
@@ -601,7 +637,14 @@ impl Store {
             .await?
             .rows_affected();
         if n > 0 {
-            Self::audit(&mut tx, actor, "deployment.delete", Some(&id.to_string()), None).await?;
+            Self::audit(
+                &mut tx,
+                actor,
+                "deployment.delete",
+                Some(&id.to_string()),
+                None,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(n > 0)
@@ -632,15 +675,16 @@ impl Store {
     }
 
     pub async fn package_ref(&self, id: Uuid) -> Result<Option<PackageRef>, StoreError> {
-        let row = sqlx::query("SELECT id, filename, size, sha256, metadata FROM packages WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, filename, size, sha256, metadata FROM packages WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(package_ref_from_row).transpose()
     }
 
     /// A device may download a package deployed to one of its collections, or one an
-    /// operation addressed to it installs.
+    /// unfinished operation addressed to it installs.
     pub async fn device_may_read_package(
         &self,
         device: Uuid,
@@ -651,6 +695,7 @@ impl Store {
                (SELECT collection_id FROM collection_members WHERE device_id = ?2) \
              UNION ALL \
              SELECT 1 FROM op_targets t JOIN ops o ON o.id = t.op_id WHERE t.device_id = ?2 \
+               AND t.state IN ('pending', 'offline', 'delivered', 'running') \
                AND json_extract(o.spec, '$.package.id') = ?1 \
              LIMIT 1",
         )
@@ -695,11 +740,13 @@ async fn add_members(
         if !exists(tx, Table::Devices, *device).await? {
             return Err(CatalogError::UnknownDevice(*device));
         }
-        sqlx::query("INSERT OR IGNORE INTO collection_members (collection_id, device_id) VALUES (?, ?)")
-            .bind(collection.to_string())
-            .bind(device.to_string())
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO collection_members (collection_id, device_id) VALUES (?, ?)",
+        )
+        .bind(collection.to_string())
+        .bind(device.to_string())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

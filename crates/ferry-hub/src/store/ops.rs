@@ -99,6 +99,9 @@ pub enum AgentWrite {
 pub struct BatchEffect {
     /// Operations whose counts changed.
     pub ops: BTreeSet<Uuid>,
+    /// (device, operation) pairs the device reported on although their record is final:
+    /// the device is told to stop.
+    pub stop: Vec<(Uuid, Uuid)>,
 }
 
 /// What the sweeper changed, and when it must look again.
@@ -146,8 +149,9 @@ fn op_from_row(row: &SqliteRow, counts: OpCounts) -> Result<Operation, StoreErro
 
 impl Store {
     /// Creates the operation and one record per target device (enabled devices only). Targets
-    /// in `online` start `pending`, the rest `offline`. Returns the operation and the online
-    /// targets, to be handed their assignment at once.
+    /// in `online` start `pending`, the rest `offline`. Returns the operation and every target:
+    /// the caller hands the assignment to those connected *after* this commit (a session that
+    /// opened meanwhile is registered by then, or reads the committed row itself).
     pub async fn create_op(
         &self,
         op: &OpInsert,
@@ -193,30 +197,30 @@ impl Store {
         // ID lists travel as JSON arrays rather than as thousands of bound parameters.
         let collections = json_ids(&op.collections)?;
         let devices = json_ids(&op.devices)?;
-        let inserted = sqlx::query(
+        let targets: Vec<String> = sqlx::query_scalar(
             "INSERT INTO op_targets (op_id, device_id, state, updated_at) \
              SELECT ?1, d.id, 'offline', ?2 FROM devices d WHERE d.enabled = 1 AND ( \
                d.id IN (SELECT value FROM json_each(?3)) OR d.id IN \
                (SELECT device_id FROM collection_members WHERE collection_id IN \
-                 (SELECT value FROM json_each(?4))))",
+                 (SELECT value FROM json_each(?4)))) RETURNING device_id",
         )
         .bind(&id)
         .bind(now)
         .bind(&devices)
         .bind(&collections)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let inserted = targets.len();
         if inserted == 0 {
             return Err(OpError::NoTargets);
         }
-        let pending: Vec<String> = sqlx::query_scalar(
+        sqlx::query(
             "UPDATE op_targets SET state = 'pending' WHERE op_id = ?1 \
-             AND device_id IN (SELECT value FROM json_each(?2)) RETURNING device_id",
+             AND device_id IN (SELECT value FROM json_each(?2))",
         )
         .bind(&id)
         .bind(json_ids(online)?)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
         Self::audit(
             &mut tx,
@@ -227,12 +231,12 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        let pending = pending
+        let targets = targets
             .iter()
             .map(|s| parse_uuid(s))
             .collect::<Result<Vec<_>, _>>()?;
         let operation = self.get_op(op.id).await?.ok_or(OpError::NotFound)?;
-        Ok((operation, pending))
+        Ok((operation, targets))
     }
 
     pub async fn get_op(&self, id: Uuid) -> Result<Option<Operation>, StoreError> {
@@ -248,12 +252,11 @@ impl Store {
     }
 
     pub async fn op_counts(&self, id: Uuid) -> Result<OpCounts, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, count(*) FROM op_targets WHERE op_id = ? GROUP BY state",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.read)
-        .await?;
+        let rows =
+            sqlx::query("SELECT state, count(*) FROM op_targets WHERE op_id = ? GROUP BY state")
+                .bind(id.to_string())
+                .fetch_all(&self.read)
+                .await?;
         let mut counts = OpCounts::default();
         for row in rows {
             let state = TargetState::parse(row.get(0))
@@ -384,8 +387,11 @@ impl Store {
                 AgentWrite::Received { op, device } | AgentWrite::Running { op, device } => {
                     let sql = match write {
                         AgentWrite::Received { .. } => {
+                            // Delivered operations may queue behind others on the device, so
+                            // they are given up only after the operation's expiry.
                             "UPDATE op_targets SET state = 'delivered', updated_at = ?1, \
-                             deadline = ?1 + ?2 + 1000 * (SELECT timeout_secs FROM ops WHERE id = ?3) \
+                             deadline = max(?1, (SELECT expires_at FROM ops WHERE id = ?3)) + ?2 \
+                               + 1000 * (SELECT timeout_secs FROM ops WHERE id = ?3) \
                              WHERE op_id = ?3 AND device_id = ?4 AND state IN ('pending', 'offline')"
                         }
                         // A re-run after an interrupted agent restarts the clock.
@@ -397,15 +403,30 @@ impl Store {
                         ),
                     };
                     let n = sqlx::query(sql)
-                    .bind(now)
-                    .bind(RESULT_GRACE_MS)
-                    .bind(op.to_string())
-                    .bind(device.to_string())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                        .bind(now)
+                        .bind(RESULT_GRACE_MS)
+                        .bind(op.to_string())
+                        .bind(device.to_string())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                     if n > 0 {
                         effect.ops.insert(*op);
+                    } else {
+                        // Received or running something the hub has already closed
+                        // (cancelled while the device was away, expired, given up): stop it.
+                        let state: Option<String> = sqlx::query_scalar(
+                            "SELECT state FROM op_targets WHERE op_id = ? AND device_id = ?",
+                        )
+                        .bind(op.to_string())
+                        .bind(device.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if state.is_some_and(|s| {
+                            TargetState::parse(&s).is_some_and(TargetState::is_terminal)
+                        }) {
+                            effect.stop.push((*device, *op));
+                        }
                     }
                 }
                 AgentWrite::Finished {
@@ -419,9 +440,11 @@ impl Store {
                         OutcomeState::Cancelled => "cancelled",
                     };
                     let n = sqlx::query(open_states!(
-                        "UPDATE op_targets SET state = ?, exit_code = ?, output = ?, error = ?, \
-                         reboot_required = ?, updated_at = ?, deadline = NULL \
-                         WHERE op_id = ? AND device_id = ? AND state IN",
+                        "UPDATE op_targets SET state = ?1, exit_code = ?2, \
+                         output = substr(?3, 1, (SELECT output_limit FROM ops WHERE id = ?7)), \
+                         error = substr(?4, 1, (SELECT output_limit FROM ops WHERE id = ?7)), \
+                         reboot_required = ?5, updated_at = ?6, deadline = NULL \
+                         WHERE op_id = ?7 AND device_id = ?8 AND state IN",
                         ""
                     ))
                     .bind(state)
@@ -440,8 +463,8 @@ impl Store {
                     }
                 }
                 AgentWrite::Inventory { device, inventory } => {
-                    let ips =
-                        serde_json::to_string(&inventory.ips).map_err(|e| corrupt(e.to_string()))?;
+                    let ips = serde_json::to_string(&inventory.ips)
+                        .map_err(|e| corrupt(e.to_string()))?;
                     let changed = sqlx::query(
                         "UPDATE devices SET hostname = ?, os_name = ?, os_version = ?, domain = ?, \
                          arch = ?, agent_version = ?, ips = ? WHERE id = ? AND NOT \

@@ -45,13 +45,25 @@ impl TestHub {
         let secret = self.enrollment_secret().await;
         let dir = self.dir.path().join(format!("agent-{hostname}"));
         let out = Command::new(FERRY)
-            .args(["agent", "enroll", "--hub", &self.url, "--secret", &secret, "--hostname"])
+            .args([
+                "agent",
+                "enroll",
+                "--hub",
+                &self.url,
+                "--secret",
+                &secret,
+                "--hostname",
+            ])
             .arg(hostname)
             .arg("--data-dir")
             .arg(&dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "enroll failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = dir.join(CONFIG_FILE);
         let mut config = AgentConfig::load(&path).unwrap();
         config.exec.work_dir = dir.join("work");
@@ -234,7 +246,11 @@ impl Drop for TestAgent {
 pub async fn wait_file(path: &Path, limit: Duration) {
     let started = Instant::now();
     while !path.exists() {
-        assert!(started.elapsed() < limit, "{} never appeared", path.display());
+        assert!(
+            started.elapsed() < limit,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
