@@ -22,6 +22,14 @@ if ! have cc; then
   apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# ClamAV's scanner, for the agent's antivirus tests (they write their own signatures:
+# freshclam's downloads need the internet, which tests must not).
+if ! have clamscan; then
+  echo "== installing ClamAV"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav) \
+    || echo "ClamAV could not be installed; its tests will say they were skipped"
+fi
+
 # PostgreSQL and NATS (JetStream) on 127.0.0.1, for the cluster-mode tests. Start them if down;
 # a machine without them still runs every single-node test.
 if have pg_ctlcluster && [ -d /etc/postgresql ]; then

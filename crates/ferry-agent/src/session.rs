@@ -185,7 +185,11 @@ fn clamp(mut inv: Inventory) -> Inventory {
         &mut inv.arch,
         &mut inv.agent_version,
     ] {
-        *field = field.chars().filter(|c| !c.is_control()).take(255).collect();
+        *field = field
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(255)
+            .collect();
     }
     if let Some(d) = &mut inv.domain {
         *d = d.chars().filter(|c| !c.is_control()).take(255).collect();

@@ -3,6 +3,8 @@
 /// Raises the soft limit on open files to the hard limit (a hub holds one socket per agent)
 /// and returns the limit now in force.
 #[cfg(unix)]
+// `rlim_t` is u64 on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {

@@ -418,12 +418,18 @@ async fn an_operation_cancelled_while_its_device_was_away_is_stopped_when_it_ret
         .await;
     assert_eq!(next_json(&mut ws).await["type"], "operation");
     let running = json!({"type": "running", "op_id": op.id}).to_string();
-    ws.send(Message::Text(running.clone().into())).await.unwrap();
-    hub.wait_op(op.id, Duration::from_secs(10), |o| o.counts.running == 1).await;
+    ws.send(Message::Text(running.clone().into()))
+        .await
+        .unwrap();
+    hub.wait_op(op.id, Duration::from_secs(10), |o| o.counts.running == 1)
+        .await;
     drop(ws);
     hub.wait_online(device, false).await;
     let r = hub
-        .admin(reqwest::Method::POST, &format!("/api/v1/ops/{}/cancel", op.id))
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/ops/{}/cancel", op.id),
+        )
         .send()
         .await
         .unwrap();
@@ -432,7 +438,10 @@ async fn an_operation_cancelled_while_its_device_was_away_is_stopped_when_it_ret
     let mut ws = raw_session(&hub, &token, "away-1").await;
     ws.send(Message::Text(running.into())).await.unwrap();
     let m = next_json(&mut ws).await;
-    assert_eq!((m["type"].as_str(), m["op_id"].as_str()), (Some("cancel"), Some(op.id.to_string().as_str())));
+    assert_eq!(
+        (m["type"].as_str(), m["op_id"].as_str()),
+        (Some("cancel"), Some(op.id.to_string().as_str()))
+    );
 }
 
 #[tokio::test]
@@ -447,15 +456,29 @@ async fn a_poll_from_a_replaced_session_is_told_so_instead_of_joining_the_new_on
             .json(&body)
             .send()
     };
-    let first: Value = poll(String::new(), hello.clone()).await.unwrap().json().await.unwrap();
+    let first: Value = poll(String::new(), hello.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let first_id = first[0]["session_id"].as_u64().unwrap();
-    let second: Value = poll(String::new(), hello).await.unwrap().json().await.unwrap();
+    let second: Value = poll(String::new(), hello)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let second_id = second[0]["session_id"].as_u64().unwrap();
     assert_ne!(first_id, second_id);
-    let r = poll(format!("&session={first_id}"), json!([])).await.unwrap();
+    let r = poll(format!("&session={first_id}"), json!([]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("session_replaced"));
-    let r = poll(format!("&session={second_id}"), json!([])).await.unwrap();
+    let r = poll(format!("&session={second_id}"), json!([]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -470,7 +493,9 @@ async fn stored_output_is_cut_at_the_operations_output_limit() {
     assert_eq!(next_json(&mut ws).await["type"], "operation");
     let finished = json!({"type": "finished", "op_id": op.id,
                           "outcome": {"state": "succeeded", "output": "y".repeat(100_000)}});
-    ws.send(Message::Text(finished.to_string().into())).await.unwrap();
+    ws.send(Message::Text(finished.to_string().into()))
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "result_stored");
     let r = &hub.op_results(op.id).await[0];
     assert_eq!(r.output.as_deref().map(str::len), Some(1024));
