@@ -132,7 +132,10 @@ pub async fn run(
     let app = http::router(state.clone()).layer(
         tower_http::trace::TraceLayer::new_for_http()
             .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG))
-            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG))
+            // A 503 from paced admission is the hub working as designed, not an error; real
+            // internal errors are logged by `http::error` with their cause.
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
     );
 
     let handle = axum_server::Handle::new();

@@ -164,12 +164,16 @@ impl Store {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
         migrate(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            // Thousands of agents reconnecting at once queue here for a moment by design
+            // (admission paces them); that is not worth a warning per request.
+            .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
         Ok(Store { write, read })

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    sys::tune_allocator();
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(code) => code,
