@@ -390,7 +390,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(open_files = files, "each agent connection holds one");
     tokio::spawn(async {
         loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
             crate::sys::trim_allocator();
         }
     });

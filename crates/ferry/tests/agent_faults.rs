@@ -520,3 +520,26 @@ async fn a_session_that_sends_only_garbage_is_closed_after_a_hundred_unreadable_
     }
     assert_eq!(code, Some(1008));
 }
+
+#[tokio::test]
+async fn a_silent_agent_connection_is_closed_after_three_ping_intervals() {
+    let hub = TestHub::start("agent_ping_secs = 5").await;
+    let (device, token) = enroll(&hub, "silent-1").await;
+    // A half-open connection looks like this from the hub: nothing arrives, not even pings.
+    let mut ws = raw_session(&hub, &token, "silent-1").await;
+    let started = Instant::now();
+    let mut code = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(25), ws.next()).await {
+        if let Message::Close(frame) = msg {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1001));
+    assert!(
+        started.elapsed() >= Duration::from_secs(14),
+        "{:?}",
+        started.elapsed()
+    );
+    hub.wait_online(device, false).await;
+}

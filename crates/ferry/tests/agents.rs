@@ -470,3 +470,39 @@ async fn an_agent_answers_a_result_with_failure_when_its_script_exceeds_the_time
     );
     let _ = OutcomeState::Failed;
 }
+
+#[tokio::test]
+async fn ferry_ops_start_with_watch_prints_live_counts_until_every_target_finished() {
+    let hub = TestHub::start("").await;
+    let mut agent = hub.enroll_agent("pc-0015", |_| {}).await;
+    agent.start();
+    hub.wait_online(agent.device, true).await;
+    let data = hub.data_dir().display().to_string();
+    let device = agent.device.to_string();
+    let out = tokio::process::Command::new(common::FERRY)
+        .args([
+            "ops",
+            "start",
+            "run-script",
+            "--device",
+            &device,
+            "--script",
+            "echo cli",
+        ])
+        .args(["--watch", "--hub", &hub.url, "--data-dir", &data])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("started on 1 device(s)"), "{stdout}");
+    assert!(stdout.contains("succeeded 1"), "{stdout}");
+    assert!(
+        stdout.contains("pc-0015") && stdout.contains("cli"),
+        "{stdout}"
+    );
+}

@@ -27,4 +27,11 @@ fn demo_runs_end_to_end_over_https_and_exits_zero() {
     );
     assert!(summary["ci_id"].as_u64().is_some(), "{summary}");
     assert!(summary["imported_package"].as_str().is_some(), "{summary}");
+    // Three agents ran a ClamAV quick scan (when ClamAV is installed) and a script.
+    assert_eq!(summary["agents"]["devices"], 3, "{summary}");
+    assert_eq!(summary["agents"]["script_succeeded"], 3, "{stdout}");
+    assert!(
+        stdout.contains("started quick_av_scan on 3 devices"),
+        "{stdout}"
+    );
 }

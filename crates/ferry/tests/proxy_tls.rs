@@ -3,96 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::TestHub;
+use common::proxy::{certificates, start_proxy};
 use ferry_proto::job::JobState;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Writes a CA and a server certificate for 127.0.0.1; returns the TOML lines for the hub
-/// and the CA path for the connector.
-fn certificates(dir: &std::path::Path) -> (String, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("hub.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("hub-key.pem"), key.serialize_pem()).unwrap();
-    let toml = format!(
-        "tls_cert = \"{}\"\ntls_key = \"{}\"",
-        dir.join("hub.pem").display(),
-        dir.join("hub-key.pem").display()
-    );
-    (toml, dir.join("ca.pem"))
-}
-
-/// A minimal CONNECT proxy that demands `Proxy-Authorization: Basic user:pass` and counts
-/// the tunnels it opened.
-async fn start_proxy(expected_auth: &'static str) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let tunnels = Arc::new(AtomicUsize::new(0));
-    let refused = Arc::new(AtomicUsize::new(0));
-    let (t, r) = (tunnels.clone(), refused.clone());
-    tokio::spawn(async move {
-        loop {
-            let (client, _) = listener.accept().await.unwrap();
-            let (t, r) = (t.clone(), r.clone());
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(client);
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).await.unwrap();
-                let mut authorized = false;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).await.unwrap();
-                    if line == "\r\n" || line.is_empty() {
-                        break;
-                    }
-                    if line
-                        .to_ascii_lowercase()
-                        .starts_with("proxy-authorization:")
-                        && line.contains(expected_auth)
-                    {
-                        authorized = true;
-                    }
-                }
-                let mut client = reader.into_inner();
-                let target = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("")
-                    .to_owned();
-                if !request_line.starts_with("CONNECT ") || !authorized {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    let _ = client
-                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let mut upstream = TcpStream::connect(&target).await.unwrap();
-                client
-                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                    .await
-                    .unwrap();
-                t.fetch_add(1, Ordering::SeqCst);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
-    (port, tunnels, refused)
-}
 
 #[tokio::test]
 async fn connector_runs_a_job_through_an_authenticating_proxy_to_an_https_hub() {

@@ -35,7 +35,7 @@ use crate::time_util::now_ms;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The WebSocket read buffer per connection. Agent messages are small except results.
 /// (tungstenite's default, 128 KiB, would cost 2.5 GiB for 20,000 idle agents.)
-const WS_READ_BUFFER: usize = 4 * 1024;
+const WS_READ_BUFFER: usize = 1024;
 // (tungstenite keeps a grown read buffer after a large message; a session that sent a big
 // result holds that memory until it reconnects. Results are capped at 2 × 256 KiB of output.)
 

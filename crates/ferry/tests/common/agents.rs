@@ -42,22 +42,28 @@ impl TestHub {
         hostname: &str,
         edit: impl FnOnce(&mut AgentConfig),
     ) -> TestAgent {
+        self.enroll_agent_with(hostname, &[], edit).await
+    }
+
+    /// [`TestHub::enroll_agent`] with more `ferry agent enroll` arguments (`--proxy`, …).
+    pub async fn enroll_agent_with(
+        &self,
+        hostname: &str,
+        extra: &[&str],
+        edit: impl FnOnce(&mut AgentConfig),
+    ) -> TestAgent {
         let secret = self.enrollment_secret().await;
         let dir = self.dir.path().join(format!("agent-{hostname}"));
-        let out = Command::new(FERRY)
-            .args([
-                "agent",
-                "enroll",
-                "--hub",
-                &self.url,
-                "--secret",
-                &secret,
-                "--hostname",
-            ])
+        // tokio's Command: the test's own runtime may be serving a proxy meanwhile.
+        let out = tokio::process::Command::new(FERRY)
+            .args(["agent", "enroll", "--hub", &self.url, "--secret", &secret])
+            .args(extra)
+            .arg("--hostname")
             .arg(hostname)
             .arg("--data-dir")
             .arg(&dir)
             .output()
+            .await
             .unwrap();
         assert!(
             out.status.success(),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
