@@ -393,7 +393,7 @@ pub async fn run_writer(state: AppState) {
                 Err(_) => break,
             }
         }
-        let writes: Vec<AgentWrite> = batch.iter().map(|p| p.write.clone()).collect();
+        let writes = coalesce(&batch);
         match state.store.apply_agent_batch(&writes).await {
             Ok(effect) => {
                 for p in batch.drain(..) {
@@ -420,6 +420,39 @@ pub async fn run_writer(state: AppState) {
             }
         }
     }
+}
+
+/// The batch's writes with each (operation, device)'s steps folded into its last one: an agent
+/// that answers quickly reports `received`, `running` and `finished` within milliseconds, and
+/// only the final state needs writing. (Forward-only transitions make this exact: the later
+/// step's update applies from every state the earlier one would have left.)
+fn coalesce(batch: &[Pending]) -> Vec<AgentWrite> {
+    fn rank(w: &AgentWrite) -> Option<(Uuid, Uuid, u8)> {
+        match w {
+            AgentWrite::Received { op, device } => Some((*op, *device, 1)),
+            AgentWrite::Running { op, device } => Some((*op, *device, 2)),
+            AgentWrite::Finished { op, device, .. } => Some((*op, *device, 3)),
+            _ => None,
+        }
+    }
+    let mut strongest: HashMap<(Uuid, Uuid), (u8, usize)> = HashMap::new();
+    for (i, p) in batch.iter().enumerate() {
+        if let Some((op, device, r)) = rank(&p.write) {
+            let e = strongest.entry((op, device)).or_insert((r, i));
+            if r >= e.0 {
+                *e = (r, i);
+            }
+        }
+    }
+    batch
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| match rank(&p.write) {
+            Some((op, device, _)) => strongest.get(&(op, device)).is_some_and(|e| e.1 == *i),
+            None => true,
+        })
+        .map(|(_, p)| p.write.clone())
+        .collect()
 }
 
 /// Upper bound on the operation sweeper's sleep (new deadlines are never nearer than the
@@ -461,6 +494,47 @@ pub async fn run_sweeper(state: AppState) {
     }
 }
 
+/// Gives memory back to the OS once a wave of connections has settled.
+///
+/// A reconnection storm allocates and frees a great deal (TLS handshakes, first reads, the
+/// writer's batches); glibc keeps the freed pages inside its heaps, so a hub that took 20,000
+/// agents at once would otherwise keep the storm's peak for good. `malloc_trim` returns them,
+/// but walks the whole heap, so it runs only when the number of sessions moved and then held
+/// still for one check (and every ten minutes otherwise).
+pub async fn run_memory_trim(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let mut last = 0usize;
+    let mut moved = false;
+    let mut since_trim = 0u32;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = state.agents.connected();
+        since_trim += 1;
+        if now.abs_diff(last) >= (last / 20).max(500) {
+            moved = true;
+            last = now;
+        } else if moved || since_trim >= 60 {
+            moved = false;
+            since_trim = 0;
+            trim();
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only releases pages the allocator holds unused.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
+
 /// Ends long-poll sessions whose agent stopped polling (WebSocket sessions end themselves).
 pub async fn run_poll_reaper(state: AppState) {
     let mut shutdown = state.shutdown.clone();
@@ -489,6 +563,39 @@ pub async fn run_poll_reaper(state: AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_writes_only_the_last_step_of_each_target() {
+        let (op, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let outcome = ferry_proto::ops::OpOutcome {
+            state: ferry_proto::ops::OutcomeState::Succeeded,
+            exit_code: Some(0),
+            output: String::new(),
+            error: String::new(),
+            reboot_required: false,
+        };
+        let p = |write| Pending { write, ack: None };
+        let batch = vec![
+            p(AgentWrite::Received { op, device: a }),
+            p(AgentWrite::Received { op, device: b }),
+            p(AgentWrite::Running { op, device: a }),
+            p(AgentWrite::Finished {
+                op,
+                device: a,
+                outcome,
+            }),
+            p(AgentWrite::Seen {
+                device: a,
+                at: 1,
+                remote_addr: None,
+            }),
+        ];
+        let kept = coalesce(&batch);
+        assert_eq!(kept.len(), 3);
+        assert!(matches!(kept[0], AgentWrite::Received { device, .. } if device == b));
+        assert!(matches!(kept[1], AgentWrite::Finished { device, .. } if device == a));
+        assert!(matches!(kept[2], AgentWrite::Seen { .. }));
+    }
 
     #[test]
     fn admission_admits_the_burst_then_promises_distinct_slots_at_the_rate() {

@@ -124,6 +124,7 @@ pub async fn run(
     let agent_writer = tokio::spawn(agents::run_writer(state.clone()));
     let op_sweeper = tokio::spawn(agents::run_sweeper(state.clone()));
     let poll_reaper = tokio::spawn(agents::run_poll_reaper(state.clone()));
+    let memory_trim = tokio::spawn(agents::run_memory_trim(state.clone()));
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -178,6 +179,7 @@ pub async fn run(
     sweeper.abort();
     op_sweeper.abort();
     poll_reaper.abort();
+    memory_trim.abort();
     // Give the writer a moment to commit what agents reported before the signal.
     tokio::time::sleep(Duration::from_millis(200)).await;
     agent_writer.abort();

@@ -373,7 +373,9 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
         "all connected in {connect_secs:.1} s; idling {} s…",
         args.idle_secs
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Settle: the hub returns the connection storm's freed memory once the session count
+    // holds still for one of its 10 s checks; idle means after that.
+    tokio::time::sleep(Duration::from_secs(25)).await;
     let idle_start = ProcStat::read(hub.pid)?;
     tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
     let idle_end = ProcStat::read(hub.pid)?;

@@ -388,12 +388,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     logging::init(format, &config.log_level);
     let files = crate::sys::raise_fd_limit();
     tracing::info!(open_files = files, "each agent connection holds one");
-    tokio::spawn(async {
-        loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            crate::sys::trim_allocator();
-        }
-    });
     ferry_hub::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

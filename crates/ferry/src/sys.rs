@@ -47,15 +47,3 @@ pub fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune_allocator() {}
-
-/// Returns free heap pages to the OS (after a reconnection storm the hub's peak is behind it).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn trim_allocator() {
-    // SAFETY: malloc_trim only releases memory the allocator holds unused.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim_allocator() {}
