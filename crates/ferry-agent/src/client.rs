@@ -150,6 +150,11 @@ impl HubHttp {
         })
     }
 
+    /// The same client with another token.
+    pub fn with_token(&self, token: &str) -> Result<Self, ClientError> {
+        HubHttp::new(self.http.clone(), &self.base, Some(token))
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -106,7 +106,7 @@ impl DeviceRunner {
         op_dir: &Path,
     ) -> Result<PathBuf, String> {
         let zip = op_dir.join(format!("{}.zip", package.id));
-        ctx.http
+        ctx.http()
             .download_package(package, &zip)
             .await
             .map_err(|e| format!("downloading package {}: {e}", package.filename))?;
@@ -158,7 +158,7 @@ impl DeviceRunner {
         limit: usize,
         cancel: &CancellationToken,
     ) -> OpOutcome {
-        let policy = match ctx.http.policy().await {
+        let policy = match ctx.http().policy().await {
             Ok(p) => p,
             Err(e) => return failed(format!("fetching the machine policy: {e}")),
         };

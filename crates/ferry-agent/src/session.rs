@@ -55,8 +55,11 @@ pub type EventHook = Arc<dyn Fn(AgentEvent) + Send + Sync>;
 /// One agent: its identity, its ways to the hub, and what it is doing.
 pub struct AgentCtx {
     pub device_id: Uuid,
-    pub token: String,
-    pub http: HubHttp,
+    token: Mutex<String>,
+    http: Mutex<HubHttp>,
+    /// Where the token lives: read again when the hub refuses the current one (a token
+    /// rotated by `ferry agent rotate-token` while this process runs).
+    pub token_file: Option<std::path::PathBuf>,
     pub ws: Option<WsTarget>,
     pub transport: TransportChoice,
     pub hold_secs: u32,
@@ -114,8 +117,9 @@ impl AgentCtx {
             .ok_or_else(|| ClientError::Setup("the device token is malformed".into()))?;
         Ok(AgentCtx {
             device_id,
-            token,
-            http,
+            token: Mutex::new(token),
+            http: Mutex::new(http),
+            token_file: None,
             ws,
             transport,
             hold_secs: 25,
@@ -133,6 +137,44 @@ impl AgentCtx {
             in_session: AtomicBool::new(false),
             session_id: AtomicU64::new(0),
         })
+    }
+
+    pub fn token(&self) -> String {
+        lock(&self.token).clone()
+    }
+
+    /// The HTTP client with the current token.
+    pub fn http(&self) -> HubHttp {
+        lock(&self.http).clone()
+    }
+
+    /// Takes up a token that changed on disk; true if it did.
+    fn reload_token(&self) -> bool {
+        let Some(path) = &self.token_file else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let new = text.trim();
+        if new.is_empty() || *lock(&self.token) == new {
+            return false;
+        }
+        let same_device = new
+            .split_once(':')
+            .and_then(|(id, _)| Uuid::parse_str(id).ok())
+            == Some(self.device_id);
+        let Ok(http) = lock(&self.http).with_token(new) else {
+            return false;
+        };
+        if !same_device {
+            tracing::error!("the token file now holds another device's token; ignoring it");
+            return false;
+        }
+        *lock(&self.http) = http;
+        *lock(&self.token) = new.to_owned();
+        tracing::info!("took up the device's new token");
+        true
     }
 
     /// Sends on the current session, if there is one.
@@ -247,6 +289,7 @@ pub async fn run(ctx: Arc<AgentCtx>, shutdown: CancellationToken) {
                 );
                 ctx.replaced_backoff
             }
+            SessionEnd::Revoked(_) if ctx.reload_token() => Duration::ZERO,
             SessionEnd::Revoked(why) => {
                 tracing::error!(%why, "the hub refused this device; retrying later");
                 ctx.max_backoff
@@ -277,7 +320,7 @@ async fn ws_session(ctx: &Arc<AgentCtx>, shutdown: &CancellationToken) -> Sessio
     let Some(target) = &ctx.ws else {
         return SessionEnd::WsRefused("no WebSocket target".into());
     };
-    let mut ws = match target.connect(&ctx.token).await {
+    let mut ws = match target.connect(&ctx.token()).await {
         Ok(ws) => ws,
         Err(ConnectError::Deferred(ms)) => return SessionEnd::Deferred(ms),
         Err(ConnectError::Refused { status: 401 | 403 }) => {
@@ -398,7 +441,8 @@ async fn poll_session(
             ctx.hold_secs
         };
         let session = (!hello).then(|| ctx.session_id.load(Ordering::Relaxed));
-        let poll = ctx.http.poll(hold, session, &batch);
+        let http = ctx.http();
+        let poll = http.poll(hold, session, &batch);
         tokio::pin!(poll);
         let result = loop {
             tokio::select! {
@@ -464,7 +508,7 @@ async fn side_request(
     let session = Some(ctx.session_id.load(Ordering::Relaxed));
     for batch in by_size(side, ctx.max_message.load(Ordering::Relaxed) as usize / 2) {
         let msgs = ctx
-            .http
+            .http()
             .poll(0, session, &batch)
             .await
             .map_err(poll_error)?;

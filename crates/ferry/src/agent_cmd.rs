@@ -134,7 +134,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let http = HubHttp::new(http_client(&config)?, &config.hub_url, Some(&token))?;
             let new = http.rotate_token().await.context("token rotation failed")?;
             write_token(&data_dir, &new)?;
-            println!("token replaced; a running agent picks it up when restarted");
+            println!("token replaced; a running agent takes it up when it next reconnects");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -177,6 +177,7 @@ pub async fn run_agent(data_dir: &Path) -> anyhow::Result<()> {
         journal,
         runner,
     )?;
+    ctx.token_file = Some(data_dir.join(ferry_agent::config::TOKEN_FILE));
     ctx.hold_secs = config.hold_secs.clamp(1, 55);
     ctx.poll_interval = config
         .poll_interval_secs

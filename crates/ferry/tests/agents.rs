@@ -506,3 +506,39 @@ async fn ferry_ops_start_with_watch_prints_live_counts_until_every_target_finish
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_token_rotated_on_the_device_is_taken_up_by_the_running_agent_and_the_old_one_dies() {
+    let hub = TestHub::start("").await;
+    let mut agent = hub.enroll_agent("pc-0016", |_| {}).await;
+    agent.start();
+    hub.wait_online(agent.device, true).await;
+    let old = std::fs::read_to_string(agent.path("device.token")).unwrap();
+    let out = tokio::process::Command::new(common::FERRY)
+        .args(["agent", "rotate-token", "--data-dir"])
+        .arg(&agent.dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = std::fs::read_to_string(agent.path("device.token")).unwrap();
+    assert_ne!(old.trim(), new.trim());
+    let r = hub
+        .http
+        .get(format!("{}/api/v1/agent/policy", hub.url))
+        .bearer_auth(old.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the old token must stop working");
+    let op = hub
+        .start_op(json!({"op": {"kind": "run_script", "script": "echo rotated"}, "devices": [agent.device]}))
+        .await;
+    let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
+    assert_eq!(op.counts.succeeded, 1, "{}", agent.log());
+    assert!(agent.log().contains("took up the device's new token"));
+}
