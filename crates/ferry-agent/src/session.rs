@@ -695,7 +695,8 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                 });
                 return;
             }
-            ctx.send(AgentMessage::Received { op_id });
+            // `received` is said only if the operation has to wait its turn; one that starts
+            // at once goes straight to `running` (a third fewer messages in a fan-out).
             let token = CancellationToken::new();
             lock(&ctx.active).insert(op_id, token.clone());
             tokio::spawn(run_op(ctx.clone(), a, attempts, token));
@@ -719,7 +720,13 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
 async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: CancellationToken) {
     let op_id = a.op_id;
     let _turn = if exclusive(&a.spec) {
-        Some(ctx.exclusive.lock().await)
+        match ctx.exclusive.try_lock() {
+            Ok(turn) => Some(turn),
+            Err(_) => {
+                ctx.send(AgentMessage::Received { op_id });
+                Some(ctx.exclusive.lock().await)
+            }
+        }
     } else {
         None
     };

@@ -506,10 +506,10 @@ async fn a_session_that_sends_only_garbage_is_closed_after_a_hundred_unreadable_
     let hub = TestHub::start("").await;
     let (_, token) = enroll(&hub, "junk-1").await;
     let mut ws = raw_session(&hub, &token, "junk-1").await;
-    for _ in 0..150 {
-        if ws.send(Message::Text("junk".into())).await.is_err() {
-            break;
-        }
+    // One past the limit, and no more: writing after the hub closed would reset the
+    // connection before its close frame is read.
+    for _ in 0..101 {
+        ws.send(Message::Text("junk".into())).await.unwrap();
     }
     let mut code = None;
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
