@@ -64,6 +64,8 @@ struct Report {
     baseline_interval_s: u64,
     baseline_deliver_all_ms: f64,
     baseline_results_all_ms: f64,
+    /// Hub CPU while the baseline's agents poll with nothing to deliver.
+    baseline_idle_hub_cpu_percent_of_one_core: f64,
     /// Baseline delivery time over WebSocket delivery time.
     deliver_ratio_baseline_over_ws: f64,
 }
@@ -191,12 +193,13 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     );
     if r.baseline_agents > 0 {
         println!(
-            "  baseline, {} agents polling every {} s: delivered to all in {:.0} ms, results in {:.0} ms (ratio {:.1}x)",
+            "  baseline, {} agents polling every {} s: delivered to all in {:.0} ms, results in {:.0} ms (ratio {:.1}x); idle polling costs the hub {:.2} % of one core",
             r.baseline_agents,
             r.baseline_interval_s,
             r.baseline_deliver_all_ms,
             r.baseline_results_all_ms,
-            r.deliver_ratio_baseline_over_ws
+            r.deliver_ratio_baseline_over_ws,
+            r.baseline_idle_hub_cpu_percent_of_one_core
         );
     }
     if args.json {
@@ -387,6 +390,7 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
     swarm.stop().await;
 
     let (mut bd, mut br) = (0.0, 0.0);
+    let mut baseline_idle_cpu = 0.0;
     if base_n > 0 {
         eprintln!(
             "baseline: {base_n} agents polling every {} s…",
@@ -403,8 +407,12 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
         )
         .await?;
         wait_connected(&hub, base_n as i64, Duration::from_secs(120)).await?;
-        // Let the random first waits play out, so pollers are spread over the interval.
+        // Let the random first waits play out, so pollers are spread over the interval; then
+        // measure what idle polling costs the hub over one more interval.
         tokio::time::sleep(Duration::from_secs(args.baseline_interval)).await;
+        let poll_start = ProcStat::read(hub.pid)?;
+        tokio::time::sleep(Duration::from_secs(args.baseline_interval)).await;
+        baseline_idle_cpu = ProcStat::read(hub.pid)?.cpu_percent_since(&poll_start);
         (bd, br) = fan_out(
             &hub,
             &swarm,
@@ -431,6 +439,7 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
         baseline_interval_s: args.baseline_interval,
         baseline_deliver_all_ms: bd,
         baseline_results_all_ms: br,
+        baseline_idle_hub_cpu_percent_of_one_core: baseline_idle_cpu,
         deliver_ratio_baseline_over_ws: if deliver_all_ms > 0.0 {
             bd / deliver_all_ms
         } else {
