@@ -38,6 +38,10 @@ pub struct Entry {
     pub outcome: Option<OpOutcome>,
     /// Unix seconds of the last change.
     pub updated_at: i64,
+    /// Process groups started for it, with their leader's start time (Linux), so that a
+    /// restarted agent can stop what a killed one left running.
+    #[serde(default)]
+    pub processes: Vec<(u32, u64)>,
 }
 
 /// What to do with an operation the hub (re)sent.
@@ -98,6 +102,50 @@ pub struct Journal {
     entries: Mutex<HashMap<Uuid, (Entry, bool)>>,
 }
 
+/// When process `pid` started (clock ticks since boot; `/proc/<pid>/stat` field 22).
+#[cfg(target_os = "linux")]
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_start(_pid: u32) -> Option<u64> {
+    None
+}
+
+/// Kills what is left of a process group a killed agent started. The group's number cannot be
+/// taken by another group while any member lives; the leader's start time guards the one
+/// remaining case, a new leader that was given the same number after the old group ended.
+#[cfg(target_os = "linux")]
+fn stop_leftover(pgid: u32, started: u64) {
+    if started == 0 {
+        return;
+    }
+    if let Some(now) = process_start(pgid)
+        && now != started
+    {
+        return; // pgid reused by an unrelated process
+    }
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) on a process group this agent created (checked above); no memory.
+    let killed = unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0;
+    if killed {
+        tracing::warn!(pgid, "stopped processes a killed agent left running");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_leftover(_pgid: u32, _started: u64) {}
+
 fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -130,6 +178,11 @@ impl Journal {
                     let _ = std::fs::remove_file(&path);
                 }
                 Ok(e) => {
+                    if e.stage == Stage::Running {
+                        for &(pgid, started) in &e.processes {
+                            stop_leftover(pgid, started);
+                        }
+                    }
                     entries.insert(e.op_id, (e, true));
                 }
                 Err(err) => {
@@ -169,6 +222,19 @@ impl Journal {
         }
         self.lock().insert(entry.op_id, (entry, false));
         Ok(())
+    }
+
+    /// Records a process group started for a running operation.
+    pub fn note_process(&self, op: Uuid, pid: u32) -> std::io::Result<()> {
+        let entry = {
+            let mut entries = self.lock();
+            let Some((e, _)) = entries.get_mut(&op) else {
+                return Ok(());
+            };
+            e.processes.push((pid, process_start(pid).unwrap_or(0)));
+            e.clone()
+        };
+        self.put(entry)
     }
 
     /// Forgets an operation whose result the hub has stored.
@@ -222,6 +288,7 @@ mod tests {
             attempts,
             outcome: None,
             updated_at: 0,
+            processes: Vec::new(),
         }
     }
 

@@ -680,6 +680,7 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                 attempts,
                 outcome: None,
                 updated_at: 0,
+                processes: Vec::new(),
             }) {
                 // Without a journal entry a restart could run it twice; refuse instead.
                 tracing::error!(op = %op_id, error = %e, "cannot write the journal");
@@ -710,6 +711,7 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                     attempts: 0,
                     outcome: Some(outcome.clone()),
                     updated_at: 0,
+                    processes: Vec::new(),
                 });
             }
             ctx.send(AgentMessage::Finished { op_id, outcome });
@@ -736,6 +738,7 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
         attempts: attempts + 1,
         outcome: None,
         updated_at: 0,
+        processes: Vec::new(),
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }
@@ -743,20 +746,28 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
     tracing::info!(op = %op_id, kind = a.spec.kind(), "running");
     // The executors enforce the timeout themselves; this is the backstop.
     let backstop = Duration::from_secs(u64::from(a.timeout_secs) + 60);
-    let outcome =
-        match tokio::time::timeout(backstop, ctx.runner.run(&ctx, &a, cancel.clone())).await {
-            Ok(o) => o,
-            Err(_) => {
-                cancel.cancel();
-                OpOutcome {
-                    state: OutcomeState::Failed,
-                    exit_code: None,
-                    output: String::new(),
-                    error: format!("did not finish within {} s", a.timeout_secs),
-                    reboot_required: false,
-                }
+    let hook: Arc<dyn Fn(u32) + Send + Sync> = {
+        let ctx = ctx.clone();
+        Arc::new(move |pid| {
+            if let Err(e) = ctx.journal.note_process(op_id, pid) {
+                tracing::warn!(op = %op_id, error = %e, "cannot record a process in the journal");
             }
-        };
+        })
+    };
+    let run = crate::exec::process::ON_SPAWN.scope(hook, ctx.runner.run(&ctx, &a, cancel.clone()));
+    let outcome = match tokio::time::timeout(backstop, run).await {
+        Ok(o) => o,
+        Err(_) => {
+            cancel.cancel();
+            OpOutcome {
+                state: OutcomeState::Failed,
+                exit_code: None,
+                output: String::new(),
+                error: format!("did not finish within {} s", a.timeout_secs),
+                reboot_required: false,
+            }
+        }
+    };
     tracing::info!(op = %op_id, state = ?outcome.state, exit_code = ?outcome.exit_code, "finished");
     if let Err(e) = ctx.journal.put(Entry {
         op_id,
@@ -764,6 +775,7 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
         attempts: attempts + 1,
         outcome: Some(outcome.clone()),
         updated_at: 0,
+        processes: Vec::new(),
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }

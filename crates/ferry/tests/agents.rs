@@ -95,12 +95,17 @@ async fn an_agent_killed_mid_script_ends_failed_and_the_script_is_not_run_again(
     let op = hub
         .start_op(json!({
             "op": {"kind": "run_script",
-                   "script": "echo x >> \"$1\"; touch \"$2\"; sleep 60",
+                   "script": "echo x >> \"$1\"; echo $$ > \"$2.tmp\"; mv \"$2.tmp\" \"$2\"; sleep 60",
                    "args": [counter.to_str().unwrap(), started.to_str().unwrap()]},
             "devices": [agent.device]
         }))
         .await;
     wait_file(&started, LIMIT).await;
+    let script_pid: u32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     hub.wait_op(op.id, LIMIT, |o| o.counts.running == 1).await;
     agent.kill9();
     agent.start();
@@ -118,6 +123,22 @@ async fn an_agent_killed_mid_script_ends_failed_and_the_script_is_not_run_again(
         std::fs::read_to_string(&counter).unwrap().lines().count(),
         1
     );
+    // What the killed agent left running was stopped by the new one.
+    assert!(
+        !alive(script_pid),
+        "the orphaned script {script_pid} still runs"
+    );
+}
+
+/// Running and not a zombie (this container's init may not reap orphans).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 #[tokio::test]

@@ -67,6 +67,11 @@ pub async fn run_process(
     // Armed until the child is reaped normally: if this future is dropped (or returns early)
     // while the tree runs, the guard kills it.
     let mut guard = TreeGuard::new(child.id());
+    if let Some(pid) = child.id() {
+        // The agent's journal records the group, so that an agent killed meanwhile can stop
+        // the tree when it starts again (see `journal`).
+        let _ = ON_SPAWN.try_with(|hook| hook(pid));
+    }
 
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
@@ -126,6 +131,12 @@ pub async fn run_process(
         timed_out,
         cancelled,
     })
+}
+
+tokio::task_local! {
+    /// Told the ID of every process [`run_process`] starts within its scope (the agent's
+    /// session sets it per operation).
+    pub static ON_SPAWN: std::sync::Arc<dyn Fn(u32) + Send + Sync>;
 }
 
 enum Ending {
