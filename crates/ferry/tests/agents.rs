@@ -563,3 +563,64 @@ async fn a_token_rotated_on_the_device_is_taken_up_by_the_running_agent_and_the_
     assert_eq!(op.counts.succeeded, 1, "{}", agent.log());
     assert!(agent.log().contains("took up the device's new token"));
 }
+
+#[tokio::test]
+async fn an_install_operation_runs_the_packages_own_command_and_the_package_is_readable_only_while_it_runs()
+ {
+    let hub = TestHub::start("").await;
+    let mut agent = hub.enroll_agent("pc-0017", |_| {}).await;
+    let marker = agent.path("installed");
+    let mut zip = Vec::new();
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
+        w.start_file("setup/install.sh", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(format!("printf '%s' \"$1\" > '{}'\n", marker.display()).as_bytes())
+            .unwrap();
+        w.finish().unwrap();
+    }
+    let package = hub.upload_package(zip).await;
+    let package_id = package["id"].as_str().unwrap().to_owned();
+    let r = hub
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/packages/{package_id}"),
+        )
+        .json(&json!({"metadata": {"install_command": "sh setup/install.sh '--mode silent'"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = std::fs::read_to_string(agent.path("device.token")).unwrap();
+    let content = |token: String| {
+        let url = format!("{}/api/v1/agent/packages/{package_id}/content", hub.url);
+        let http = hub.http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token.trim())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        content(token.clone()).await,
+        404,
+        "not this device's package yet"
+    );
+    agent.start();
+    hub.wait_online(agent.device, true).await;
+    let op = hub
+        .start_op(
+            json!({"op": {"kind": "install", "package_id": package_id}, "devices": [agent.device]}),
+        )
+        .await;
+    let op = hub.wait_op(op.id, LIMIT, |o| o.counts.finished()).await;
+    let r = &hub.op_results(op.id).await[0];
+    assert_eq!(op.counts.succeeded, 1, "{r:?}\n{}", agent.log());
+    assert_eq!(r.exit_code, Some(0));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--mode silent");
+    assert_eq!(content(token).await, 404, "the operation is over");
+}

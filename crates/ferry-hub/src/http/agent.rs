@@ -197,12 +197,25 @@ fn welcome(state: &AppState, session: &Session) -> HubMessage {
 /// operation of the device.
 async fn start_session(
     state: &AppState,
-    device: Uuid,
+    auth: &DeviceAuth,
     addr: SocketAddr,
     transport: Transport,
     inventory: Inventory,
 ) -> Arc<Session> {
+    let device = auth.id;
     let session = state.agents.open(device, transport);
+    // A disable or token rotation that committed after this request authenticated, but
+    // before the session was registered, found no session to close; look again.
+    match state.store.device_auth(device).await {
+        Ok(Some(row)) if row.enabled && row.token_hash == auth.token_hash => {}
+        _ => {
+            session.request_close(
+                ferry_proto::agent::CLOSE_REVOKED,
+                "this device was disabled or its token replaced",
+            );
+            return session;
+        }
+    }
     state.agents.note_inventory(device, inventory);
     state.agents.note_seen(device, Some(addr));
     session.push_message(&welcome(state, &session));
@@ -294,7 +307,7 @@ pub async fn ws(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run_ws(state, device.id, addr, socket)))
+        .on_upgrade(move |socket| run_ws(state, device, addr, socket)))
 }
 
 fn close_frame(code: u16, reason: &str) -> Message {
@@ -309,7 +322,7 @@ fn text_frame(frame: Bytes) -> Option<Message> {
     Utf8Bytes::try_from(frame).ok().map(Message::Text)
 }
 
-async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: WebSocket) {
+async fn run_ws(state: AppState, device: DeviceAuth, addr: SocketAddr, mut socket: WebSocket) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(text.as_str()),
         _ => {
@@ -341,7 +354,8 @@ async fn run_ws(state: AppState, device: Uuid, addr: SocketAddr, mut socket: Web
         let _ = socket.send(close_frame(1008, &e.to_string())).await;
         return;
     }
-    let session = start_session(&state, device, addr, Transport::WebSocket, inventory).await;
+    let session = start_session(&state, &device, addr, Transport::WebSocket, inventory).await;
+    let device = device.id;
     let ping_ms = i64::from(state.config.agent_ping_secs) * 1000;
     let idle_limit_ms = 3 * ping_ms;
     let check = tokio::time::sleep(Duration::from_millis(idle_limit_ms as u64));
@@ -473,7 +487,7 @@ pub async fn poll(
             let Some(AgentMessage::Hello { inventory, .. }) = messages.next() else {
                 return Err(anyhow::anyhow!("peeked hello vanished").into());
             };
-            start_session(&state, device.id, addr, Transport::LongPoll, inventory).await
+            start_session(&state, &device, addr, Transport::LongPoll, inventory).await
         }
         _ => {
             let current = state

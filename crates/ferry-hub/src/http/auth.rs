@@ -175,6 +175,9 @@ impl FromRequestParts<AppState> for AdminOrConnector {
 /// An enrolled, enabled device (`Authorization: Bearer <device id>:<token secret>`).
 pub struct DeviceAuth {
     pub id: Uuid,
+    /// The stored hash the token matched (a session re-checks it once registered, in case
+    /// the token was rotated or the device disabled meanwhile).
+    pub token_hash: Vec<u8>,
 }
 
 impl FromRequestParts<AppState> for DeviceAuth {
@@ -204,6 +207,9 @@ impl FromRequestParts<AppState> for DeviceAuth {
         if !row.enabled {
             return Err(Error::Forbidden("this device is disabled"));
         }
-        Ok(DeviceAuth { id })
+        Ok(DeviceAuth {
+            id,
+            token_hash: row.token_hash,
+        })
     }
 }
