@@ -53,10 +53,8 @@ pub async fn run_process(
     cmd.process_group(0);
     #[cfg(windows)]
     {
-        // No console window for a service's children. Only the first process is killed on
-        // timeout (kill_on_drop / start_kill); a Job Object with
-        // JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE would take its whole tree down, as the process
-        // group does on Unix.
+        // No console window for a service's children. The tree is guarded by a Job Object
+        // (see `job` below), as the process group guards it on Unix.
         const CREATE_NO_WINDOW: u32 = 0x0800_0000;
         cmd.creation_flags(CREATE_NO_WINDOW);
     }
@@ -145,11 +143,13 @@ enum Ending {
     Cancelled,
 }
 
-/// Kills the child's process group when armed and dropped (Unix). On Windows the child's
-/// `kill_on_drop` is all there is.
+/// Kills the child's process tree when armed and dropped: its process group on Unix, its Job
+/// Object on Windows.
 struct TreeGuard {
     #[cfg(unix)]
     pgid: Option<libc::pid_t>,
+    #[cfg(windows)]
+    job: Option<job::Job>,
 }
 
 impl TreeGuard {
@@ -160,7 +160,13 @@ impl TreeGuard {
                 pgid: pid.and_then(|p| libc::pid_t::try_from(p).ok()),
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            TreeGuard {
+                job: pid.and_then(job::Job::for_process),
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = pid;
             TreeGuard {}
@@ -179,12 +185,21 @@ impl TreeGuard {
                 libc::kill(-pgid, libc::SIGKILL);
             }
         }
+        #[cfg(windows)]
+        if let Some(job) = &self.job {
+            job.kill();
+        }
     }
 
     fn disarm(&mut self) {
         #[cfg(unix)]
         {
             self.pgid = None;
+        }
+        #[cfg(windows)]
+        if let Some(job) = self.job.take() {
+            // Exited normally: whatever it left in the background may go on, as on Unix.
+            job.release();
         }
     }
 }
@@ -264,5 +279,92 @@ mod tests {
         let mut c = Capture::new(10);
         c.kept = b"hello".to_vec();
         assert_eq!(c.finish(), "hello");
+    }
+}
+
+/// Windows: the child is put in a Job Object that kills every process in it when the job is
+/// terminated or its last handle closes, so a timeout, a cancel, or the agent itself dying
+/// stops the whole tree (an installer's helpers included), as the process group does on Unix.
+/// A process the child starts in the instant before it is assigned escapes; ConfigMgr's
+/// client has the same window.
+#[cfg(windows)]
+mod job {
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+        SetInformationJobObject, TerminateJobObject,
+    };
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_SET_QUOTA, PROCESS_TERMINATE,
+    };
+
+    pub struct Job(HANDLE);
+
+    // SAFETY: a job handle may be used from any thread.
+    unsafe impl Send for Job {}
+    unsafe impl Sync for Job {}
+
+    fn set_kill_on_close(job: HANDLE, on: bool) -> bool {
+        // SAFETY: zeroed is a valid JOBOBJECT_EXTENDED_LIMIT_INFORMATION (plain data); the
+        // pointer and size describe that local for the duration of the call.
+        unsafe {
+            let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+            if on {
+                info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            }
+            SetInformationJobObject(
+                job,
+                JobObjectExtendedLimitInformation,
+                (&raw const info).cast(),
+                std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+            ) != 0
+        }
+    }
+
+    impl Job {
+        /// A new job holding process `pid`; `None` if Windows refuses (the tree then is not
+        /// guarded beyond the first process).
+        pub fn for_process(pid: u32) -> Option<Job> {
+            // SAFETY: plain Win32 calls on handles this function owns and closes.
+            unsafe {
+                let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+                if job.is_null() {
+                    return None;
+                }
+                let job = Job(job);
+                if !set_kill_on_close(job.0, true) {
+                    return None;
+                }
+                let process = OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, 0, pid);
+                if process.is_null() {
+                    return None;
+                }
+                let assigned = AssignProcessToJobObject(job.0, process) != 0;
+                CloseHandle(process);
+                assigned.then_some(job)
+            }
+        }
+
+        pub fn kill(&self) {
+            // SAFETY: terminating a job this module created.
+            unsafe {
+                TerminateJobObject(self.0, 1);
+            }
+        }
+
+        /// Lets the job's remaining processes outlive it.
+        pub fn release(self) {
+            set_kill_on_close(self.0, false);
+        }
+    }
+
+    impl Drop for Job {
+        fn drop(&mut self) {
+            // SAFETY: closing the handle this value owns, once.
+            unsafe {
+                CloseHandle(self.0);
+            }
+        }
     }
 }
