@@ -323,6 +323,10 @@ async fn ws_session(ctx: &Arc<AgentCtx>, shutdown: &CancellationToken) -> Sessio
     let mut ws = match target.connect(&ctx.token()).await {
         Ok(ws) => ws,
         Err(ConnectError::Deferred(ms)) => return SessionEnd::Deferred(ms),
+        // Another connection of this device is still saying hello (ours, half-dead): retry.
+        Err(ConnectError::Refused { status: 409 }) => {
+            return SessionEnd::Lost("the hub is still setting up an earlier connection".into());
+        }
         Err(ConnectError::Refused { status: 401 | 403 }) => {
             return SessionEnd::Revoked("the hub refused the device token".into());
         }

@@ -52,7 +52,7 @@ pub struct Session {
     pub notify: Notify,
     /// Set when the hub wants this session gone (replaced, revoked, shutting down).
     close: Mutex<Option<(u16, &'static str)>>,
-    /// Unix ms of the last message from the agent.
+    /// When the agent was last heard from ([`mono_ms`]).
     pub last_heard: AtomicI64,
 }
 
@@ -96,8 +96,15 @@ impl Session {
     }
 
     pub fn heard(&self) {
-        self.last_heard.store(now_ms(), Ordering::Relaxed);
+        self.last_heard.store(mono_ms(), Ordering::Relaxed);
     }
+}
+
+/// Milliseconds on a monotonic clock (since the first call): liveness must not jump with the
+/// wall clock, or a clock correction would close every session at once.
+pub fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -149,6 +156,18 @@ impl Admission {
     }
 }
 
+/// See [`Agents::connecting`].
+pub struct Connecting {
+    agents: Arc<Agents>,
+    device: Uuid,
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        lock(&self.agents.connecting).remove(&self.device);
+    }
+}
+
 #[derive(Default)]
 struct AuthCache {
     rows: HashMap<Uuid, DeviceAuthRow>,
@@ -157,6 +176,8 @@ struct AuthCache {
 
 pub struct Agents {
     sessions: Mutex<HashMap<Uuid, Arc<Session>>>,
+    /// Devices with a connection between upgrade and hello (one at a time per device).
+    connecting: Mutex<std::collections::HashSet<Uuid>>,
     next_session: AtomicU64,
     admission: Mutex<Admission>,
     writes: mpsc::UnboundedSender<Pending>,
@@ -182,6 +203,7 @@ impl Agents {
         let (tx, rx) = mpsc::unbounded_channel();
         Agents {
             sessions: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(std::collections::HashSet::new()),
             next_session: AtomicU64::new(1),
             admission: Mutex::new(Admission::new(rate, burst)),
             writes: tx,
@@ -211,6 +233,15 @@ impl Agents {
         }
     }
 
+    /// Marks a connection of `device` as being set up; `None` if one already is. The mark
+    /// goes when the returned guard is dropped (hello received, or the attempt abandoned).
+    pub fn connecting(self: &Arc<Self>, device: Uuid) -> Option<Connecting> {
+        lock(&self.connecting).insert(device).then(|| Connecting {
+            agents: self.clone(),
+            device,
+        })
+    }
+
     /// Registers a new session for `device`, closing the one it replaces (a device token used
     /// by two processes: the newer session wins, the older is told why).
     pub fn open(&self, device: Uuid, transport: Transport) -> Arc<Session> {
@@ -221,7 +252,7 @@ impl Agents {
             outbox: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             close: Mutex::new(None),
-            last_heard: AtomicI64::new(now_ms()),
+            last_heard: AtomicI64::new(mono_ms()),
         });
         let old = lock(&self.sessions).insert(device, session.clone());
         if let Some(old) = old {
@@ -544,7 +575,7 @@ pub async fn run_poll_reaper(state: AppState) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => return,
         }
-        let cutoff = now_ms() - stale_ms;
+        let cutoff = mono_ms() - stale_ms;
         let stale: Vec<Arc<Session>> = lock(&state.agents.sessions)
             .values()
             .filter(|s| {

@@ -64,7 +64,7 @@ pub struct Shared {
     pub blobs: blobs::BlobStore,
     pub uploads: http::uploads::UploadSlots,
     /// Connected agents, admission and the batched writer of their reports.
-    pub agents: agents::Agents,
+    pub agents: Arc<agents::Agents>,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -117,7 +117,10 @@ pub async fn run(
         connector_auth: Mutex::new(http::auth::AuthCache::default()),
         blobs: blobs::BlobStore::new(config.data_dir.join(BLOB_DIR)),
         uploads: http::uploads::UploadSlots::default(),
-        agents: agents::Agents::new(config.agent_admission_rate, config.agent_admission_burst),
+        agents: Arc::new(agents::Agents::new(
+            config.agent_admission_rate,
+            config.agent_admission_burst,
+        )),
     }));
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
     let presence = tokio::spawn(presence::run(state.clone()));

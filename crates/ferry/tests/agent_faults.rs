@@ -543,3 +543,43 @@ async fn a_silent_agent_connection_is_closed_after_three_ping_intervals() {
     );
     hub.wait_online(device, false).await;
 }
+
+#[tokio::test]
+async fn a_device_may_have_only_one_connection_waiting_to_say_hello() {
+    let hub = TestHub::start("").await;
+    let (_, token) = enroll(&hub, "slow-1").await;
+    let addr = hub.url.trim_start_matches("http://").to_owned();
+    let upgrade = || async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut req = format!("ws://{addr}/api/v1/agent/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::client_async(req, tcp).await
+    };
+    let (silent, _) = upgrade().await.unwrap();
+    match upgrade().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 409),
+        other => panic!("expected 409, got {:?}", other.map(|_| ())),
+    }
+    drop(silent);
+    // Once the silent one is gone, the device connects normally.
+    let started = Instant::now();
+    loop {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut req = format!("ws://{addr}/api/v1/agent/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        if tokio_tungstenite::client_async(req, tcp).await.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -26,10 +26,9 @@ use super::auth::DeviceAuth;
 use super::error::{Error, Result};
 use super::extract::{AgentJson, ApiJson, ApiQuery, IdPath};
 use crate::AppState;
-use crate::agents::{Session, Transport};
+use crate::agents::{Connecting, Session, Transport, mono_ms};
 use crate::secrets::generate_secret;
 use crate::store::{AgentWrite, EnrollError};
-use crate::time_util::now_ms;
 
 /// How long a new WebSocket may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -300,6 +299,12 @@ pub async fn ws(
     if *state.shutdown.borrow() {
         return Err(Error::ShuttingDown);
     }
+    // One connection per device between upgrade and hello: a stolen token cannot pile up
+    // sockets that have not said who they are.
+    let connecting = state.agents.connecting(device.id).ok_or(Error::Conflict {
+        code: "already_connecting",
+        message: "a connection for this device is being set up; retry after it".into(),
+    })?;
     state.agents.admit().map_err(Error::Deferred)?;
     let max = state.config.agent_max_message_bytes as usize;
     Ok(upgrade
@@ -307,7 +312,7 @@ pub async fn ws(
         .write_buffer_size(0)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run_ws(state, device, addr, socket)))
+        .on_upgrade(move |socket| run_ws(state, device, addr, socket, connecting)))
 }
 
 fn close_frame(code: u16, reason: &str) -> Message {
@@ -322,7 +327,13 @@ fn text_frame(frame: Bytes) -> Option<Message> {
     Utf8Bytes::try_from(frame).ok().map(Message::Text)
 }
 
-async fn run_ws(state: AppState, device: DeviceAuth, addr: SocketAddr, mut socket: WebSocket) {
+async fn run_ws(
+    state: AppState,
+    device: DeviceAuth,
+    addr: SocketAddr,
+    mut socket: WebSocket,
+    connecting: Connecting,
+) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AgentMessage>(text.as_str()),
         _ => {
@@ -355,6 +366,7 @@ async fn run_ws(state: AppState, device: DeviceAuth, addr: SocketAddr, mut socke
         return;
     }
     let session = start_session(&state, &device, addr, Transport::WebSocket, inventory).await;
+    drop(connecting);
     let device = device.id;
     let ping_ms = i64::from(state.config.agent_ping_secs) * 1000;
     let idle_limit_ms = 3 * ping_ms;
@@ -420,7 +432,7 @@ async fn run_ws(state: AppState, device: DeviceAuth, addr: SocketAddr, mut socke
                 }
             },
             _ = &mut check => {
-                let silent = now_ms() - session.last_heard.load(std::sync::atomic::Ordering::Relaxed);
+                let silent = mono_ms() - session.last_heard.load(std::sync::atomic::Ordering::Relaxed);
                 if silent >= idle_limit_ms {
                     tracing::info!(%device, "closing a silent agent session (half-open connection?)");
                     let _ = socket
