@@ -180,8 +180,8 @@ pub struct Agents {
     connecting: Mutex<std::collections::HashSet<Uuid>>,
     next_session: AtomicU64,
     admission: Mutex<Admission>,
-    writes: mpsc::UnboundedSender<Pending>,
-    writes_rx: Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
+    writes: mpsc::Sender<Pending>,
+    writes_rx: Mutex<Option<mpsc::Receiver<Pending>>>,
     /// Bumped (to a Unix-µs value, so it grows across restarts) whenever an operation's
     /// counts change; `versions` says which operation changed when.
     op_clock: watch::Sender<u64>,
@@ -200,7 +200,7 @@ fn now_us() -> u64 {
 
 impl Agents {
     pub fn new(rate: u32, burst: u32) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         Agents {
             sessions: Mutex::new(HashMap::new()),
             connecting: Mutex::new(std::collections::HashSet::new()),
@@ -320,13 +320,17 @@ impl Agents {
 
     /// Queues a report for the writer; `ack` (device, operation) is told `ResultStored` once
     /// it is committed.
-    pub fn record(&self, write: AgentWrite, ack: Option<(Uuid, Uuid)>) {
+    ///
+    /// The queue is bounded: when the writer falls behind, sessions wait here, which stops
+    /// them reading from their sockets, which slows their agents down (backpressure instead
+    /// of memory).
+    pub async fn record(&self, write: AgentWrite, ack: Option<(Uuid, Uuid)>) {
         // The receiver lives as long as the hub; a send can only fail during shutdown, when
         // the agent will report again on its next session anyway.
-        let _ = self.writes.send(Pending { write, ack });
+        let _ = self.writes.send(Pending { write, ack }).await;
     }
 
-    pub fn note_seen(&self, device: Uuid, addr: Option<SocketAddr>) {
+    pub async fn note_seen(&self, device: Uuid, addr: Option<SocketAddr>) {
         self.record(
             AgentWrite::Seen {
                 device,
@@ -334,11 +338,13 @@ impl Agents {
                 remote_addr: addr.map(|a| a.ip().to_string()),
             },
             None,
-        );
+        )
+        .await;
     }
 
-    pub fn note_inventory(&self, device: Uuid, inventory: Inventory) {
-        self.record(AgentWrite::Inventory { device, inventory }, None);
+    pub async fn note_inventory(&self, device: Uuid, inventory: Inventory) {
+        self.record(AgentWrite::Inventory { device, inventory }, None)
+            .await;
     }
 
     /// Prometheus lines for agent sessions and admission.
@@ -401,6 +407,9 @@ impl Agents {
         cache.rows.remove(&device);
     }
 }
+
+/// Reports waiting for the writer before sessions have to wait (see [`Agents::record`]).
+const WRITE_QUEUE: usize = 8192;
 
 /// Largest number of reports committed in one transaction.
 const MAX_BATCH: usize = 5000;
@@ -585,7 +594,7 @@ pub async fn run_poll_reaper(state: AppState) {
             .collect();
         for s in stale {
             if state.agents.close(&s) {
-                state.agents.note_seen(s.device, None);
+                state.agents.note_seen(s.device, None).await;
             }
         }
     }

@@ -215,8 +215,8 @@ async fn start_session(
             return session;
         }
     }
-    state.agents.note_inventory(device, inventory);
-    state.agents.note_seen(device, Some(addr));
+    state.agents.note_inventory(device, inventory).await;
+    state.agents.note_seen(device, Some(addr)).await;
     session.push_message(&welcome(state, &session));
     match state.store.open_assignments(device).await {
         Ok(assignments) => {
@@ -240,39 +240,65 @@ fn error_frame(code: &str, message: impl Into<String>) -> HubMessage {
     }
 }
 
-fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMessage) {
+async fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMessage) {
     let device = session.device;
     match msg {
         AgentMessage::Hello { .. } => session.push_message(&error_frame(
             "unexpected_hello",
             "this session has already started; hello comes once, first",
         )),
-        AgentMessage::Received { op_id } => state
-            .agents
-            .record(AgentWrite::Received { op: op_id, device }, None),
-        AgentMessage::Running { op_id } => state
-            .agents
-            .record(AgentWrite::Running { op: op_id, device }, None),
-        AgentMessage::Finished { op_id, outcome } => state.agents.record(
-            AgentWrite::Finished {
-                op: op_id,
-                device,
-                outcome,
-            },
-            Some((device, op_id)),
-        ),
+        AgentMessage::Received { op_id } => {
+            state
+                .agents
+                .record(AgentWrite::Received { op: op_id, device }, None)
+                .await
+        }
+        AgentMessage::Running { op_id } => {
+            state
+                .agents
+                .record(AgentWrite::Running { op: op_id, device }, None)
+                .await
+        }
+        AgentMessage::Finished { op_id, mut outcome } => {
+            // No operation keeps more than this per stream; cut before queuing, so a
+            // device cannot park megabytes in the writer's queue.
+            cut(&mut outcome.output);
+            cut(&mut outcome.error);
+            state
+                .agents
+                .record(
+                    AgentWrite::Finished {
+                        op: op_id,
+                        device,
+                        outcome,
+                    },
+                    Some((device, op_id)),
+                )
+                .await
+        }
         AgentMessage::Inventory { inventory } => match validate_inventory(&inventory) {
-            Ok(()) => state.agents.note_inventory(device, inventory),
+            Ok(()) => state.agents.note_inventory(device, inventory).await,
             Err(e) => session.push_message(&error_frame("invalid_inventory", e.to_string())),
         },
     }
 }
 
+fn cut(s: &mut String) {
+    let max = super::ops::MAX_OUTPUT_LIMIT as usize;
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 /// Handles one text frame; `false` if it could not be read.
-fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) -> bool {
+async fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) -> bool {
     match serde_json::from_str::<AgentMessage>(text) {
         Ok(msg) => {
-            handle_message(state, session, msg);
+            handle_message(state, session, msg).await;
             true
         }
         Err(e) => {
@@ -408,7 +434,7 @@ async fn run_ws(
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     session.heard();
-                    if !handle_text(&state, &session, text.as_str()) {
+                    if !handle_text(&state, &session, text.as_str()).await {
                         bad += 1;
                     }
                 }
@@ -451,7 +477,7 @@ async fn run_ws(
         }
     }
     if state.agents.close(&session) {
-        state.agents.note_seen(device, None);
+        state.agents.note_seen(device, None).await;
     }
 }
 
@@ -523,7 +549,7 @@ pub async fn poll(
     };
     session.heard();
     for msg in messages {
-        handle_message(&state, &session, msg);
+        handle_message(&state, &session, msg).await;
     }
     if !session.has_frames() && session.close_requested().is_none() && hold > 0 {
         let mut shutdown = state.shutdown.clone();
