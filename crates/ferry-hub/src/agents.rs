@@ -409,7 +409,7 @@ impl Agents {
 }
 
 /// Reports waiting for the writer before sessions have to wait (see [`Agents::record`]).
-const WRITE_QUEUE: usize = 8192;
+const WRITE_QUEUE: usize = 65_536;
 
 /// Largest number of reports committed in one transaction.
 const MAX_BATCH: usize = 5000;
