@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_progress_cap.sql"),
     ),
     (5, "agents", include_str!("../migrations/0005_agents.sql")),
+    (
+        6,
+        "pending_token",
+        include_str!("../migrations/0006_pending_token.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -133,8 +133,19 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let token = read_token(&data_dir)?;
             let http = HubHttp::new(http_client(&config)?, &config.hub_url, Some(&token))?;
             let new = http.rotate_token().await.context("token rotation failed")?;
+            // Stored first, used second: until the hub sees the new token, the old one still
+            // works, so a failure anywhere here leaves the device able to connect.
             write_token(&data_dir, &new)?;
-            println!("token replaced; a running agent takes it up when it next reconnects");
+            HubHttp::new(http_client(&config)?, &config.hub_url, Some(&new))?
+                .policy()
+                .await
+                .context(
+                    "the new token is saved but the hub has not seen it yet; the old one \
+                     still works until it does (run this again, or restart the agent)",
+                )?;
+            println!(
+                "token replaced: the old one no longer works; a running agent takes up the new one as it reconnects"
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -583,3 +583,38 @@ async fn a_device_may_have_only_one_connection_waiting_to_say_hello() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_token_the_device_asked_for_replaces_the_old_one_only_when_first_used() {
+    let hub = TestHub::start("").await;
+    let (_, old) = enroll(&hub, "rot-1").await;
+    let policy = |token: String| {
+        let url = format!("{}/api/v1/agent/policy", hub.url);
+        let http = hub.http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let rotate = hub
+        .http
+        .post(format!("{}/api/v1/agent/token", hub.url))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotate.status(), 200);
+    let new = rotate.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The answer could have been lost: the old token still works until the new one is used.
+    assert_eq!(policy(old.clone()).await, 200);
+    assert_eq!(policy(new.clone()).await, 200);
+    assert_eq!(policy(old).await, 401);
+    assert_eq!(policy(new).await, 200);
+}

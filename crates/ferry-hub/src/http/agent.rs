@@ -139,22 +139,22 @@ pub async fn enroll(
     ))
 }
 
-/// `POST /api/v1/agent/token`: the agent replaces its own token; the old one stops working
-/// and the current session is closed (the agent reconnects with the new token).
+/// `POST /api/v1/agent/token`: the agent asks for a new token. The old one keeps working
+/// until the new one is first used, so an answer lost on the way cannot lock the device out
+/// (it simply asks again); from that first use on, only the new one works.
 pub async fn rotate_token(
     device: DeviceAuth,
     State(state): State<AppState>,
 ) -> Result<Json<TokenResponse>> {
     let secret = generate_secret();
-    state
+    if !state
         .store
-        .set_device_token(
-            &format!("device:{}", device.id),
-            device.id,
-            &state.key.hash(&secret),
-        )
-        .await?;
-    state.agents.revoke(device.id);
+        .set_pending_token(device.id, &state.key.hash(&secret))
+        .await?
+    {
+        return Err(Error::NotFound("device"));
+    }
+    state.agents.forget_auth(device.id);
     Ok(Json(TokenResponse {
         token: format!("{}:{secret}", device.id),
     }))

@@ -201,15 +201,25 @@ impl FromRequestParts<AppState> for DeviceAuth {
                 row
             }
         };
-        if !state.key.verify(secret, &row.token_hash) {
+        let token_hash = if state.key.verify(secret, &row.token_hash) {
+            row.token_hash
+        } else if let Some(pending) = row
+            .pending_token_hash
+            .filter(|p| state.key.verify(secret, p))
+        {
+            // First use of a token the device asked for: it becomes the only one, and the
+            // session still holding the old one is closed (the agent reconnects with the new).
+            if !state.store.promote_pending_token(id, &pending).await? {
+                return Err(Error::Unauthorized("invalid device token"));
+            }
+            state.agents.revoke(id);
+            pending
+        } else {
             return Err(Error::Unauthorized("invalid device token"));
-        }
+        };
         if !row.enabled {
             return Err(Error::Forbidden("this device is disabled"));
         }
-        Ok(DeviceAuth {
-            id,
-            token_hash: row.token_hash,
-        })
+        Ok(DeviceAuth { id, token_hash })
     }
 }

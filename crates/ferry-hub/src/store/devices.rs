@@ -17,6 +17,8 @@ use crate::time_util::{from_ms, now_ms};
 #[derive(Debug, Clone)]
 pub struct DeviceAuthRow {
     pub token_hash: Vec<u8>,
+    /// A token the device asked for and has not used yet (see [`Store::set_pending_token`]).
+    pub pending_token_hash: Option<Vec<u8>>,
     pub enabled: bool,
 }
 
@@ -333,13 +335,15 @@ impl Store {
     // ----- devices ------------------------------------------------------------------------
 
     pub async fn device_auth(&self, id: Uuid) -> Result<Option<DeviceAuthRow>, StoreError> {
-        let row = sqlx::query("SELECT token_hash, enabled FROM devices WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT token_hash, enabled, pending_token_hash FROM devices WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
         Ok(row.map(|r| DeviceAuthRow {
             token_hash: r.get(0),
             enabled: r.get::<i64, _>(1) != 0,
+            pending_token_hash: r.get(2),
         }))
     }
 
@@ -417,12 +421,14 @@ impl Store {
         hash: &[u8],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE devices SET token_hash = ? WHERE id = ?")
-            .bind(hash)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE devices SET token_hash = ?, pending_token_hash = NULL WHERE id = ?",
+        )
+        .bind(hash)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if n > 0 {
             Self::audit(
                 &mut tx,
@@ -430,6 +436,44 @@ impl Store {
                 "device.rotate_token",
                 Some(&id.to_string()),
                 None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Stores the hash of a token the device asked for; it replaces the current one when the
+    /// device first presents it ([`Store::promote_pending_token`]).
+    pub async fn set_pending_token(&self, id: Uuid, hash: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE devices SET pending_token_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// The device used its new token: it becomes the only one.
+    pub async fn promote_pending_token(&self, id: Uuid, hash: &[u8]) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE devices SET token_hash = pending_token_hash, pending_token_hash = NULL \
+             WHERE id = ? AND pending_token_hash = ?",
+        )
+        .bind(id.to_string())
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            Self::audit(
+                &mut tx,
+                &format!("device:{id}"),
+                "device.rotate_token",
+                Some(&id.to_string()),
+                Some("the device's new token is in use; the old one no longer works"),
             )
             .await?;
         }
