@@ -155,10 +155,6 @@ impl HubHttp {
         HubHttp::new(self.http.clone(), &self.base, Some(token))
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut r = self.http.request(method, format!("{}{path}", self.base));
         if let Some(auth) = &self.auth {

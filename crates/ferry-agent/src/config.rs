@@ -10,7 +10,8 @@ use crate::exec::ExecSettings;
 pub const CONFIG_FILE: &str = "agent.toml";
 pub const TOKEN_FILE: &str = "device.token";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Debug is written by hand below: the proxy URL may carry a password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The hub's base URL, e.g. `https://ferry.example.org:8443`.
@@ -48,6 +49,24 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     #[serde(default)]
     pub exec: ExecSettings,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("hub_url", &self.hub_url)
+            .field("ca_cert", &self.ca_cert)
+            .field("proxy", &self.proxy.as_deref().map(ferry_proto::redact_url))
+            .field("transport", &self.transport)
+            .field("hold_secs", &self.hold_secs)
+            .field("poll_interval_secs", &self.poll_interval_secs)
+            .field("max_backoff_secs", &self.max_backoff_secs)
+            .field("replaced_backoff_secs", &self.replaced_backoff_secs)
+            .field("inventory_interval_secs", &self.inventory_interval_secs)
+            .field("hostname", &self.hostname)
+            .field("exec", &self.exec)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +198,15 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn debug_output_hides_the_proxy_password() {
+        let mut config = AgentConfig::new("https://hub");
+        config.proxy = Some("http://user:s3cret@proxy:3128".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("user"), "{shown}");
     }
 
     #[test]

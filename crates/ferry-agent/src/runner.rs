@@ -58,41 +58,16 @@ impl DeviceRunner {
             OpSpec::QuickAvScan => exec::av::av_scan(s, false, timeout, limit, cancel).await,
             OpSpec::FullAvScan => exec::av::av_scan(s, true, timeout, limit, cancel).await,
             OpSpec::Restart => exec::restart::restart(s, timeout, limit, cancel).await,
-            OpSpec::Install { package } => {
-                self.package(
-                    ctx,
-                    PackageAction::Install,
-                    package,
-                    op_dir,
-                    timeout,
-                    limit,
-                    cancel,
-                )
-                .await
-            }
-            OpSpec::Uninstall { package } => {
-                self.package(
-                    ctx,
-                    PackageAction::Uninstall,
-                    package,
-                    op_dir,
-                    timeout,
-                    limit,
-                    cancel,
-                )
-                .await
-            }
-            OpSpec::Advertise { package } => {
-                self.package(
-                    ctx,
-                    PackageAction::Advertise,
-                    package,
-                    op_dir,
-                    timeout,
-                    limit,
-                    cancel,
-                )
-                .await
+            OpSpec::Install { package }
+            | OpSpec::Uninstall { package }
+            | OpSpec::Advertise { package } => {
+                let action = match &a.spec {
+                    OpSpec::Install { .. } => PackageAction::Install,
+                    OpSpec::Uninstall { .. } => PackageAction::Uninstall,
+                    _ => PackageAction::Advertise,
+                };
+                self.package(ctx, action, package, op_dir, timeout, limit, cancel)
+                    .await
             }
             OpSpec::RequestMachinePolicy => self.policy(ctx, op_dir, timeout, limit, cancel).await,
         }

@@ -211,10 +211,6 @@ impl AgentCtx {
             hook(e);
         }
     }
-
-    pub fn running(&self) -> usize {
-        lock(&self.active).len()
-    }
 }
 
 /// Fits an inventory within the hub's limits (255 characters per field, 64 addresses), so

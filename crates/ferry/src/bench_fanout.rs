@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferry_hub::secrets::{ServerKey, generate_secret};
 use ferry_hub::store::Store;
-use ferry_proto::agent::Inventory;
 use ferry_proto::ops::{CollectionRule, NewOperation, OpRequest, OpWatch, Operation};
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
 
 use crate::bench::{ProcStat, start_hub_with};
+use crate::swarm::now_us;
 
 #[derive(Debug, clap::Args)]
 pub struct FanoutArgs {
@@ -166,10 +166,6 @@ impl Swarm {
     }
 }
 
-fn now_us() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
-}
-
 pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("ferry-fanout-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
@@ -220,23 +216,11 @@ async fn provision(
     let store = Store::open(data, ferry_hub::config::Synchronous::Full).await?;
     let mut tokens = Vec::with_capacity(n);
     let mut rows = Vec::with_capacity(n);
-    for i in 0..n {
+    for _ in 0..n {
         let id = Uuid::new_v4();
         let secret = generate_secret();
         tokens.push(format!("{id}:{secret}"));
-        rows.push((
-            id,
-            key.hash(&secret),
-            Inventory {
-                hostname: format!("sim-{i:06}"),
-                os_name: "Simulated".into(),
-                os_version: "1".into(),
-                domain: None,
-                arch: std::env::consts::ARCH.into(),
-                agent_version: env!("CARGO_PKG_VERSION").into(),
-                ips: vec![],
-            },
-        ));
+        rows.push((id, key.hash(&secret), crate::swarm::simulated_inventory(id)));
     }
     store.import_devices(&rows).await?;
     let all = store

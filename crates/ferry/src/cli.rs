@@ -337,18 +337,10 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let client = AdminClient::from_args(&hub)?;
             let request = ferry_proto::inventory::ImportRequest { applications };
-            let mut job: Job = client
+            let job: Job = client
                 .post(&format!("/api/v1/connectors/{connector}/import"), &request)
                 .await?;
-            if wait {
-                job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
-            }
-            println!("{}", serde_json::to_string_pretty(&job)?);
-            Ok(if job.state == ferry_proto::job::JobState::Failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            report_job(&client, job, wait).await
         }
         Command::Push {
             package,
@@ -548,16 +540,8 @@ async fn push(
         println!("{}", preview.script);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut job: Job = client.post("/api/v1/push", &request).await?;
-    if wait {
-        job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
-    }
-    println!("{}", serde_json::to_string_pretty(&job)?);
-    Ok(if job.state == ferry_proto::job::JobState::Failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    let job: Job = client.post("/api/v1/push", &request).await?;
+    report_job(&client, job, wait).await
 }
 
 async fn site_apps(connector: Uuid, refresh: bool, hub: HubArgs) -> anyhow::Result<ExitCode> {
@@ -677,6 +661,19 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
 
 /// Polls a job until it is in a terminal state. (The CLI polls once a second: it is a
 /// person waiting, not a fleet.)
+/// Prints a queued job (after waiting for its end with `wait`); exits 1 if it failed.
+async fn report_job(client: &AdminClient, mut job: Job, wait: bool) -> anyhow::Result<ExitCode> {
+    if wait {
+        job = wait_for_job(client, job.id, Duration::from_secs(3600)).await?;
+    }
+    println!("{}", serde_json::to_string_pretty(&job)?);
+    Ok(if job.state == ferry_proto::job::JobState::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub async fn wait_for_job(client: &AdminClient, id: Uuid, limit: Duration) -> anyhow::Result<Job> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {

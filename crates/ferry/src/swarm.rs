@@ -75,8 +75,22 @@ struct Counts {
     ops: Mutex<HashMap<Uuid, (u64, i64)>>,
 }
 
-fn now_us() -> i64 {
+pub fn now_us() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+/// What a simulated device reports; the benchmark provisions devices with the same, so that
+/// reconnecting agents change nothing, as real ones returning after a hub restart do not.
+pub fn simulated_inventory(device: Uuid) -> Inventory {
+    Inventory {
+        hostname: format!("sim-{}", &device.simple().to_string()[..12]),
+        os_name: "Simulated".into(),
+        os_version: "1".into(),
+        domain: None,
+        arch: std::env::consts::ARCH.into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        ips: vec![],
+    }
 }
 
 pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
@@ -125,21 +139,16 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
         } else {
             TransportChoice::Websocket
         };
-        let inventory = Inventory {
-            hostname: format!("sim-{i:06}"),
-            os_name: "Simulated".into(),
-            os_version: "1".into(),
-            domain: None,
-            arch: std::env::consts::ARCH.into(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            ips: vec![],
-        };
+        let device = token
+            .split_once(':')
+            .and_then(|(id, _)| Uuid::parse_str(id).ok())
+            .context("a token in the tokens file is malformed")?;
         let mut ctx = AgentCtx::new(
             token.clone(),
             HubHttp::new(http.clone(), &args.hub, Some(token))?,
             Some(ws),
             transport,
-            inventory,
+            simulated_inventory(device),
             Journal::memory(),
             runner.clone(),
         )?;

@@ -56,6 +56,16 @@ async fn raw_session(hub: &TestHub, token: &str, hostname: &str) -> Ws {
     ws
 }
 
+/// Reads until the hub closes the WebSocket (within `secs`); the close code it gave.
+async fn close_code(ws: &mut Ws, secs: u64) -> Option<u16> {
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(secs), ws.next()).await {
+        if let Message::Close(frame) = msg {
+            return frame.map(|f| u16::from(f.code));
+        }
+    }
+    None
+}
+
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -109,14 +119,7 @@ async fn an_oversized_message_closes_the_session_with_1009_and_the_device_can_re
     let mut ws = raw_session(&hub, &token, "raw-2").await;
     let huge = json!({"type": "inventory", "inventory": inventory(&"x".repeat(2 * 1024 * 1024))});
     let _ = ws.send(Message::Text(huge.to_string().into())).await;
-    let mut code = None;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        if let Message::Close(frame) = msg {
-            code = frame.map(|f| u16::from(f.code));
-            break;
-        }
-    }
-    assert_eq!(code, Some(1009));
+    assert_eq!(close_code(&mut ws, 10).await, Some(1009));
     hub.wait_online(device, false).await;
     let _ws = raw_session(&hub, &token, "raw-2").await;
     hub.wait_online(device, true).await;
@@ -511,14 +514,7 @@ async fn a_session_that_sends_only_garbage_is_closed_after_a_hundred_unreadable_
     for _ in 0..101 {
         ws.send(Message::Text("junk".into())).await.unwrap();
     }
-    let mut code = None;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        if let Message::Close(frame) = msg {
-            code = frame.map(|f| u16::from(f.code));
-            break;
-        }
-    }
-    assert_eq!(code, Some(1008));
+    assert_eq!(close_code(&mut ws, 10).await, Some(1008));
 }
 
 #[tokio::test]
@@ -528,14 +524,7 @@ async fn a_silent_agent_connection_is_closed_after_three_ping_intervals() {
     // A half-open connection looks like this from the hub: nothing arrives, not even pings.
     let mut ws = raw_session(&hub, &token, "silent-1").await;
     let started = Instant::now();
-    let mut code = None;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(25), ws.next()).await {
-        if let Message::Close(frame) = msg {
-            code = frame.map(|f| u16::from(f.code));
-            break;
-        }
-    }
-    assert_eq!(code, Some(1001));
+    assert_eq!(close_code(&mut ws, 25).await, Some(1001));
     assert!(
         started.elapsed() >= Duration::from_secs(14),
         "{:?}",

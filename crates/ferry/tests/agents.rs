@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::TestHub;
 use common::agents::wait_file;
 use ferry_agent::config::TransportChoice;
-use ferry_proto::ops::{OutcomeState, TargetState};
+use ferry_proto::ops::TargetState;
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -341,17 +341,11 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
 }
 
 fn md5_hex(data: &[u8]) -> String {
-    let out = std::process::Command::new("md5sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(data)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()[..32].to_owned()
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::test]
@@ -360,28 +354,13 @@ async fn request_machine_policy_installs_a_deployed_package_once_and_then_finds_
     let mut agent = hub.enroll_agent("pc-0013", |_| {}).await;
     let marker = agent.path("installed-marker");
     // A package whose own install command is a script.
-    let mut zip = Vec::new();
-    {
-        use std::io::Write;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
-        let opts: zip::write::SimpleFileOptions = Default::default();
-        w.start_file("install.sh", opts).unwrap();
-        w.write_all(format!("echo ok > '{}'\n", marker.display()).as_bytes())
-            .unwrap();
-        w.finish().unwrap();
-    }
-    let package = hub.upload_package(zip).await;
-    let package_id = package["id"].as_str().unwrap().to_owned();
-    let r = hub
-        .admin(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/packages/{package_id}"),
+    let package_id = hub
+        .script_package(
+            "install.sh",
+            &format!("echo ok > '{}'\n", marker.display()),
+            "sh install.sh",
         )
-        .json(&json!({"metadata": {"install_command": "sh install.sh"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        .await;
     let collection: Value = hub
         .admin(reqwest::Method::POST, "/api/v1/collections")
         .json(&json!({"name": "lab", "rule": {"hostname": "pc-*"}}))
@@ -489,7 +468,6 @@ async fn an_agent_answers_a_result_with_failure_when_its_script_exceeds_the_time
         r.error.as_deref().unwrap_or("").contains("timed out"),
         "{r:?}"
     );
-    let _ = OutcomeState::Failed;
 }
 
 #[tokio::test]
@@ -570,28 +548,13 @@ async fn an_install_operation_runs_the_packages_own_command_and_the_package_is_r
     let hub = TestHub::start("").await;
     let mut agent = hub.enroll_agent("pc-0017", |_| {}).await;
     let marker = agent.path("installed");
-    let mut zip = Vec::new();
-    {
-        use std::io::Write;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
-        w.start_file("setup/install.sh", zip::write::SimpleFileOptions::default())
-            .unwrap();
-        w.write_all(format!("printf '%s' \"$1\" > '{}'\n", marker.display()).as_bytes())
-            .unwrap();
-        w.finish().unwrap();
-    }
-    let package = hub.upload_package(zip).await;
-    let package_id = package["id"].as_str().unwrap().to_owned();
-    let r = hub
-        .admin(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/packages/{package_id}"),
+    let package_id = hub
+        .script_package(
+            "setup/install.sh",
+            &format!("printf '%s' \"$1\" > '{}'\n", marker.display()),
+            "sh setup/install.sh '--mode silent'",
         )
-        .json(&json!({"metadata": {"install_command": "sh setup/install.sh '--mode silent'"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .await;
     let token = std::fs::read_to_string(agent.path("device.token")).unwrap();
     let content = |token: String| {
         let url = format!("{}/api/v1/agent/packages/{package_id}/content", hub.url);

@@ -151,6 +151,28 @@ async fn resolve(state: &AppState, op: OpRequest) -> Result<OpSpec> {
     })
 }
 
+/// `value` if it lies in `range`, `default` if absent, else a 400 naming the field.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    code: &'static str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(v),
+        Some(_) => Err(Error::bad(
+            code,
+            format!(
+                "`{field}` must be between {} and {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
 /// `POST /api/v1/ops`: starts an operation; connected targets get it at once.
 pub async fn start(
     admin: Admin,
@@ -170,36 +192,27 @@ pub async fn start(
         ));
     }
     let spec = resolve(&state, new.op).await?;
-    let timeout_secs = match new.timeout_secs {
-        Some(t) if !(1..=MAX_TIMEOUT_SECS).contains(&t) => {
-            return Err(Error::bad(
-                "invalid_timeout",
-                format!("`timeout_secs` must be between 1 and {MAX_TIMEOUT_SECS}"),
-            ));
-        }
-        Some(t) => t,
-        None => default_timeout(&spec),
-    };
-    let output_limit = match new.output_limit {
-        Some(n) if !(1024..=MAX_OUTPUT_LIMIT).contains(&n) => {
-            return Err(Error::bad(
-                "invalid_output_limit",
-                format!("`output_limit` must be between 1024 and {MAX_OUTPUT_LIMIT} bytes"),
-            ));
-        }
-        Some(n) => n,
-        None => DEFAULT_OUTPUT_LIMIT,
-    };
-    let expires_in = match new.expires_in_secs {
-        Some(s) if !(1..=MAX_EXPIRY_SECS).contains(&s) => {
-            return Err(Error::bad(
-                "invalid_expiry",
-                format!("`expires_in_secs` must be between 1 and {MAX_EXPIRY_SECS}"),
-            ));
-        }
-        Some(s) => s,
-        None => DEFAULT_EXPIRY_SECS,
-    };
+    let timeout_secs = in_range(
+        "timeout_secs",
+        "invalid_timeout",
+        new.timeout_secs,
+        1..=MAX_TIMEOUT_SECS,
+        default_timeout(&spec),
+    )?;
+    let output_limit = in_range(
+        "output_limit",
+        "invalid_output_limit",
+        new.output_limit,
+        1024..=MAX_OUTPUT_LIMIT,
+        DEFAULT_OUTPUT_LIMIT,
+    )?;
+    let expires_in = in_range(
+        "expires_in_secs",
+        "invalid_expiry",
+        new.expires_in_secs,
+        1..=MAX_EXPIRY_SECS,
+        DEFAULT_EXPIRY_SECS,
+    )?;
     let on_interrupt = new.on_interrupt.unwrap_or(if spec.idempotent() {
         OnInterrupt::Rerun
     } else {

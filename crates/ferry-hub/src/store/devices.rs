@@ -181,6 +181,24 @@ pub(crate) fn package_ref_from_row(row: &SqliteRow) -> Result<PackageRef, StoreE
 }
 
 impl Store {
+    /// Runs one change of the row `id` and, if it touched a row, its audit entry, in one
+    /// transaction. Returns whether a row was touched.
+    async fn audited(
+        &self,
+        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+        actor: &str,
+        action: &str,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = query.execute(&mut *tx).await?.rows_affected();
+        if n > 0 {
+            Self::audit(&mut tx, actor, action, Some(&id.to_string()), None).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     // ----- enrolment secrets --------------------------------------------------------------
 
     pub async fn create_enrollment_secret(
@@ -350,7 +368,7 @@ impl Store {
     pub async fn get_device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
         let Some(row) = sqlx::query(select_devices!("WHERE id = ?"))
             .bind(id.to_string())
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?
         else {
             return Ok(None);
@@ -360,7 +378,7 @@ impl Store {
             "SELECT collection_id FROM collection_members WHERE device_id = ? ORDER BY collection_id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.write)
+        .fetch_all(&self.read)
         .await?
         .iter()
         .map(|s| parse_uuid(s))
@@ -395,23 +413,15 @@ impl Store {
         id: Uuid,
         enabled: bool,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE devices SET enabled = ? WHERE id = ?")
+        let action = if enabled {
+            "device.enable"
+        } else {
+            "device.disable"
+        };
+        let query = sqlx::query("UPDATE devices SET enabled = ? WHERE id = ?")
             .bind(i64::from(enabled))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            let action = if enabled {
-                "device.enable"
-            } else {
-                "device.disable"
-            };
-            Self::audit(&mut tx, actor, action, Some(&id.to_string()), None).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+            .bind(id.to_string());
+        self.audited(query, actor, action, id).await
     }
 
     pub async fn set_device_token(
@@ -420,27 +430,12 @@ impl Store {
         id: Uuid,
         hash: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query(
+        let query = sqlx::query(
             "UPDATE devices SET token_hash = ?, pending_token_hash = NULL WHERE id = ?",
         )
         .bind(hash)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            Self::audit(
-                &mut tx,
-                actor,
-                "device.rotate_token",
-                Some(&id.to_string()),
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        .bind(id.to_string());
+        self.audited(query, actor, "device.rotate_token", id).await
     }
 
     /// Stores the hash of a token the device asked for; it replaces the current one when the
@@ -545,7 +540,7 @@ impl Store {
              AS member_count FROM collections c WHERE c.id = ?",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(collection_from_row).transpose()
     }
@@ -561,24 +556,8 @@ impl Store {
     }
 
     pub async fn delete_collection(&self, actor: &str, id: Uuid) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query("DELETE FROM collections WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            Self::audit(
-                &mut tx,
-                actor,
-                "collection.delete",
-                Some(&id.to_string()),
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let query = sqlx::query("DELETE FROM collections WHERE id = ?").bind(id.to_string());
+        self.audited(query, actor, "collection.delete", id).await
     }
 
     /// Adds and removes members of a static collection.
@@ -674,24 +653,8 @@ impl Store {
     }
 
     pub async fn delete_deployment(&self, actor: &str, id: Uuid) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query("DELETE FROM deployments WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            Self::audit(
-                &mut tx,
-                actor,
-                "deployment.delete",
-                Some(&id.to_string()),
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let query = sqlx::query("DELETE FROM deployments WHERE id = ?").bind(id.to_string());
+        self.audited(query, actor, "deployment.delete", id).await
     }
 
     /// The deployments assigned to the device's collections.

@@ -91,6 +91,30 @@ impl TestHub {
         }
     }
 
+    /// Uploads a package holding one script at `path` and sets its install command; returns
+    /// the package ID.
+    pub async fn script_package(&self, path: &str, script: &str, install_command: &str) -> String {
+        let mut zip = Vec::new();
+        {
+            use std::io::Write;
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
+            w.start_file(path, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(script.as_bytes()).unwrap();
+            w.finish().unwrap();
+        }
+        let package = self.upload_package(zip).await;
+        let id = package["id"].as_str().unwrap().to_owned();
+        let r = self
+            .admin(reqwest::Method::PATCH, &format!("/api/v1/packages/{id}"))
+            .json(&json!({"metadata": {"install_command": install_command}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        id
+    }
+
     pub async fn device(&self, id: Uuid) -> Device {
         let r = self
             .admin(reqwest::Method::GET, &format!("/api/v1/devices/{id}"))
