@@ -179,6 +179,20 @@ pub fn write_token(data_dir: &Path, token: &str) -> Result<(), ConfigError> {
     write_private(&data_dir.join(TOKEN_FILE), format!("{token}\n").as_bytes())
 }
 
+impl AgentConfig {
+    /// How `ferry-client` reaches the hub (the credential is added per call site: enrolment
+    /// has none, sessions use the device token).
+    pub fn client_config(&self, credential: Option<&str>) -> ferry_client::Config {
+        ferry_client::Config {
+            hub_url: self.hub_url.clone(),
+            credential: credential.map(str::to_owned),
+            ca_cert: self.ca_cert.clone(),
+            proxy: self.proxy.clone(),
+            user_agent: Some(concat!("ferry-agent/", env!("CARGO_PKG_VERSION")).to_owned()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,9 @@
 //!   with each operation using the [`journal`].
 //! * [`runner`] maps operation kinds to the [`exec`]utors, which run processes and never
 //!   pass untrusted text through a shell.
-//! * [`channel`] and [`client`] are the two ways to the hub (WebSocket, HTTP).
+//! * [`channel`] is the WebSocket way to the hub; HTTP calls go through `ferry-client`.
 
 pub mod channel;
-pub mod client;
 pub mod cmdline;
 pub mod config;
 pub mod exec;

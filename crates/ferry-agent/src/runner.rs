@@ -82,7 +82,7 @@ impl DeviceRunner {
     ) -> Result<PathBuf, String> {
         let zip = op_dir.join(format!("{}.zip", package.id));
         ctx.http()
-            .download_package(package, &zip)
+            .download_agent_package(package, &zip)
             .await
             .map_err(|e| format!("downloading package {}: {e}", package.filename))?;
         let dest = op_dir.join(package.id.to_string());

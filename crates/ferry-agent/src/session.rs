@@ -19,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::channel::{ConnectError, WsTarget};
-use crate::client::{ClientError, HubHttp};
 use crate::config::TransportChoice;
 use crate::journal::{Decision, Entry, Journal, Stage, decide};
+use ferry_client::{Client as HubHttp, Error as ClientError};
+use ferry_proto::ErrorCode;
 
 /// How long the agent long-polls before trying the WebSocket again (in `auto` mode).
 const WS_RETRY_AFTER_FALLBACK: Duration = Duration::from_secs(600);
@@ -164,7 +165,7 @@ impl AgentCtx {
             .split_once(':')
             .and_then(|(id, _)| Uuid::parse_str(id).ok())
             == Some(self.device_id);
-        let Ok(http) = lock(&self.http).with_token(new) else {
+        let Ok(http) = lock(&self.http).with_credential(new) else {
             return false;
         };
         if !same_device {
@@ -484,7 +485,7 @@ async fn poll_session(
                     }
                 }
             }
-            Err(e) if e.code() == Some("session_required") => hello = true,
+            Err(e) if e.code() == Some(ErrorCode::SessionRequired) => hello = true,
             Err(e) => return poll_error(e),
         }
     }
@@ -543,7 +544,7 @@ fn by_size(messages: Vec<AgentMessage>, limit: usize) -> Vec<Vec<AgentMessage>> 
 fn poll_error(e: ClientError) -> SessionEnd {
     match e {
         ClientError::Deferred(ms) => SessionEnd::Deferred(ms),
-        e if e.code() == Some("session_replaced") => SessionEnd::Replaced,
+        e if e.code() == Some(ErrorCode::SessionReplaced) => SessionEnd::Replaced,
         e if e.is_auth() => SessionEnd::Revoked(e.to_string()),
         e => SessionEnd::Lost(e.to_string()),
     }

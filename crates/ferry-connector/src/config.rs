@@ -202,6 +202,19 @@ impl ConnectorConfig {
 /// `http://user:pass@host` → `http://user:***@host`, for logs.
 pub use ferry_proto::redact_url;
 
+impl ConnectorConfig {
+    /// How `ferry-client` reaches the hub with this connector's credentials.
+    pub fn client_config(&self) -> ferry_client::Config {
+        ferry_client::Config {
+            hub_url: self.hub_url.clone(),
+            credential: Some(format!("{}:{}", self.remote_id, self.secret)),
+            ca_cert: self.ca_cert.clone(),
+            proxy: self.proxy.clone(),
+            user_agent: Some(concat!("ferry-connector/", env!("CARGO_PKG_VERSION")).to_owned()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_proto::diagnostics::{DiagnosticsReport, DiagnosticsRequest, RttSummary};
-use ferry_proto::job::{JobKind, LeasedJob};
+use ferry_proto::job::{JobKind, JobPayload, LeasedJob};
 use futures_util::future::BoxFuture;
 
 use crate::executor::{Executor, JobContext, JobFailure};
@@ -24,12 +24,10 @@ impl Executor for Diagnostics {
         ctx: JobContext,
     ) -> BoxFuture<'a, Result<serde_json::Value, JobFailure>> {
         Box::pin(async move {
-            let request: DiagnosticsRequest = if job.payload.is_null() {
-                DiagnosticsRequest::default()
-            } else {
-                serde_json::from_value(job.payload.clone())
-                    .map_err(|e| JobFailure::Failed(format!("bad diagnostics payload: {e}")))?
-            };
+            let request: &DiagnosticsRequest = crate::executor::payload_as(job, |p| match p {
+                JobPayload::Diagnostics(d) => Some(d),
+                _ => None,
+            })?;
             ctx.progress(
                 "system",
                 Some("looking at this machine".to_owned()),

@@ -10,7 +10,7 @@ use ferry_proto::job::{JobKind, LeasedJob};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::client::HubClient;
+use ferry_client::Client as HubClient;
 
 /// How a job did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -101,23 +101,16 @@ pub fn fail(message: impl std::fmt::Display) -> JobFailure {
     JobFailure::Failed(message.to_string())
 }
 
-/// Lower-case hex SHA-256 of a file, read in 1 MiB blocks (call from a blocking thread).
-pub fn sha256_file(path: &std::path::Path) -> Result<String, JobFailure> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf).map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+/// The job's payload if it is of the executor's kind (the runner only hands an executor jobs
+/// of its kind; this keeps a mismatch an error rather than a panic).
+pub fn payload_as<T>(
+    job: &LeasedJob,
+    pick: impl FnOnce(&ferry_proto::job::JobPayload) -> Option<&T>,
+) -> Result<&T, JobFailure> {
+    pick(&job.payload).ok_or_else(|| {
+        fail(format!(
+            "a {} job was handed to the wrong executor",
+            job.kind().as_str()
+        ))
+    })
 }

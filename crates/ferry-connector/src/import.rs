@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ferry_proto::inventory::{ImportPayload, ImportResult, ImportedApplication};
-use ferry_proto::job::{JobKind, LeasedJob};
+use ferry_proto::job::{JobKind, JobPayload, LeasedJob};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
@@ -38,8 +38,10 @@ impl Executor for Import {
         ctx: JobContext,
     ) -> BoxFuture<'a, Result<Value, JobFailure>> {
         Box::pin(async move {
-            let payload: ImportPayload = serde_json::from_value(job.payload.clone())
-                .map_err(|e| fail(format!("bad import payload: {e}")))?;
+            let payload: &ImportPayload = crate::executor::payload_as(job, |p| match p {
+                JobPayload::Import(i) => Some(i),
+                _ => None,
+            })?;
             let models: Vec<String> = payload
                 .applications
                 .iter()
@@ -105,9 +107,14 @@ impl Executor for Import {
                     pct(1),
                 );
                 let filename = format!("{}.zip", sanitize(&target.name));
+                let options = ferry_client::transfer::UploadOptions {
+                    filename: Some(filename),
+                    sha256: Some(sha256.clone()),
+                    ..Default::default()
+                };
                 let package = ctx
                     .hub
-                    .upload_package(&zip, &filename, &sha256)
+                    .upload_package(&zip, &options, &ferry_client::transfer::no_progress)
                     .await
                     .map_err(fail)?;
                 let _ = tokio::fs::remove_file(&zip).await;
@@ -191,7 +198,9 @@ fn sanitize(name: &str) -> String {
 
 /// Zips `dir` into `zip` and returns the file count and the archive's SHA-256.
 async fn pack(dir: PathBuf, zip: PathBuf) -> Result<(usize, String), JobFailure> {
-    tokio::task::spawn_blocking(move || -> Result<(usize, String), JobFailure> {
+    let (dir, zip2) = (dir, zip.clone());
+    let files = tokio::task::spawn_blocking(move || -> Result<usize, JobFailure> {
+        let zip = zip2;
         if !dir.is_dir() {
             return Err(fail(format!(
                 "content folder {} does not exist",
@@ -201,10 +210,14 @@ async fn pack(dir: PathBuf, zip: PathBuf) -> Result<(usize, String), JobFailure>
         let out = std::fs::File::create(&zip).map_err(fail)?;
         let report =
             ferry_package::pack_folder(&dir, std::io::BufWriter::new(out)).map_err(fail)?;
-        Ok((report.files, crate::executor::sha256_file(&zip)?))
+        Ok(report.files)
     })
     .await
-    .map_err(fail)?
+    .map_err(fail)??;
+    let sha256 = ferry_client::transfer::sha256_file(&zip)
+        .await
+        .map_err(fail)?;
+    Ok((files, sha256))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ferry_proto::inventory::{InventoryPayload, InventoryResult, SiteApplication, SiteFolder};
-use ferry_proto::job::{JobKind, LeasedJob};
+use ferry_proto::job::{JobKind, JobPayload, LeasedJob};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
@@ -36,8 +36,10 @@ impl Executor for Inventory {
         ctx: JobContext,
     ) -> BoxFuture<'a, Result<Value, JobFailure>> {
         Box::pin(async move {
-            let payload: InventoryPayload = serde_json::from_value(job.payload.clone())
-                .map_err(|e| fail(format!("bad inventory payload: {e}")))?;
+            let payload: &InventoryPayload = crate::executor::payload_as(job, |p| match p {
+                JobPayload::Inventory(i) => Some(i),
+                _ => None,
+            })?;
             let script =
                 ferry_sccm::scripts::inventory_script(&payload.site_code, &payload.console_path)
                     .map_err(fail)?;

@@ -2,13 +2,11 @@
 //! HTTPS, long-polls for jobs, and runs them through [`executor::Executor`]s.
 //!
 //! * [`config`] — the connector's TOML file.
-//! * [`client`] — the hub API as typed calls (authentication, proxy, extra CA, timeouts).
 //! * [`runner`] — the poll loop, leases, progress, cancellation and graceful shutdown.
 //! * [`executor`] — the job-kind plug-in point, and [`diagnostics`], the first kind.
 
 pub mod backend;
 pub use ferry_proto::backoff;
-pub mod client;
 pub mod config;
 pub mod diagnostics;
 pub mod executor;

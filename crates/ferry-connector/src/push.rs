@@ -8,15 +8,12 @@
 //! its hash again. So a connector killed at any point leaves a job that, run again, ends with
 //! one correct application.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use ferry_proto::job::{JobKind, LeasedJob};
+use ferry_proto::job::{JobKind, JobPayload, LeasedJob};
 use ferry_proto::push::PushPayload;
-use ferry_sccm::PushSpec;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::backend::ScriptBackend;
 use crate::config::ConnectorConfig;
@@ -50,11 +47,12 @@ impl Executor for Push {
         ctx: JobContext,
     ) -> BoxFuture<'a, Result<Value, JobFailure>> {
         Box::pin(async move {
-            let payload: PushPayload = serde_json::from_value(job.payload.clone())
-                .map_err(|e| fail(format!("bad push payload: {e}")))?;
-            let spec: PushSpec = serde_json::from_value(payload.spec.clone())
-                .map_err(|e| fail(format!("bad push specification: {e}")))?;
-            spec.validate().map_err(fail)?;
+            let payload: &PushPayload = crate::executor::payload_as(job, |p| match p {
+                JobPayload::Push(p) => Some(p),
+                _ => None,
+            })?;
+            let spec = &payload.spec;
+            ferry_sccm::spec::validate(spec).map_err(fail)?;
             let name = spec.application.name.clone();
             // The hub checks this too; the connector does not trust a payload to keep a path
             // inside its share.
@@ -64,7 +62,7 @@ impl Executor for Push {
                 )));
             }
 
-            let zip = download(&ctx, &payload).await?;
+            let zip = download(&ctx, payload).await?;
 
             let share = match &self.share_dir {
                 Some(dir) => dir.clone(),
@@ -89,7 +87,7 @@ impl Executor for Push {
                 Some(50),
             );
 
-            let script = ferry_sccm::scripts::push_script(&spec).map_err(fail)?;
+            let script = ferry_sccm::scripts::push_script(spec).map_err(fail)?;
             let text = ferry_sccm::generate(&script);
             let steps = self
                 .scripts
@@ -159,7 +157,11 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
     let done = dir.join(format!("{}.zip", payload.sha256));
     let part = dir.join(format!("{}.zip.part", payload.sha256));
     if tokio::fs::metadata(&done).await.is_ok() {
-        if sha256_of(&done).await? == payload.sha256 {
+        if ferry_client::transfer::sha256_file(&done)
+            .await
+            .map_err(fail)?
+            == payload.sha256
+        {
             ctx.progress(
                 "download",
                 Some("already downloaded and verified".to_owned()),
@@ -169,67 +171,33 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
         }
         let _ = tokio::fs::remove_file(&done).await;
     }
-    let mut have = tokio::fs::metadata(&part)
+    let have = tokio::fs::metadata(&part)
         .await
         .map(|m| m.len())
         .unwrap_or(0);
-    if have > payload.size {
-        have = 0;
-    }
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&part)
-        .await
-        .map_err(fail)?;
-    file.set_len(have).await.map_err(fail)?;
-    if have > 0 {
+    if have > 0 && have <= payload.size {
         ctx.progress(
             "download",
             Some(format!("resuming at byte {have} of {}", payload.size)),
             None,
         );
     }
-    if have < payload.size {
-        let response = ctx
-            .hub
-            .package_content(payload.package_id, have)
-            .await
-            .map_err(fail)?;
-        if have > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-            // The hub ignored the range: start over.
-            file.set_len(0).await.map_err(fail)?;
-            have = 0;
-        }
-        let mut stream = response.bytes_stream();
-        let mut last_report = have;
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| fail(format!("download interrupted at byte {have}: {e}")))?;
-            file.write_all(&chunk).await.map_err(fail)?;
-            have += chunk.len() as u64;
-            if have > last_report && (have - last_report >= 4 * 1024 * 1024 || have == payload.size)
-            {
-                last_report = have;
-                let pct = (30 * have / payload.size.max(1)) as u8;
-                ctx.progress(
-                    "download",
-                    Some(format!("{have} of {} bytes", payload.size)),
-                    Some(pct),
-                );
-            }
-        }
-        file.sync_all().await.map_err(fail)?;
-    }
-    drop(file);
-    let actual = sha256_of(&part).await?;
-    if actual != payload.sha256 {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(fail(format!(
-            "the download hashes to {actual}, not {}; it was discarded",
-            payload.sha256
-        )));
-    }
+    let expected = ferry_client::transfer::Expected {
+        size: payload.size,
+        sha256: payload.sha256.clone(),
+    };
+    let report = |have: u64, size: u64| {
+        let pct = (30 * have / size.max(1)) as u8;
+        ctx.progress(
+            "download",
+            Some(format!("{have} of {size} bytes")),
+            Some(pct),
+        );
+    };
+    ctx.hub
+        .download_package(payload.package_id, &part, &expected, &report)
+        .await
+        .map_err(fail)?;
     tokio::fs::rename(&part, &done).await.map_err(fail)?;
     ctx.progress(
         "download",
@@ -237,13 +205,6 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
         Some(30),
     );
     Ok(done)
-}
-
-async fn sha256_of(path: &Path) -> Result<String, JobFailure> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || crate::executor::sha256_file(&path))
-        .await
-        .map_err(fail)?
 }
 
 /// Replaces `dest` with the package's content (a re-run after a crash must not mix old and new

@@ -12,9 +12,9 @@ use ferry_proto::job::{JobReport, LeasedJob, Outcome, ProgressReport};
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::client::{ClientError, HubClient};
 use crate::config::ConnectorConfig;
 use crate::executor::{Executors, JobContext, JobFailure};
+use ferry_client::{Client as HubClient, Error as ClientError};
 
 /// The longest failure reason the hub accepts.
 const MAX_ERROR_CHARS: usize = 4096;
@@ -47,7 +47,7 @@ enum Ending {
 
 impl Runner {
     pub fn new(config: ConnectorConfig, executors: Executors) -> Result<Self, ClientError> {
-        let client = HubClient::new(&config)?;
+        let client = HubClient::new(&config.client_config())?;
         Ok(Runner {
             config,
             client,
@@ -101,10 +101,7 @@ impl Runner {
                         .poll_interval_secs
                         .map(|s| Duration::from_secs(u64::from(s)))
                 }
-                Err(e @ ClientError::Api { status, .. })
-                    if status == reqwest::StatusCode::UNAUTHORIZED
-                        || status == reqwest::StatusCode::FORBIDDEN =>
-                {
+                Err(e) if e.is_auth() => {
                     // Wrong secret or disabled connector: retrying forever would only fill logs
                     // and the hub's. Stop and say why.
                     return Err(anyhow::anyhow!("{e}"));
@@ -127,9 +124,9 @@ impl Runner {
     }
 
     async fn run_job(&self, job: LeasedJob, mut stop: watch::Receiver<bool>) {
-        tracing::info!(job = %job.id, kind = job.kind.as_str(), attempt = job.attempt, "job received");
-        let Some(executor) = self.executors.get(job.kind) else {
-            let error = format!("this connector cannot run {} jobs", job.kind.as_str());
+        tracing::info!(job = %job.id, kind = job.kind().as_str(), attempt = job.attempt, "job received");
+        let Some(executor) = self.executors.get(job.kind()) else {
+            let error = format!("this connector cannot run {} jobs", job.kind().as_str());
             self.deliver(&job, Outcome::Failed, None, Some(error)).await;
             return;
         };

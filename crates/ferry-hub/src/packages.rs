@@ -7,17 +7,18 @@ use std::io::{BufReader, Seek};
 use std::path::Path;
 
 use ferry_package::{Limits, copy_entry, inspect as inspect_zip, propose, read_msi};
+use ferry_proto::package::PackageMetadata;
 
 /// Inspects the finished upload at `path` (on a blocking thread: zip and MSI parsing are
 /// synchronous and CPU-bound). `Err` carries the sentence for the client.
-pub async fn inspect(path: &Path) -> Result<serde_json::Value, String> {
+pub async fn inspect(path: &Path) -> Result<PackageMetadata, String> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || inspect_blocking(&path))
         .await
         .map_err(|e| format!("inspection failed: {e}"))?
 }
 
-fn inspect_blocking(path: &Path) -> Result<serde_json::Value, String> {
+fn inspect_blocking(path: &Path) -> Result<PackageMetadata, String> {
     let limits = Limits::default();
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
     let mut reader = BufReader::new(file);
@@ -43,15 +44,12 @@ fn inspect_blocking(path: &Path) -> Result<serde_json::Value, String> {
         let _ = std::fs::remove_file(&tmp);
         result
     });
-    let proposal = propose(&inventory, msi.as_ref());
-    let mut metadata = serde_json::to_value(&proposal).map_err(|e| e.to_string())?;
-    if let Some(map) = metadata.as_object_mut() {
-        map.insert(
-            "msi_properties".into(),
-            serde_json::to_value(&msi).unwrap_or_default(),
-        );
-        map.insert("file_count".into(), inventory.file_count.into());
-        map.insert("total_size".into(), inventory.total_size.into());
-    }
-    Ok(metadata)
+    Ok(PackageMetadata {
+        proposal: propose(&inventory, msi.as_ref()),
+        msi_properties: msi,
+        file_count: inventory.file_count as u64,
+        total_size: inventory.total_size,
+        overridden: Vec::new(),
+        imported_from: None,
+    })
 }

@@ -16,9 +16,12 @@ use std::time::Duration;
 
 use ferry_proto::connector::{Connector, SiteSettings, UpdateConnector};
 use ferry_proto::job::{
-    Job, JobEvent, JobFilter, JobKind, JobReport, JobState, LeaseStatus, LeasedJob, Outcome,
+    Job, JobEvent, JobFilter, JobKind, JobPayload, JobReport, JobState, LeaseStatus, LeasedJob,
+    Outcome,
 };
-use ferry_proto::package::{NewUpload, Package, Upload, UploadState};
+use ferry_proto::package::{
+    ImportSource, MetadataPatch, NewUpload, Package, PackageMetadata, Upload, UploadState,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -124,8 +127,7 @@ pub struct Sweep {
 #[derive(Debug, Clone)]
 pub struct JobInsert {
     pub connector_id: Uuid,
-    pub kind: JobKind,
-    pub payload: serde_json::Value,
+    pub payload: JobPayload,
     pub not_before_ms: Option<i64>,
     pub expires_at_ms: Option<i64>,
     pub max_attempts: u32,
@@ -436,7 +438,7 @@ impl Store {
         }
         let id = Uuid::new_v4();
         let now = now_ms();
-        let payload = job.payload.to_string();
+        let (kind, payload) = payload_columns(&job.payload)?;
         sqlx::query(
             "INSERT INTO jobs (id, seq, connector_id, kind, payload, state, attempts, max_attempts, \
              not_before, expires_at, created_at, updated_at) \
@@ -444,7 +446,7 @@ impl Store {
         )
         .bind(id.to_string())
         .bind(job.connector_id.to_string())
-        .bind(job.kind.as_str())
+        .bind(kind.as_str())
         .bind(&payload)
         .bind(job.max_attempts)
         .bind(job.not_before_ms)
@@ -469,14 +471,13 @@ impl Store {
             actor,
             "job.enqueue",
             Some(&id.to_string()),
-            Some(job.kind.as_str()),
+            Some(kind.as_str()),
         )
         .await?;
         tx.commit().await?;
         Ok(Job {
             id,
             connector_id: job.connector_id,
-            kind: job.kind,
             state: JobState::Queued,
             payload: job.payload.clone(),
             attempts: 0,
@@ -649,10 +650,7 @@ impl Store {
             return Ok(None);
         };
         let id = parse_uuid(&row.get::<String, _>(0))?;
-        let kind_text: String = row.get(1);
-        let kind = JobKind::parse(&kind_text)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind {kind_text}")))?;
-        let payload = parse_json(&row.get::<String, _>(2))?;
+        let payload = payload_from_columns(row.get(1), row.get(2))?;
         let attempt = row.get::<i64, _>(3);
         let created_at = row.get::<i64, _>(4);
         insert_event(
@@ -669,7 +667,6 @@ impl Store {
         tx.commit().await?;
         Ok(Some(LeasedJob {
             id,
-            kind,
             payload,
             lease_token: token,
             lease_expires_at: from_ms(expires),
@@ -1160,7 +1157,7 @@ impl Store {
         actor: &str,
         upload: &Upload,
         sha256: &str,
-        metadata: &serde_json::Value,
+        metadata: &PackageMetadata,
     ) -> Result<(Package, bool), StoreError> {
         let mut tx = self.begin().await?;
         let existing: Option<String> =
@@ -1181,7 +1178,7 @@ impl Store {
                 .bind(&upload.filename)
                 .bind(upload.size as i64)
                 .bind(sha256)
-                .bind(metadata.to_string())
+                .bind(metadata_json(metadata)?)
                 .bind(actor)
                 .bind(now)
                 .execute(&mut *tx)
@@ -1210,18 +1207,35 @@ impl Store {
         Ok((package, new))
     }
 
-    /// Merges `patch` (a JSON object) into the package's metadata (RFC 7396 merge patch).
-    pub async fn patch_package_metadata(
+    /// Applies an administrator's corrections to the package's metadata, audited in the same
+    /// transaction. `None` if there is no such package.
+    pub async fn update_package_metadata(
         &self,
+        actor: &str,
         id: Uuid,
-        patch: &serde_json::Value,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE packages SET metadata = json_patch(metadata, ?) WHERE id = ?")
-            .bind(patch.to_string())
+        patch: &MetadataPatch,
+    ) -> Result<Option<Package>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(mut metadata) = package_metadata_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        let touched = metadata.apply(patch);
+        sqlx::query("UPDATE packages SET metadata = ? WHERE id = ?")
+            .bind(metadata_json(&metadata)?)
             .bind(id.to_string())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        let fields: Vec<&str> = touched.iter().map(|f| f.as_str()).collect();
+        Self::audit(
+            &mut tx,
+            actor,
+            "package.update",
+            Some(&id.to_string()),
+            Some(&fields.join(",")),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_package(id).await
     }
 
     /// Records where an imported package came from (`metadata.imported_from`), but only for a
@@ -1231,18 +1245,38 @@ impl Store {
         &self,
         id: Uuid,
         connector: Uuid,
-        source: &serde_json::Value,
+        source: &ImportSource,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE packages SET metadata = json_set(metadata, '$.imported_from', json(?1)) \
-             WHERE id = ?2 AND EXISTS (SELECT 1 FROM uploads WHERE package_id = ?2 AND created_by = ?3)",
+        let mut tx = self.begin().await?;
+        let own: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM uploads WHERE package_id = ?1 AND created_by = ?2 LIMIT 1",
         )
-        .bind(source.to_string())
         .bind(id.to_string())
         .bind(format!("connector:{connector}"))
-        .execute(&self.write)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if own.is_none() {
+            return Ok(false);
+        }
+        let Some(mut metadata) = package_metadata_in(&mut tx, id).await? else {
+            return Ok(false);
+        };
+        metadata.imported_from = Some(source.clone());
+        sqlx::query("UPDATE packages SET metadata = ? WHERE id = ?")
+            .bind(metadata_json(&metadata)?)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Self::audit(
+            &mut tx,
+            &format!("connector:{connector}"),
+            "package.link_source",
+            Some(&id.to_string()),
+            Some(&source.model_name),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn get_package(&self, id: Uuid) -> Result<Option<Package>, StoreError> {
@@ -1304,7 +1338,7 @@ impl Store {
         &self,
         limit: u32,
         before: Option<i64>,
-    ) -> Result<Vec<ferry_proto::AuditEntry>, StoreError> {
+    ) -> Result<Vec<ferry_proto::identity::AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, target, detail FROM audit_log \
              WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
@@ -1315,9 +1349,13 @@ impl Store {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| ferry_proto::AuditEntry {
+            .map(|r| ferry_proto::identity::AuditEntry {
                 id: r.get(0),
                 at: from_ms(r.get(1)),
+                actor_kind: ferry_proto::identity::ActorKind::Technician,
+                actor_id: None,
+                via: None,
+                address: None,
                 actor: r.get(2),
                 action: r.get(3),
                 target: r.get(4),
@@ -1421,13 +1459,47 @@ fn parse_json(s: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON in store: {e}")))
 }
 
+/// A job's payload as its two columns: the kind, and the kind's parameters as JSON.
+fn payload_columns(payload: &JobPayload) -> Result<(JobKind, String), StoreError> {
+    let mut value = serde_json::to_value(payload).map_err(|e| corrupt(e.to_string()))?;
+    let inner = value
+        .get_mut("payload")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    Ok((payload.kind(), inner.to_string()))
+}
+
+/// The inverse of [`payload_columns`].
+fn payload_from_columns(kind: &str, payload: &str) -> Result<JobPayload, StoreError> {
+    let inner = parse_json(payload)?;
+    serde_json::from_value(serde_json::json!({ "kind": kind, "payload": inner }))
+        .map_err(|e| corrupt(format!("job payload of kind {kind}: {e}")))
+}
+
+fn metadata_json(m: &PackageMetadata) -> Result<String, StoreError> {
+    serde_json::to_string(m).map_err(|e| corrupt(e.to_string()))
+}
+
+async fn package_metadata_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+) -> Result<Option<PackageMetadata>, StoreError> {
+    let text: Option<String> = sqlx::query_scalar("SELECT metadata FROM packages WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("package metadata: {e}"))))
+        .transpose()
+}
+
 fn package_from_row(r: &SqliteRow) -> Result<Package, StoreError> {
     Ok(Package {
         id: parse_uuid(&r.get::<String, _>(0))?,
         filename: r.get(1),
         size: r.get::<i64, _>(2) as u64,
         sha256: r.get(3),
-        metadata: parse_json(&r.get::<String, _>(4))?,
+        metadata: serde_json::from_str(&r.get::<String, _>(4))
+            .map_err(|e| StoreError::Corrupt(format!("package metadata: {e}")))?,
         created_at: from_ms(r.get(5)),
     })
 }
@@ -1448,13 +1520,10 @@ fn connector_from_row(r: &SqliteRow) -> Result<Connector, StoreError> {
 }
 
 fn job_from_row(r: &SqliteRow) -> Result<Job, StoreError> {
-    let kind_text: String = r.get(2);
     Ok(Job {
         id: parse_uuid(&r.get::<String, _>(0))?,
         connector_id: parse_uuid(&r.get::<String, _>(1))?,
-        kind: JobKind::parse(&kind_text)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind {kind_text}")))?,
-        payload: parse_json(&r.get::<String, _>(3))?,
+        payload: payload_from_columns(r.get(2), r.get(3))?,
         state: parse_state(&r.get::<String, _>(4))?,
         attempts: r.get::<i64, _>(5) as u32,
         max_attempts: r.get::<i64, _>(6) as u32,

@@ -43,12 +43,10 @@ pub mod sample;
 
 pub use archive::{EntryInfo, ExtractReport, Limits, ZipInventory, copy_entry, extract, inspect};
 pub use error::PackageError;
+pub use ferry_proto::package::{DetectionSpec, Installer, Proposal, ScriptLanguage};
 pub use msifile::{
     MSI_MAX_BYTES, MsiProperties, read_msi, read_msi_with_limit, read_msi_with_timeout,
 };
 pub use pack::{PackReport, pack_folder};
-pub use propose::{
-    InstallerKind, ProposedDetection, ProposedMetadata, ScriptLanguage, propose, ps_single_quote,
-    registry_marker_script,
-};
+pub use propose::{propose, ps_single_quote, registry_marker_script};
 pub use psadt::{PackageLayout, Wrapper, WrapperKind, detect};

@@ -20,30 +20,12 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::PackageError;
 
 /// Default cap on the MSI size [`read_msi`] accepts: 1 GiB.
 pub const MSI_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// The properties Ferry uses from an MSI's Property table. A value missing from the table is
-/// `None`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsiProperties {
-    /// `ProductName`, e.g. `FileZilla`.
-    pub product_name: Option<String>,
-    /// `ProductVersion`, e.g. `3.46.3`.
-    pub product_version: Option<String>,
-    /// `Manufacturer`, e.g. `Tim Kosse`.
-    pub manufacturer: Option<String>,
-    /// `ProductCode`, a GUID in braces.
-    pub product_code: Option<String>,
-    /// `UpgradeCode`, a GUID in braces.
-    pub upgrade_code: Option<String>,
-    /// `ProductLanguage`, a decimal LANGID such as `1033`.
-    pub product_language: Option<String>,
-}
+pub use ferry_proto::package::MsiProperties;
 
 /// Reads the Property table of an MSI of at most [`MSI_MAX_BYTES`].
 pub fn read_msi<R: Read + Seek>(reader: R) -> Result<MsiProperties, PackageError> {

@@ -9,93 +9,19 @@
 //! from the MSI are cleaned first (control characters removed, whitespace trimmed); a product code
 //! that is not a GUID in braces is ignored, so it never reaches a command line.
 
-use serde::{Deserialize, Serialize};
+use ferry_proto::package::{DetectionSpec, Installer, MsiProperties, Proposal, ScriptLanguage};
 
 use crate::archive::ZipInventory;
 use crate::lcid;
-use crate::msifile::MsiProperties;
-use crate::psadt::{PackageLayout, WrapperKind};
-
-/// How ConfigMgr runs the package (the deployment type's installer technology).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstallerKind {
-    /// Script installer: a wrapper such as PSADT runs the install.
-    Script,
-    /// Windows Installer: the MSI itself.
-    Msi,
-}
-
-/// Language of a detection script (only PowerShell is proposed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptLanguage {
-    /// Windows PowerShell.
-    Powershell,
-}
-
-/// How ConfigMgr detects that the application is installed. Serialises in the same shape as the
-/// push specification's detection (`{"msi_product_code": "{…}"}` or
-/// `{"script": {"language": "powershell", "text": "…"}}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProposedDetection {
-    /// The MSI product code is installed.
-    MsiProductCode(String),
-    /// A script whose output means "installed".
-    Script {
-        language: ScriptLanguage,
-        text: String,
-    },
-}
-
-/// Proposed metadata for a package. Every field may be overridden by the user.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProposedMetadata {
-    /// Manufacturer, e.g. `Tim Kosse`.
-    pub vendor: Option<String>,
-    /// Product name, e.g. `FileZilla`.
-    pub product: Option<String>,
-    /// Product version, e.g. `3.46.3`.
-    pub version: Option<String>,
-    /// Language name, e.g. `English(United States)` (the number when not in our table).
-    pub language: Option<String>,
-    /// The language identifier (LCID) it came from, e.g. 1033.
-    pub language_id: Option<u32>,
-    /// `Vendor_Product_Version_Language` with spaces removed from vendor and product, e.g.
-    /// `TimKosse_FileZilla_3.46.3_English(United States)`. `None` unless all four are known.
-    /// Characters a Windows folder name cannot hold (`\/:*?"<>|`) are left out.
-    pub package_name: Option<String>,
-    /// Script (wrapper found) or MSI (bare MSI).
-    pub installer: Option<InstallerKind>,
-    /// Install command line, relative to the package folder.
-    pub install_command: Option<String>,
-    /// Uninstall command line, relative to the package folder.
-    pub uninstall_command: Option<String>,
-    /// Detection: the MSI product code when known, else the registry-marker script.
-    pub detection: Option<ProposedDetection>,
-    /// The registry-marker detection script (as in the source document), offered even when the
-    /// product code is used, so the user can switch.
-    pub registry_marker_script: Option<String>,
-    /// The MSI product code (GUID in braces, upper case).
-    pub product_code: Option<String>,
-    /// The MSI upgrade code (GUID in braces, upper case).
-    pub upgrade_code: Option<String>,
-    /// The wrapper recognised.
-    pub wrapper: Option<WrapperKind>,
-    /// Relative path of the launcher inside the package, e.g. `Deploy-Application.exe`.
-    pub wrapper_path: Option<String>,
-    /// Relative path of the MSI the metadata came from.
-    pub msi_file: Option<String>,
-}
+use crate::psadt::PackageLayout;
 
 /// Proposes metadata for a validated package and (optionally) the properties of its primary MSI.
-pub fn propose(inventory: &ZipInventory, msi: Option<&MsiProperties>) -> ProposedMetadata {
+pub fn propose(inventory: &ZipInventory, msi: Option<&MsiProperties>) -> Proposal {
     propose_for_layout(&inventory.layout, msi)
 }
 
 /// Like [`propose`], from the layout alone.
-pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -> ProposedMetadata {
+pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -> Proposal {
     let get = |f: fn(&MsiProperties) -> &Option<String>| msi.and_then(|m| clean(f(m).as_deref()));
     let vendor = get(|m| &m.manufacturer);
     let product = get(|m| &m.product_name);
@@ -134,14 +60,14 @@ pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -
                 )
             };
             (
-                Some(InstallerKind::Script),
+                Some(Installer::Script),
                 Some(format!("{prefix} -DeploymentType Install")),
                 Some(format!("{prefix} -DeploymentType Uninstall")),
             )
         }
         None => match &msi_file {
             Some(file) => (
-                Some(InstallerKind::Msi),
+                Some(Installer::Msi),
                 Some(format!(
                     "msiexec /i \"{}\" /qn /norestart",
                     windows_path(file)
@@ -164,15 +90,15 @@ pub fn propose_for_layout(layout: &PackageLayout, msi: Option<&MsiProperties>) -
         _ => None,
     };
     let detection = match (&product_code, &registry_marker_script) {
-        (Some(code), _) => Some(ProposedDetection::MsiProductCode(code.clone())),
-        (None, Some(script)) => Some(ProposedDetection::Script {
+        (Some(code), _) => Some(DetectionSpec::MsiProductCode(code.clone())),
+        (None, Some(script)) => Some(DetectionSpec::Script {
             language: ScriptLanguage::Powershell,
             text: script.clone(),
         }),
         (None, None) => None,
     };
 
-    ProposedMetadata {
+    Proposal {
         vendor,
         product,
         version,

@@ -17,15 +17,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Which PSADT generation wraps the package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WrapperKind {
-    /// `Deploy-Application.exe/.ps1` + `AppDeployToolkit/`.
-    PsadtV3,
-    /// `Invoke-AppDeployToolkit.exe/.ps1` + `PSAppDeployToolkit/`.
-    PsadtV4,
-}
+pub use ferry_proto::package::WrapperKind;
 
 /// The wrapper found in a package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@ use std::io::Cursor;
 
 use ferry_package::sample::{self, SAMPLE_MSI_PATH, SAMPLE_PRODUCT_CODE};
 use ferry_package::{
-    InstallerKind, Limits, MsiProperties, ProposedDetection, WrapperKind, copy_entry, extract,
-    inspect, propose, read_msi,
+    DetectionSpec, Installer, Limits, MsiProperties, WrapperKind, copy_entry, extract, inspect,
+    propose, read_msi,
 };
 
 fn sample_msi_props(zip: &[u8], path: &str) -> MsiProperties {
@@ -51,7 +51,7 @@ fn sample_proposes_the_source_document_package() {
     assert_eq!(p.product.as_deref(), Some("FileZilla"));
     assert_eq!(p.version.as_deref(), Some("3.46.3"));
     assert_eq!(p.language.as_deref(), Some("English(United States)"));
-    assert_eq!(p.installer, Some(InstallerKind::Script));
+    assert_eq!(p.installer, Some(Installer::Script));
     assert_eq!(
         p.install_command.as_deref(),
         Some("Deploy-Application.exe -DeploymentType Install")
@@ -62,7 +62,7 @@ fn sample_proposes_the_source_document_package() {
     );
     assert_eq!(
         p.detection,
-        Some(ProposedDetection::MsiProductCode(
+        Some(DetectionSpec::MsiProductCode(
             SAMPLE_PRODUCT_CODE.to_string()
         ))
     );
@@ -185,7 +185,7 @@ fn bare_msi_proposes_msiexec_commands() {
     let inv = inspect(Cursor::new(&zip), &Limits::default()).unwrap();
     assert_eq!(inv.layout.wrapper, None);
     let p = propose(&inv, Some(&props));
-    assert_eq!(p.installer, Some(InstallerKind::Msi));
+    assert_eq!(p.installer, Some(Installer::Msi));
     assert_eq!(
         p.install_command.as_deref(),
         Some("msiexec /i \"FileZilla 3.46.3.msi\" /qn /norestart")
@@ -221,7 +221,7 @@ fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
     assert_eq!(p.product_code, None);
     assert_eq!(p.uninstall_command, None);
     match p.detection {
-        Some(ProposedDetection::Script { text, .. }) => {
+        Some(DetectionSpec::Script { text, .. }) => {
             assert!(text.contains("Get-ItemProperty -LiteralPath $key"));
             assert!(!text.contains("Remove-Item"));
         }

@@ -15,7 +15,7 @@
 //!
 //! Admission: when too many agents open sessions at once, the hub answers `503` with a
 //! `Retry-After` header and an [`ApiError`](crate::ApiError) whose code is
-//! [`ADMISSION_DEFERRED`]; the [`RETRY_AFTER_MS_HEADER`] header gives the slot to the
+//! [`ErrorCode::AdmissionDeferred`](crate::ErrorCode::AdmissionDeferred); the [`RETRY_AFTER_MS_HEADER`] header gives the slot to the
 //! millisecond.
 
 use serde::{Deserialize, Serialize};
@@ -26,8 +26,6 @@ use crate::ops::{OnInterrupt, OpOutcome, OpSpec};
 /// The version of the agent protocol; the hub refuses a `Hello` with a version it does not know.
 pub const AGENT_PROTOCOL: u32 = 1;
 
-/// The error code of a paced-admission refusal (HTTP 503 with `Retry-After`).
-pub const ADMISSION_DEFERRED: &str = "admission_deferred";
 /// The header carrying a paced-admission slot in milliseconds (`Retry-After` has seconds).
 pub const RETRY_AFTER_MS_HEADER: &str = "ferry-retry-after-ms";
 
@@ -120,7 +118,7 @@ pub enum HubMessage {
     },
     /// A message could not be used; the session goes on.
     Error {
-        code: String,
+        code: crate::ErrorCode,
         message: String,
     },
 }

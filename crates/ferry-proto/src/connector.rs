@@ -53,17 +53,17 @@ pub struct UpdateConnector {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSettingsPatch {
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub site_code: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub console_path: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub share_path: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub distribution_point_group: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub collection: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "crate::double_option")]
     pub folder: Option<Option<String>>,
 }
 
@@ -103,22 +103,4 @@ pub struct Connector {
     pub online: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub secret_rotated_at: Option<Timestamp>,
-}
-
-/// Distinguishes "field absent" (keep) from "field null" (clear) in PATCH bodies.
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(inner) => inner.serialize(s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
 }

@@ -10,6 +10,40 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Timestamp;
+use crate::diagnostics::DiagnosticsRequest;
+use crate::inventory::{ImportPayload, InventoryPayload};
+use crate::push::PushPayload;
+
+/// What a job asks its connector to do, with the parameters of that kind. On the wire it is
+/// two fields of the job, `"kind": "push", "payload": {…}`; in Rust the kind and its payload
+/// cannot disagree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
+pub enum JobPayload {
+    Diagnostics(DiagnosticsRequest),
+    Push(Box<PushPayload>),
+    Inventory(InventoryPayload),
+    Import(ImportPayload),
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobPayload::Diagnostics(_) => JobKind::Diagnostics,
+            JobPayload::Push(_) => JobKind::Push,
+            JobPayload::Inventory(_) => JobKind::Inventory,
+            JobPayload::Import(_) => JobKind::Import,
+        }
+    }
+
+    /// The package the job reads, if any (a push downloads it).
+    pub fn package_id(&self) -> Option<Uuid> {
+        match self {
+            JobPayload::Push(p) => Some(p.package_id),
+            _ => None,
+        }
+    }
+}
 
 /// What a job asks the connector to do. Unknown kinds are refused at enqueue time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,7 +134,9 @@ impl JobState {
 pub struct NewJob {
     pub connector_id: Uuid,
     pub kind: JobKind,
-    /// Kind-specific parameters; validated against the kind before anything is stored.
+    /// Kind-specific parameters (a [`DiagnosticsRequest`] for `diagnostics`, nothing for
+    /// `inventory`); read as that kind's type, with unknown fields refused, before anything is
+    /// stored. `push` and `import` jobs have routes of their own.
     #[serde(default)]
     pub payload: serde_json::Value,
     /// Do not hand the job out before this time.
@@ -119,9 +155,10 @@ pub struct NewJob {
 pub struct Job {
     pub id: Uuid,
     pub connector_id: Uuid,
-    pub kind: JobKind,
+    /// `kind` and `payload`.
+    #[serde(flatten)]
+    pub payload: JobPayload,
     pub state: JobState,
-    pub payload: serde_json::Value,
     pub attempts: u32,
     pub max_attempts: u32,
     pub cancel_requested: bool,
@@ -162,8 +199,9 @@ pub struct JobEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeasedJob {
     pub id: Uuid,
-    pub kind: JobKind,
-    pub payload: serde_json::Value,
+    /// `kind` and `payload`.
+    #[serde(flatten)]
+    pub payload: JobPayload,
     /// Proof of this lease; every report about the job must carry it.
     pub lease_token: Uuid,
     #[serde(with = "time::serde::rfc3339")]
@@ -214,6 +252,18 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+}
+
+impl LeasedJob {
+    pub fn kind(&self) -> JobKind {
+        self.payload.kind()
+    }
+}
+
 impl Outcome {
     pub fn state(self) -> JobState {
         match self {
@@ -244,4 +294,38 @@ pub struct JobFilter {
     pub connector_id: Option<Uuid>,
     pub state: Option<JobState>,
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_carries_kind_and_payload_as_two_fields() {
+        let job = LeasedJob {
+            id: Uuid::nil(),
+            payload: JobPayload::Inventory(InventoryPayload {
+                site_code: "DEM".into(),
+                console_path: "C:\\bin".into(),
+            }),
+            lease_token: Uuid::nil(),
+            lease_expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            lease_secs: 60,
+            attempt: 1,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["kind"], "inventory");
+        assert_eq!(json["payload"]["site_code"], "DEM");
+        let back: LeasedJob = serde_json::from_value(json).unwrap();
+        assert_eq!(back, job);
+    }
+
+    #[test]
+    fn a_payload_that_does_not_fit_its_kind_is_refused() {
+        let json = serde_json::json!({
+            "kind": "inventory", "payload": {"rtt_samples": 3},
+        });
+        assert!(serde_json::from_value::<JobPayload>(json).is_err());
+    }
 }

@@ -11,37 +11,18 @@ pub mod agent;
 pub mod backoff;
 pub mod connector;
 pub mod diagnostics;
+mod error;
+pub mod identity;
 pub mod inventory;
 pub mod job;
 pub mod ops;
 pub mod package;
 pub mod push;
 
-use serde::{Deserialize, Serialize};
+pub use error::{ApiError, ErrorCode};
 
 /// The prefix of every versioned API route.
 pub const API_PREFIX: &str = "/api/v1";
-
-/// The body of every error response: a stable machine-readable `code` and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    pub code: String,
-    pub message: String,
-}
-
-/// One entry of the audit log: who did what to which object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub id: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: Timestamp,
-    /// `admin`, or `connector:<id>` for what a connector did (uploads of imports).
-    pub actor: String,
-    /// e.g. `connector.register`, `job.enqueue`, `package.create`.
-    pub action: String,
-    pub target: Option<String>,
-    pub detail: Option<String>,
-}
 
 /// Timestamps travel as RFC 3339 strings (UTC).
 pub type Timestamp = time::OffsetDateTime;
@@ -55,5 +36,27 @@ pub fn redact_url(url: &str) -> String {
             format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Distinguishes "field absent" (keep) from "field null" (clear) in PATCH bodies:
+/// `#[serde(default, with = "crate::double_option")] field: Option<Option<T>>`.
+pub(crate) mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }

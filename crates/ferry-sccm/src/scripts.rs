@@ -96,7 +96,7 @@ use crate::spec::validate_site as check_site;
 
 /// The push script for a validated specification.
 pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
-    spec.validate()?;
+    crate::spec::validate(spec)?;
     let site = &spec.site.site_code;
     let a = &spec.application;
     let d = &spec.deployment_type;
@@ -160,7 +160,10 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
     };
     let detection = |call: Call| match &d.detection {
         DetectionSpec::Script { language, text } => call
-            .string("ScriptLanguage", language.cmdlet_value())
+            .string(
+                "ScriptLanguage",
+                crate::spec::script_language_value(*language),
+            )
             .string("ScriptText", text),
         DetectionSpec::MsiProductCode(code) => call.string("ProductCode", code),
     };
@@ -180,7 +183,10 @@ pub fn push_script(spec: &PushSpec) -> Result<Script, SpecError> {
         .opt_string("UninstallCommand", d.uninstall_command.as_deref());
     update = detection(update)
         .arg("CacheContent", Value::Bool(d.persist_in_cache))
-        .string("SlowNetworkDeploymentMode", d.slow_network.cmdlet_value())
+        .string(
+            "SlowNetworkDeploymentMode",
+            crate::spec::slow_network_value(d.slow_network),
+        )
         .arg("MaximumRuntimeMins", Value::Int(d.max_runtime_mins))
         .arg("EstimatedRuntimeMins", Value::Int(d.estimated_runtime_mins))
         .arg("Force32Bit", Value::Bool(d.force_32bit))

@@ -6,184 +6,33 @@
 //! and every error names the field (`deployment.deadline`), because the person fixing a spec
 //! needs the field, not a line number in generated PowerShell.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushSpec {
-    pub site: SiteSpec,
-    pub application: ApplicationSpec,
-    pub deployment_type: DeploymentTypeSpec,
-    pub deployment: DeploymentSpec,
-}
+use ferry_proto::connector::SiteSettings;
+use ferry_proto::package::PackageMetadata;
+pub use ferry_proto::push::{
+    ApplicationSpec, DEFAULT_MAX_RUNTIME_MINS, DeployAction, DeployPurpose, DeploymentSpec,
+    DeploymentTypeSpec, DetectionSpec, Installer, PushSpec, ScriptLanguage, SiteSpec, SlowNetwork,
+    TimeBase,
+};
+use serde_json::Value;
 
-/// Where the ConfigMgr console is and which site to drive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SiteSpec {
-    /// Three letters or digits, e.g. `DEM`.
-    pub site_code: String,
-    /// The console's `bin` folder holding `ConfigurationManager.psd1`.
-    pub console_path: String,
-    /// The sources share the connector unpacks packages to.
-    pub share_path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicationSpec {
-    /// The package name, used as the application name (`New-CMApplication -Name`).
-    pub name: String,
-    pub version: String,
-    /// The vendor (`-Publisher`).
-    pub publisher: String,
-    /// The product's own name, shown in Software Center (`-LocalizedApplicationName`).
-    pub product_name: String,
-    /// A culture name (`en-US`) or its English display name (`English(United States)`).
-    pub language: String,
-    /// Allow installing from a task sequence without a deployment.
-    #[serde(default)]
-    pub auto_install: bool,
-    /// Administrative owner; the hub fills in the requesting user's name.
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub optional_reference: Option<String>,
-    /// Console folder, e.g. `Applications/Test 1` (the leading `Applications` is optional).
-    #[serde(default)]
-    pub folder: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentTypeSpec {
-    /// Defaults to `<application name>_DT`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// UNC folder of the sources (for an MSI installer, the path of the `.msi`).
-    pub content_location: String,
-    pub distribution_point_group: String,
-    pub installer: Installer,
-    pub detection: DetectionSpec,
-    #[serde(default)]
-    pub persist_in_cache: bool,
-    pub install_command: String,
-    #[serde(default)]
-    pub uninstall_command: Option<String>,
-    #[serde(default)]
-    pub slow_network: SlowNetwork,
-    #[serde(default = "default_max_runtime")]
-    pub max_runtime_mins: u32,
-    #[serde(default)]
-    pub estimated_runtime_mins: u32,
-    /// Run the installer as a 32-bit process on 64-bit clients.
-    #[serde(default)]
-    pub force_32bit: bool,
-    #[serde(default)]
-    pub admin_comment: Option<String>,
-}
-
-fn default_max_runtime() -> u32 {
-    120
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Installer {
-    Script,
-    Msi,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum DetectionSpec {
-    Script {
-        language: ScriptLanguage,
-        text: String,
-    },
-    MsiProductCode(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptLanguage {
-    #[serde(alias = "PowerShell")]
-    Powershell,
-    #[serde(alias = "VBScript")]
-    Vbscript,
-    #[serde(alias = "JavaScript")]
-    Javascript,
-}
-
-impl ScriptLanguage {
-    /// The `-ScriptLanguage` value.
-    pub fn cmdlet_value(self) -> &'static str {
-        match self {
-            ScriptLanguage::Powershell => "PowerShell",
-            ScriptLanguage::Vbscript => "VBScript",
-            ScriptLanguage::Javascript => "JavaScript",
-        }
+/// The `-ScriptLanguage` value.
+pub fn script_language_value(language: ScriptLanguage) -> &'static str {
+    match language {
+        ScriptLanguage::Powershell => "PowerShell",
+        ScriptLanguage::Vbscript => "VBScript",
+        ScriptLanguage::Javascript => "JavaScript",
     }
 }
 
-/// What a client does when its distribution point is on a slow network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SlowNetwork {
-    #[default]
-    Download,
-    DoNothing,
-    /// "Download content from distribution point and run locally": ConfigMgr's `Download`.
-    DownloadContentForLocal,
-}
-
-impl SlowNetwork {
-    /// The `-SlowNetworkDeploymentMode` value (the cmdlet knows only two).
-    pub fn cmdlet_value(self) -> &'static str {
-        match self {
-            SlowNetwork::Download | SlowNetwork::DownloadContentForLocal => "Download",
-            SlowNetwork::DoNothing => "DoNothing",
-        }
+/// The `-SlowNetworkDeploymentMode` value (the cmdlet knows only two; "download content for
+/// local" is ConfigMgr's `Download`).
+pub fn slow_network_value(mode: SlowNetwork) -> &'static str {
+    match mode {
+        SlowNetwork::Download | SlowNetwork::DownloadContentForLocal => "Download",
+        SlowNetwork::DoNothing => "DoNothing",
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeploymentSpec {
-    pub collection: String,
-    pub action: DeployAction,
-    pub purpose: DeployPurpose,
-    /// `YYYY-MM-DDTHH:MM[:SS]`, read in `time_base`.
-    pub available_at: String,
-    #[serde(default)]
-    pub deadline: Option<String>,
-    #[serde(default)]
-    pub time_base: TimeBase,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeployAction {
-    Install,
-    Uninstall,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeployPurpose {
-    Available,
-    Required,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeBase {
-    #[default]
-    Local,
-    Utc,
 }
 
 /// An invalid specification: the field and what is wrong with it.
@@ -208,141 +57,269 @@ pub const MAX_NAME: usize = 256;
 /// ConfigMgr's limit for descriptions and comments.
 pub const MAX_TEXT: usize = 2048;
 
-impl PushSpec {
-    /// Parses and validates JSON; errors name the field (`deployment.purpose`).
-    pub fn from_json(text: &str) -> Result<PushSpec, SpecError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let spec: PushSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "spec".to_owned() } else { path };
-            SpecError {
-                field,
-                message: e.into_inner().to_string(),
-            }
-        })?;
-        spec.validate()?;
-        Ok(spec)
+/// Parses and validates JSON; errors name the field (`deployment.purpose`).
+pub fn parse(text: &str) -> Result<PushSpec, SpecError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let spec: PushSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "spec".to_owned() } else { path };
+        SpecError {
+            field,
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Checks everything ConfigMgr or the script would otherwise trip on.
+pub fn validate(spec: &PushSpec) -> Result<(), SpecError> {
+    let s = &spec.site;
+    validate_site(&s.site_code, &s.console_path)?;
+    line("site.share_path", &s.share_path, 1024)?;
+
+    let a = &spec.application;
+    line("application.name", &a.name, MAX_NAME)?;
+    if !ferry_proto::push::is_folder_name(&a.name) {
+        return Err(SpecError::new(
+            "application.name",
+            "must be usable as a folder name (the package unpacks to <share>\\<name>): no \\ / : * ? \" < > |, not . or .., no trailing dot or space",
+        ));
+    }
+    line("application.version", &a.version, MAX_NAME)?;
+    line("application.publisher", &a.publisher, MAX_NAME)?;
+    line("application.product_name", &a.product_name, MAX_NAME)?;
+    line("application.language", &a.language, MAX_NAME)?;
+    opt_line("application.owner", a.owner.as_deref(), MAX_NAME)?;
+    opt_text(
+        "application.description",
+        a.description.as_deref(),
+        MAX_TEXT,
+    )?;
+    opt_line(
+        "application.optional_reference",
+        a.optional_reference.as_deref(),
+        MAX_NAME,
+    )?;
+    if let Some(folder) = &a.folder {
+        folder_segments(folder)?;
     }
 
-    /// Checks everything ConfigMgr or the script would otherwise trip on.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        let s = &self.site;
-        validate_site(&s.site_code, &s.console_path)?;
-        line("site.share_path", &s.share_path, 1024)?;
-
-        let a = &self.application;
-        line("application.name", &a.name, MAX_NAME)?;
-        line("application.version", &a.version, MAX_NAME)?;
-        line("application.publisher", &a.publisher, MAX_NAME)?;
-        line("application.product_name", &a.product_name, MAX_NAME)?;
-        line("application.language", &a.language, MAX_NAME)?;
-        opt_line("application.owner", a.owner.as_deref(), MAX_NAME)?;
-        opt_text(
-            "application.description",
-            a.description.as_deref(),
-            MAX_TEXT,
-        )?;
-        opt_line(
-            "application.optional_reference",
-            a.optional_reference.as_deref(),
-            MAX_NAME,
-        )?;
-        if let Some(folder) = &a.folder {
-            folder_segments(folder)?;
-        }
-
-        let d = &self.deployment_type;
-        opt_line("deployment_type.name", d.name.as_deref(), MAX_NAME)?;
-        if d.name.is_none() && self.deployment_type_name().chars().count() > MAX_NAME {
-            return Err(SpecError::new(
-                "deployment_type.name",
-                format!(
-                    "is not given and the default (application.name + \"_DT\") is longer than {MAX_NAME} characters"
-                ),
-            ));
-        }
-        line(
-            "deployment_type.content_location",
-            &d.content_location,
-            1024,
-        )?;
-        line(
-            "deployment_type.distribution_point_group",
-            &d.distribution_point_group,
-            MAX_NAME,
-        )?;
-        line("deployment_type.install_command", &d.install_command, 8191)?;
-        opt_line(
-            "deployment_type.uninstall_command",
-            d.uninstall_command.as_deref(),
-            8191,
-        )?;
-        opt_text(
-            "deployment_type.admin_comment",
-            d.admin_comment.as_deref(),
-            MAX_TEXT,
-        )?;
-        match &d.detection {
-            DetectionSpec::Script { text, .. } => {
-                text_field("deployment_type.detection.script.text", text, 1 << 20)?;
-                if text.trim().is_empty() {
-                    return Err(SpecError::new(
-                        "deployment_type.detection.script.text",
-                        "is empty",
-                    ));
-                }
-            }
-            DetectionSpec::MsiProductCode(code) => {
-                if !is_braced_guid(code) {
-                    return Err(SpecError::new(
-                        "deployment_type.detection.msi_product_code",
-                        format!(
-                            "{code:?} is not a product code like {{23170F69-40C1-2702-1900-000001000000}}"
-                        ),
-                    ));
-                }
-            }
-        }
-        // ConfigMgr's console accepts 15 to 720 minutes for the maximum run time.
-        if !(15..=720).contains(&d.max_runtime_mins) {
-            return Err(SpecError::new(
-                "deployment_type.max_runtime_mins",
-                "must be between 15 and 720",
-            ));
-        }
-        if d.estimated_runtime_mins > d.max_runtime_mins {
-            return Err(SpecError::new(
-                "deployment_type.estimated_runtime_mins",
-                "must not exceed max_runtime_mins",
-            ));
-        }
-
-        let dep = &self.deployment;
-        line("deployment.collection", &dep.collection, MAX_NAME)?;
-        let available = parse_local_datetime(&dep.available_at).ok_or_else(|| {
-            SpecError::new("deployment.available_at", "expected YYYY-MM-DDTHH:MM[:SS]")
-        })?;
-        if let Some(deadline) = &dep.deadline {
-            let deadline = parse_local_datetime(deadline).ok_or_else(|| {
-                SpecError::new("deployment.deadline", "expected YYYY-MM-DDTHH:MM[:SS]")
-            })?;
-            if deadline <= available {
+    let d = &spec.deployment_type;
+    opt_line("deployment_type.name", d.name.as_deref(), MAX_NAME)?;
+    if d.name.is_none() && spec.deployment_type_name().chars().count() > MAX_NAME {
+        return Err(SpecError::new(
+            "deployment_type.name",
+            format!(
+                "is not given and the default (application.name + \"_DT\") is longer than {MAX_NAME} characters"
+            ),
+        ));
+    }
+    line(
+        "deployment_type.content_location",
+        &d.content_location,
+        1024,
+    )?;
+    line(
+        "deployment_type.distribution_point_group",
+        &d.distribution_point_group,
+        MAX_NAME,
+    )?;
+    line("deployment_type.install_command", &d.install_command, 8191)?;
+    opt_line(
+        "deployment_type.uninstall_command",
+        d.uninstall_command.as_deref(),
+        8191,
+    )?;
+    opt_text(
+        "deployment_type.admin_comment",
+        d.admin_comment.as_deref(),
+        MAX_TEXT,
+    )?;
+    match &d.detection {
+        DetectionSpec::Script { text, .. } => {
+            text_field("deployment_type.detection.script.text", text, 1 << 20)?;
+            if text.trim().is_empty() {
                 return Err(SpecError::new(
-                    "deployment.deadline",
-                    "must be after available_at",
+                    "deployment_type.detection.script.text",
+                    "is empty",
                 ));
             }
         }
-        Ok(())
+        DetectionSpec::MsiProductCode(code) => {
+            if !is_braced_guid(code) {
+                return Err(SpecError::new(
+                    "deployment_type.detection.msi_product_code",
+                    format!(
+                        "{code:?} is not a product code like {{23170F69-40C1-2702-1900-000001000000}}"
+                    ),
+                ));
+            }
+        }
+    }
+    // ConfigMgr's console accepts 15 to 720 minutes for the maximum run time.
+    if !(15..=720).contains(&d.max_runtime_mins) {
+        return Err(SpecError::new(
+            "deployment_type.max_runtime_mins",
+            "must be between 15 and 720",
+        ));
+    }
+    if d.estimated_runtime_mins > d.max_runtime_mins {
+        return Err(SpecError::new(
+            "deployment_type.estimated_runtime_mins",
+            "must not exceed max_runtime_mins",
+        ));
     }
 
-    /// The deployment type name, defaulted.
-    pub fn deployment_type_name(&self) -> String {
-        self.deployment_type
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}_DT", self.application.name))
+    let dep = &spec.deployment;
+    line("deployment.collection", &dep.collection, MAX_NAME)?;
+    let available = parse_local_datetime(&dep.available_at).ok_or_else(|| {
+        SpecError::new("deployment.available_at", "expected YYYY-MM-DDTHH:MM[:SS]")
+    })?;
+    if let Some(deadline) = &dep.deadline {
+        let deadline = parse_local_datetime(deadline).ok_or_else(|| {
+            SpecError::new("deployment.deadline", "expected YYYY-MM-DDTHH:MM[:SS]")
+        })?;
+        if deadline <= available {
+            return Err(SpecError::new(
+                "deployment.deadline",
+                "must be after available_at",
+            ));
+        }
     }
+    Ok(())
+}
+
+/// The push specification Ferry proposes for a package on a site, with the caller's
+/// `overrides` (a partial specification) laid over it, validated.
+///
+/// Names, commands and detection come from the package, paths and defaults from the
+/// connector's site settings, the rest from ConfigMgr's usual defaults (available now, in UTC;
+/// 120 minutes maximum run time; persist in cache; auto-install). What nobody said stays empty,
+/// so the validation error names exactly what the caller still has to supply. The content
+/// location defaults to `<share>\<application name>`, computed after the overrides so that a
+/// renamed application gets its own folder.
+pub fn propose(
+    meta: &PackageMetadata,
+    site: &SiteSettings,
+    owner: &str,
+    now: time::OffsetDateTime,
+    overrides: Option<&Value>,
+) -> Result<PushSpec, SpecError> {
+    let p = &meta.proposal;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let base = PushSpec {
+        site: SiteSpec {
+            site_code: text(&site.site_code),
+            console_path: text(&site.console_path),
+            share_path: text(&site.share_path),
+        },
+        application: ApplicationSpec {
+            name: text(&p.package_name),
+            version: text(&p.version),
+            publisher: text(&p.vendor),
+            product_name: text(&p.product),
+            language: text(&p.language),
+            auto_install: true,
+            owner: Some(owner.to_owned()),
+            description: None,
+            optional_reference: None,
+            folder: site.folder.clone(),
+        },
+        deployment_type: DeploymentTypeSpec {
+            name: None,
+            content_location: String::new(),
+            distribution_point_group: text(&site.distribution_point_group),
+            installer: p.installer.unwrap_or(Installer::Script),
+            // An empty script is refused by validation with the field named, unless the
+            // caller supplies a detection method.
+            detection: p.detection.clone().unwrap_or(DetectionSpec::Script {
+                language: ScriptLanguage::Powershell,
+                text: String::new(),
+            }),
+            persist_in_cache: true,
+            install_command: text(&p.install_command),
+            uninstall_command: p.uninstall_command.clone(),
+            slow_network: SlowNetwork::Download,
+            max_runtime_mins: DEFAULT_MAX_RUNTIME_MINS,
+            estimated_runtime_mins: 0,
+            force_32bit: false,
+            admin_comment: None,
+        },
+        deployment: DeploymentSpec {
+            collection: text(&site.collection),
+            action: DeployAction::Install,
+            purpose: DeployPurpose::Available,
+            available_at: format_minute(now),
+            deadline: None,
+            time_base: TimeBase::Utc,
+        },
+    };
+    let mut json = serde_json::to_value(&base).map_err(|e| SpecError::new("spec", e))?;
+    let content_overridden = match overrides {
+        None => false,
+        Some(o) => {
+            if !o.is_object() {
+                return Err(SpecError::new("spec", "must be an object"));
+            }
+            merge(&mut json, o, "");
+            o.pointer("/deployment_type/content_location")
+                .is_some_and(|v| !v.is_null())
+        }
+    };
+    if !content_overridden {
+        let share = json
+            .pointer("/site/share_path")
+            .and_then(Value::as_str)
+            .map(|s| s.trim_end_matches('\\').to_owned())
+            .unwrap_or_default();
+        let name = json
+            .pointer("/application/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(dt) = json
+            .get_mut("deployment_type")
+            .and_then(Value::as_object_mut)
+            && !share.is_empty()
+            && !name.is_empty()
+        {
+            dt.insert(
+                "content_location".into(),
+                Value::String(format!("{share}\\{name}")),
+            );
+        }
+    }
+    parse(&json.to_string())
+}
+
+/// Fields replaced whole by an override rather than merged key by key: each is an enum whose
+/// variant is its one key, so merging `{"msi_product_code": …}` into `{"script": …}` would
+/// give an object that is neither.
+const REPLACED_WHOLE: &[&str] = &["/deployment_type/detection"];
+
+/// Lays `overrides` over `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, overrides: &Value, path: &str) {
+    match (base, overrides) {
+        (Value::Object(b), Value::Object(o)) if !REPLACED_WHOLE.contains(&path) => {
+            for (k, v) in o {
+                let child = format!("{path}/{k}");
+                merge(b.entry(k.clone()).or_insert(Value::Null), v, &child);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+fn format_minute(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 /// The two site fields every script needs.
@@ -528,4 +505,84 @@ fn text_field(field: &str, value: &str, max: usize) -> Result<(), SpecError> {
 
 fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<(), SpecError> {
     value.map_or(Ok(()), |v| text_field(field, v, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn overrides_merge_objects_and_replace_values() {
+        let mut base = json!({ "a": { "x": 1, "y": 2 }, "b": 3 });
+        merge(
+            &mut base,
+            &json!({ "a": { "y": 20, "z": 30 }, "b": null }),
+            "",
+        );
+        assert_eq!(
+            base,
+            json!({ "a": { "x": 1, "y": 20, "z": 30 }, "b": null })
+        );
+    }
+
+    #[test]
+    fn a_detection_override_replaces_the_proposed_method() {
+        let mut base = json!({ "deployment_type": { "detection": { "script": { "text": "x" } } } });
+        let code = "{23170F69-40C1-2702-1900-000001000000}";
+        merge(
+            &mut base,
+            &json!({ "deployment_type": { "detection": { "msi_product_code": code } } }),
+            "",
+        );
+        assert_eq!(
+            base,
+            json!({ "deployment_type": { "detection": { "msi_product_code": code } } })
+        );
+    }
+
+    #[test]
+    fn what_nobody_said_is_named_by_the_error() {
+        let err = propose(
+            &PackageMetadata::default(),
+            &SiteSettings::default(),
+            "alice",
+            time::OffsetDateTime::UNIX_EPOCH,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "site.site_code");
+    }
+
+    #[test]
+    fn the_content_location_follows_a_renamed_application() {
+        let example = filezilla_example();
+        let mut meta = PackageMetadata::default();
+        let p = &mut meta.proposal;
+        p.package_name = Some(example.application.name.clone());
+        p.version = Some("3.46.3".into());
+        p.vendor = Some("Tim Kosse".into());
+        p.product = Some("FileZilla".into());
+        p.language = Some("English(United States)".into());
+        p.install_command = Some("Deploy-Application.exe".into());
+        p.detection = Some(example.deployment_type.detection.clone());
+        let site = SiteSettings {
+            site_code: Some("DEM".into()),
+            console_path: Some("C:\\bin".into()),
+            share_path: Some("\\\\srv\\src\\".into()),
+            distribution_point_group: Some("DPs".into()),
+            collection: Some("All".into()),
+            folder: None,
+        };
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let spec = propose(&meta, &site, "alice", now, None).unwrap();
+        assert_eq!(
+            spec.deployment_type.content_location,
+            format!("\\\\srv\\src\\{}", example.application.name)
+        );
+        assert_eq!(spec.application.owner.as_deref(), Some("alice"));
+        let renamed = json!({ "application": { "name": "Other" } });
+        let spec = propose(&meta, &site, "alice", now, Some(&renamed)).unwrap();
+        assert_eq!(spec.deployment_type.content_location, "\\\\srv\\src\\Other");
+    }
 }

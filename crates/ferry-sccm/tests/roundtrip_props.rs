@@ -50,9 +50,15 @@ fn one_line_char() -> BoxedStrategy<char> {
         .boxed()
 }
 
-/// A valid name: non-blank, and short enough (253) that the default `<name>_DT` fits in 256.
+/// A valid name: non-blank, short enough (253) that the default `<name>_DT` fits in 256, and
+/// usable as a folder name (the characters Windows refuses in one become `_`; it ends in `n`).
 fn name_sized(s: String) -> String {
-    format!("n{}", s.chars().take(252).collect::<String>())
+    let folder_safe: String = s
+        .chars()
+        .take(251)
+        .map(|c| if "\\/:*?\"<>|".contains(c) { '_' } else { c })
+        .collect();
+    format!("n{folder_safe}n")
 }
 
 /// Every string value of the FileZilla push script replaced by generated text.

@@ -1,6 +1,5 @@
 //! Push specification parsing and validation: every error names the field.
 
-use ferry_sccm::PushSpec;
 use ferry_sccm::spec::filezilla_example;
 use serde_json::{Value, json};
 
@@ -9,14 +8,14 @@ fn example_json() -> Value {
 }
 
 fn field_error(json: Value) -> (String, String) {
-    let err = PushSpec::from_json(&json.to_string()).expect_err("the spec was accepted");
+    let err = ferry_sccm::spec::parse(&json.to_string()).expect_err("the spec was accepted");
     (err.field, err.message)
 }
 
 #[test]
 fn filezilla_example_is_valid_and_round_trips_through_json() {
     let text = example_json().to_string();
-    assert_eq!(PushSpec::from_json(&text).unwrap(), filezilla_example());
+    assert_eq!(ferry_sccm::spec::parse(&text).unwrap(), filezilla_example());
 }
 
 #[test]
@@ -33,7 +32,7 @@ fn issue_field_names_are_accepted() {
         "deployment": {"collection": "C", "action": "uninstall", "purpose": "required",
             "available_at": "2020-02-02T00:00", "deadline": "2020-02-02T18:00:00", "time_base": "utc"}
     });
-    PushSpec::from_json(&spec.to_string()).unwrap();
+    ferry_sccm::spec::parse(&spec.to_string()).unwrap();
 }
 
 #[test]
@@ -73,7 +72,7 @@ fn line_breaks_in_the_detection_script_are_allowed() {
     let mut spec = example_json();
     spec["deployment_type"]["detection"] =
         json!({"script": {"language": "powershell", "text": "if ($x) {\r\n  $true\r\n}"}});
-    PushSpec::from_json(&spec.to_string()).unwrap();
+    ferry_sccm::spec::parse(&spec.to_string()).unwrap();
 }
 
 #[test]

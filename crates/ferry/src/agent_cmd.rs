@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_agent::channel::{WsTarget, tls_config};
-use ferry_agent::client::{HubHttp, http_client};
 use ferry_agent::config::{AgentConfig, CONFIG_FILE, TransportChoice, read_token, write_token};
 use ferry_agent::journal::Journal;
 use ferry_agent::runner::DeviceRunner;
 use ferry_agent::session::{self, AgentCtx};
+use ferry_client::Client as HubHttp;
 use tokio_util::sync::CancellationToken;
 
 use crate::logging;
@@ -104,7 +104,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             config.hostname = hostname;
             config.transport = transport.into();
             config.exec.work_dir = data_dir.join("work");
-            let http = HubHttp::new(http_client(&config)?, &config.hub_url, None)?;
+            let http = HubHttp::new(&config.client_config(None))?;
             let inventory = collect_inventory(&config).await;
             let enrolled = http
                 .enroll(&secret, inventory)
@@ -131,12 +131,12 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = AgentConfig::load(&data_dir.join(CONFIG_FILE))?;
             let token = read_token(&data_dir)?;
-            let http = HubHttp::new(http_client(&config)?, &config.hub_url, Some(&token))?;
+            let http = HubHttp::new(&config.client_config(Some(&token)))?;
             let new = http.rotate_token().await.context("token rotation failed")?;
             // Stored first, used second: until the hub sees the new token, the old one still
             // works, so a failure anywhere here leaves the device able to connect.
             write_token(&data_dir, &new)?;
-            HubHttp::new(http_client(&config)?, &config.hub_url, Some(&new))?
+            HubHttp::new(&config.client_config(Some(&new)))?
                 .policy()
                 .await
                 .context(
@@ -164,7 +164,7 @@ pub async fn run_agent(data_dir: &Path) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = AgentConfig::load(&data_dir.join(CONFIG_FILE))?;
     let token = read_token(data_dir)?;
-    let http = HubHttp::new(http_client(&config)?, &config.hub_url, Some(&token))?;
+    let http = HubHttp::new(&config.client_config(Some(&token)))?;
     let ws = match config.transport {
         TransportChoice::Poll => None,
         _ => Some(WsTarget::new(

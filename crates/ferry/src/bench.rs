@@ -235,7 +235,7 @@ pub(crate) async fn start_hub_with(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
-    let client = AdminClient::new(&url, token.trim(), ca_cert)?;
+    let client = crate::admin_client::client(&url, token.trim(), ca_cert)?;
     Ok(Hub {
         child,
         pid,
@@ -256,9 +256,11 @@ async fn register(client: &AdminClient, n: usize) -> anyhow::Result<Vec<Connecto
                 name: format!("bench-{i:05}"),
                 site: SiteSettings::default(),
             };
-            client
-                .post::<_, ConnectorCredentials>("/api/v1/connectors", &new)
-                .await
+            anyhow::Ok(
+                client
+                    .post::<_, ConnectorCredentials>("/api/v1/connectors", &new)
+                    .await?,
+            )
         }));
     }
     let mut out = Vec::with_capacity(n);

@@ -252,8 +252,11 @@ async fn time_inventory(
             },
         )
         .await?;
-    let mut config =
-        ferry_connector::ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
+    let mut config = ferry_connector::ConnectorConfig::new(
+        client.base().to_owned(),
+        creds.remote_id,
+        creds.secret,
+    );
     config.work_dir = dir.join("connector-work");
     config.backend = Some(ferry_connector::config::Backend::Emulator);
     config.emulator_site = Some(site_dir);

@@ -314,9 +314,10 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Deployment(cmd) => crate::ops_cmd::deployments(cmd).await,
         Command::Ops(cmd) => crate::ops_cmd::ops(cmd).await,
         Command::Audit { limit, hub } => {
-            let entries: Vec<ferry_proto::AuditEntry> = AdminClient::from_args(&hub)?
-                .get(&format!("/api/v1/audit?limit={limit}"))
-                .await?;
+            let entries: Vec<ferry_proto::identity::AuditEntry> =
+                crate::admin_client::connect(&hub)?
+                    .get(&format!("/api/v1/audit?limit={limit}"))
+                    .await?;
             for e in entries {
                 println!(
                     "{}  {:<24} {:<22} {} {}",
@@ -335,7 +336,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
             wait,
             hub,
         } => {
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             let request = ferry_proto::inventory::ImportRequest { applications };
             let job: Job = client
                 .post(&format!("/api/v1/connectors/{connector}/import"), &request)
@@ -422,7 +423,7 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
             write_config,
             hub,
         } => {
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             let creds: ConnectorCredentials = client
                 .post(
                     "/api/v1/connectors",
@@ -437,20 +438,20 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
             println!("(the secret is shown once; the hub keeps only a hash of it)");
             if let Some(path) = write_config {
                 let mut config =
-                    ConnectorConfig::new(client.base.clone(), creds.remote_id, creds.secret);
+                    ConnectorConfig::new(client.base().to_owned(), creds.remote_id, creds.secret);
                 config.ca_cert = hub.ca_cert.clone();
                 write_connector_config(&path, &config)?;
                 println!("wrote {}", path.display());
             }
         }
         ConnectorCmd::List { hub } => {
-            let list: Vec<Connector> = AdminClient::from_args(&hub)?
+            let list: Vec<Connector> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/connectors")
                 .await?;
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
         ConnectorCmd::Show { id, hub } => {
-            let c: Connector = AdminClient::from_args(&hub)?
+            let c: Connector = crate::admin_client::connect(&hub)?
                 .get(&format!("/api/v1/connectors/{id}"))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -460,13 +461,13 @@ async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
                 site: Some(site.patch()),
                 ..Default::default()
             };
-            let c: Connector = AdminClient::from_args(&hub)?
+            let c: Connector = crate::admin_client::connect(&hub)?
                 .patch(&format!("/api/v1/connectors/{id}"), &update)
                 .await?;
             println!("{}", serde_json::to_string_pretty(&c)?);
         }
         ConnectorCmd::RotateSecret { id, hub } => {
-            let creds: ConnectorCredentials = AdminClient::from_args(&hub)?
+            let creds: ConnectorCredentials = crate::admin_client::connect(&hub)?
                 .post(
                     &format!("/api/v1/connectors/{id}/rotate-secret"),
                     &serde_json::json!({}),
@@ -491,7 +492,7 @@ async fn set_enabled(id: Uuid, hub: &HubArgs, enabled: bool) -> anyhow::Result<(
         enabled: Some(enabled),
         ..Default::default()
     };
-    let c: Connector = AdminClient::from_args(hub)?
+    let c: Connector = crate::admin_client::connect(hub)?
         .patch(&format!("/api/v1/connectors/{id}"), &update)
         .await?;
     println!(
@@ -518,7 +519,7 @@ async fn push(
     wait: bool,
     hub: &HubArgs,
 ) -> anyhow::Result<ExitCode> {
-    let client = AdminClient::from_args(hub)?;
+    let client = crate::admin_client::connect(hub)?;
     let spec = match spec {
         Some(path) => Some(
             serde_json::from_str(
@@ -545,7 +546,7 @@ async fn push(
 }
 
 async fn site_apps(connector: Uuid, refresh: bool, hub: HubArgs) -> anyhow::Result<ExitCode> {
-    let client = AdminClient::from_args(&hub)?;
+    let client = crate::admin_client::connect(&hub)?;
     if refresh {
         let job: Job = client
             .post(
@@ -596,7 +597,7 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             wait,
             hub,
         } => {
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             let kind =
                 JobKind::parse(&kind).with_context(|| format!("unknown job kind {kind:?}"))?;
             let payload = match payload {
@@ -618,7 +619,7 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&job)?);
         }
         JobCmd::Show { id, hub } => {
-            let job: Job = AdminClient::from_args(&hub)?
+            let job: Job = crate::admin_client::connect(&hub)?
                 .get(&format!("/api/v1/jobs/{id}"))
                 .await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
@@ -628,12 +629,12 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
                 Some(c) => format!("/api/v1/jobs?connector_id={c}"),
                 None => "/api/v1/jobs".to_owned(),
             };
-            let jobs: Vec<Job> = AdminClient::from_args(&hub)?.get(&path).await?;
+            let jobs: Vec<Job> = crate::admin_client::connect(&hub)?.get(&path).await?;
             for j in jobs {
                 println!(
                     "{}  {:<11} {:<12} attempts {}  {}",
                     j.id,
-                    j.kind.as_str(),
+                    j.kind().as_str(),
                     j.state.as_str(),
                     j.attempts,
                     j.error.unwrap_or_default()
@@ -641,7 +642,7 @@ async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
             }
         }
         JobCmd::Cancel { id, hub } => {
-            let job: Job = AdminClient::from_args(&hub)?
+            let job: Job = crate::admin_client::connect(&hub)?
                 .post(&format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({}))
                 .await?;
             println!(

@@ -135,7 +135,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         ($e:expr) => {
             match $e {
                 Ok(v) => v,
-                Err(e) => return Err((children, e)),
+                Err(e) => return Err((children, anyhow::Error::from(e))),
             }
         };
     }
@@ -146,7 +146,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
     children.push(hub);
     say(&format!(
         "the hub is up at {} (admin token in hub/admin.token, log in hub.log)",
-        client.base
+        client.base()
     ));
 
     let site = SiteSettings {
@@ -173,7 +173,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         creds.remote_id
     ));
 
-    let connector = try_step!(start_connector(dir, &client.base, &tls.ca_cert, &creds).await);
+    let connector = try_step!(start_connector(dir, client.base(), &tls.ca_cert, &creds).await);
     children.push(connector);
     say(
         "the connector is running (log in connector.log): it dialled out to the hub and waits in a long poll",
@@ -219,7 +219,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
     let summary = serde_json::json!({
         "imported_package": imported,
         "ok": true,
-        "hub": client.base,
+        "hub": client.base(),
         "connector": creds.remote_id,
         "diagnostics_job": job.id,
         "package": package.id,
@@ -321,7 +321,7 @@ async fn start_hub(dir: &Path, tls: &Tls, port: u16) -> anyhow::Result<(Managed,
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
-    let client = AdminClient::new(&url, token.trim(), Some(&tls.ca_cert))?;
+    let client = crate::admin_client::client(&url, token.trim(), Some(&tls.ca_cert))?;
     let _: serde_json::Value = client
         .get("/healthz")
         .await
@@ -475,25 +475,28 @@ async fn upload_sample(
         zip.len()
     ));
     let package = crate::package_cmd::upload(client, &path, None, false).await?;
-    let m = &package.metadata;
-    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+    let m = &package.metadata.proposal;
+    let field = |v: &Option<String>| v.as_deref().unwrap_or("?").to_owned();
     say(&format!(
         "uploaded it (resumable, verified: SHA-256 {}…); the hub read the MSI and proposes:",
         &package.sha256[..12]
     ));
-    say(&format!("  package name    {}", field("package_name")));
+    say(&format!("  package name    {}", field(&m.package_name)));
     say(&format!(
         "  product         {} {} by {}, {}",
-        field("product"),
-        field("version"),
-        field("vendor"),
-        field("language")
+        field(&m.product),
+        field(&m.version),
+        field(&m.vendor),
+        field(&m.language)
     ));
-    say(&format!("  install         {}", field("install_command")));
-    say(&format!("  uninstall       {}", field("uninstall_command")));
+    say(&format!("  install         {}", field(&m.install_command)));
+    say(&format!(
+        "  uninstall       {}",
+        field(&m.uninstall_command)
+    ));
     say(&format!(
         "  detection       MSI product code {}",
-        field("product_code")
+        field(&m.product_code)
     ));
     Ok(package)
 }

@@ -86,7 +86,7 @@ async fn steps(
                 "agent",
                 "enroll",
                 "--hub",
-                &client.base,
+                client.base(),
                 "--secret",
                 &secret.secret,
             ])

@@ -261,7 +261,7 @@ pub async fn secrets(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             max_uses,
             hub,
         } => {
-            let created: CreatedEnrollmentSecret = AdminClient::from_args(&hub)?
+            let created: CreatedEnrollmentSecret = crate::admin_client::connect(&hub)?
                 .post(
                     "/api/v1/enrollment-secrets",
                     &NewEnrollmentSecret {
@@ -274,7 +274,7 @@ pub async fn secrets(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             pretty(&created)?;
         }
         SecretCmd::List { hub } => {
-            let list: Vec<EnrollmentSecret> = AdminClient::from_args(&hub)?
+            let list: Vec<EnrollmentSecret> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/enrollment-secrets")
                 .await?;
             for s in list {
@@ -291,7 +291,7 @@ pub async fn secrets(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             }
         }
         SecretCmd::Revoke { id, hub } => {
-            let s: EnrollmentSecret = AdminClient::from_args(&hub)?
+            let s: EnrollmentSecret = crate::admin_client::connect(&hub)?
                 .post(&format!("/api/v1/enrollment-secrets/{id}/revoke"), &())
                 .await?;
             pretty(&s)?;
@@ -307,7 +307,7 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 Some(c) => format!("/api/v1/devices?collection={c}"),
                 None => "/api/v1/devices".to_owned(),
             };
-            let list: Vec<Device> = AdminClient::from_args(&hub)?.get(&path).await?;
+            let list: Vec<Device> = crate::admin_client::connect(&hub)?.get(&path).await?;
             for d in list {
                 println!(
                     "{}  {:<20} {:<8} {} {} {}  {}",
@@ -322,7 +322,7 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             }
         }
         DeviceCmd::Show { id, hub } => {
-            let d: Device = AdminClient::from_args(&hub)?
+            let d: Device = crate::admin_client::connect(&hub)?
                 .get(&format!("/api/v1/devices/{id}"))
                 .await?;
             pretty(&d)?;
@@ -330,7 +330,7 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Disable { id, hub } => set_enabled(id, &hub, false).await?,
         DeviceCmd::Enable { id, hub } => set_enabled(id, &hub, true).await?,
         DeviceCmd::RotateToken { id, hub } => {
-            let t: ferry_proto::agent::TokenResponse = AdminClient::from_args(&hub)?
+            let t: ferry_proto::agent::TokenResponse = crate::admin_client::connect(&hub)?
                 .post(&format!("/api/v1/devices/{id}/rotate-token"), &())
                 .await?;
             println!("{}", t.token);
@@ -340,7 +340,7 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn set_enabled(id: Uuid, hub: &HubArgs, enabled: bool) -> anyhow::Result<()> {
-    let d: Device = AdminClient::from_args(hub)?
+    let d: Device = crate::admin_client::connect(hub)?
         .patch(
             &format!("/api/v1/devices/{id}"),
             &UpdateDevice {
@@ -377,7 +377,7 @@ pub async fn collections(cmd: CollectionCmd) -> anyhow::Result<ExitCode> {
                 arch,
             };
             let rule = (rule != CollectionRule::default()).then_some(rule);
-            let c: Collection = AdminClient::from_args(&hub)?
+            let c: Collection = crate::admin_client::connect(&hub)?
                 .post(
                     "/api/v1/collections",
                     &NewCollection {
@@ -390,7 +390,7 @@ pub async fn collections(cmd: CollectionCmd) -> anyhow::Result<ExitCode> {
             pretty(&c)?;
         }
         CollectionCmd::List { hub } => {
-            let list: Vec<Collection> = AdminClient::from_args(&hub)?
+            let list: Vec<Collection> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/collections")
                 .await?;
             for c in list {
@@ -406,7 +406,7 @@ pub async fn collections(cmd: CollectionCmd) -> anyhow::Result<ExitCode> {
             }
         }
         CollectionCmd::Delete { id, hub } => {
-            AdminClient::from_args(&hub)?
+            crate::admin_client::connect(&hub)?
                 .delete(&format!("/api/v1/collections/{id}"))
                 .await?;
             println!("collection {id} deleted");
@@ -422,7 +422,7 @@ pub async fn collections(cmd: CollectionCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn members(id: Uuid, hub: &HubArgs, add: Vec<Uuid>, remove: Vec<Uuid>) -> anyhow::Result<()> {
-    let c: Collection = AdminClient::from_args(hub)?
+    let c: Collection = crate::admin_client::connect(hub)?
         .post(
             &format!("/api/v1/collections/{id}/members"),
             &MembershipChange { add, remove },
@@ -451,7 +451,7 @@ pub async fn deployments(cmd: DeploymentCmd) -> anyhow::Result<ExitCode> {
                     "say how agents detect the package: --detect-file, --detect-script or --detect-msi"
                 ),
             };
-            let d: Deployment = AdminClient::from_args(&hub)?
+            let d: Deployment = crate::admin_client::connect(&hub)?
                 .post(
                     "/api/v1/deployments",
                     &NewDeployment {
@@ -468,7 +468,7 @@ pub async fn deployments(cmd: DeploymentCmd) -> anyhow::Result<ExitCode> {
             pretty(&d)?;
         }
         DeploymentCmd::List { hub } => {
-            let list: Vec<Deployment> = AdminClient::from_args(&hub)?
+            let list: Vec<Deployment> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/deployments")
                 .await?;
             for d in list {
@@ -479,7 +479,7 @@ pub async fn deployments(cmd: DeploymentCmd) -> anyhow::Result<ExitCode> {
             }
         }
         DeploymentCmd::Delete { id, hub } => {
-            AdminClient::from_args(&hub)?
+            crate::admin_client::connect(&hub)?
                 .delete(&format!("/api/v1/deployments/{id}"))
                 .await?;
             println!("deployment {id} deleted");
@@ -530,7 +530,7 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
                     package_id: need_package()?,
                 },
             };
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             let started: Operation = client
                 .post(
                     "/api/v1/ops",
@@ -565,7 +565,7 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
             json,
             hub,
         } => {
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             let op: Operation = client.get(&format!("/api/v1/ops/{id}")).await?;
             if json {
                 let results = results(&client, id, state.as_deref()).await?;
@@ -584,11 +584,13 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
             }
         }
         OpsCmd::Watch { id, hub } => {
-            let client = AdminClient::from_args(&hub)?;
+            let client = crate::admin_client::connect(&hub)?;
             follow(&client, id).await?;
         }
         OpsCmd::List { hub } => {
-            let list: Vec<Operation> = AdminClient::from_args(&hub)?.get("/api/v1/ops").await?;
+            let list: Vec<Operation> = crate::admin_client::connect(&hub)?
+                .get("/api/v1/ops")
+                .await?;
             for op in list {
                 println!(
                     "{}  {:<22} {}  {}",
@@ -600,7 +602,7 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
             }
         }
         OpsCmd::Cancel { id, hub } => {
-            let op: Operation = AdminClient::from_args(&hub)?
+            let op: Operation = crate::admin_client::connect(&hub)?
                 .post(&format!("/api/v1/ops/{id}/cancel"), &())
                 .await?;
             println!("{}", counts_line(&op.counts));

@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use ferry_sccm::emulator::EmulatorError;
 use ferry_sccm::scripts::{content_location_script, inventory_script, push_script};
-use ferry_sccm::{PushSpec, Site, generate, read, sdm};
+use ferry_sccm::{Site, generate, read, sdm};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -119,7 +119,7 @@ pub fn run(cmd: SccmCmd) -> anyhow::Result<ExitCode> {
                 ScriptKind::Push { spec } => {
                     let text = std::fs::read_to_string(&spec)
                         .with_context(|| format!("reading {}", spec.display()))?;
-                    PushSpec::from_json(&text).and_then(|s| push_script(&s))
+                    ferry_sccm::spec::parse(&text).and_then(|s| push_script(&s))
                 }
                 ScriptKind::Inventory {
                     site_code,

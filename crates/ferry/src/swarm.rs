@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferry_agent::channel::{WsTarget, tls_config};
-use ferry_agent::client::{HubHttp, http_client};
 use ferry_agent::config::{AgentConfig, TransportChoice};
 use ferry_agent::journal::Journal;
 use ferry_agent::session::{self, AgentCtx, AgentEvent, OpRunner};
+use ferry_client::Client as HubHttp;
 use ferry_proto::agent::{Assignment, Inventory};
 use ferry_proto::ops::{OpOutcome, OutcomeState};
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,7 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut config = AgentConfig::new(&args.hub);
     config.ca_cert = args.ca_cert.clone();
-    let http = http_client(&config)?;
+    let http = ferry_client::http_client(&config.client_config(None))?;
     let tls = tls_config(args.ca_cert.as_deref())?;
     let base = WsTarget::new(&args.hub, tls, None)?;
     let counts = Arc::new(Counts::default());
@@ -145,7 +145,7 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
             .context("a token in the tokens file is malformed")?;
         let mut ctx = AgentCtx::new(
             token.clone(),
-            HubHttp::new(http.clone(), &args.hub, Some(token))?,
+            HubHttp::with_http(http.clone(), &args.hub, Some(token))?,
             Some(ws),
             transport,
             simulated_inventory(device),

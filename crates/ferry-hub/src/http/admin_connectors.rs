@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use ferry_proto::ErrorCode;
 use ferry_proto::connector::{
     Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector,
 };
@@ -133,13 +134,13 @@ fn validate_name(name: &str) -> Result<()> {
     let trimmed = name.trim();
     if trimmed.is_empty() || trimmed.len() != name.len() {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`name` must be non-empty with no leading or trailing spaces",
         ));
     }
     if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`name` must be at most {MAX_NAME} characters with no control characters"),
         ));
     }
@@ -163,7 +164,7 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
             && (v.chars().count() > MAX_SETTING || v.chars().any(char::is_control))
         {
             return Err(Error::bad(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
                     "`{field}` must be at most {MAX_SETTING} characters with no control characters"
                 ),
@@ -174,7 +175,7 @@ fn validate_site(site: &SiteSettings) -> Result<()> {
         // ConfigMgr site codes are three letters or digits.
         if code.len() != 3 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(Error::bad(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "`site.site_code` must be three letters or digits, e.g. DEM",
             ));
         }

@@ -1,12 +1,13 @@
 //! Administrators enqueue, inspect and cancel jobs.
 
+use ferry_proto::ErrorCode;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ferry_proto::diagnostics::DiagnosticsRequest;
-use ferry_proto::job::{Job, JobFilter, JobKind, NewJob};
+use ferry_proto::job::{Job, JobFilter, JobKind, JobPayload, NewJob};
 
 use super::auth::Admin;
 use super::error::{Error, Result};
@@ -25,7 +26,7 @@ pub async fn enqueue(
     let expires_at_ms = req.expires_at.map(to_ms);
     if expires_at_ms.is_some_and(|e| e <= now) {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`expires_at` must be in the future",
         ));
     }
@@ -33,14 +34,14 @@ pub async fn enqueue(
         && ex <= nb
     {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`expires_at` must be after `not_before`",
         ));
     }
     let max_attempts = req.max_attempts.unwrap_or(state.config.max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`max_attempts` must be between 1 and 100",
         ));
     }
@@ -50,7 +51,7 @@ pub async fn enqueue(
         .await?
         .ok_or_else(|| {
             Error::bad(
-                "unknown_connector",
+                ErrorCode::UnknownConnector,
                 format!("no connector with id {}", req.connector_id),
             )
         })?;
@@ -61,16 +62,17 @@ pub async fn enqueue(
             } else {
                 payload_of(&req.payload)?
             };
-            d.validate().map_err(|m| Error::bad("invalid_field", m))?;
+            d.validate()
+                .map_err(|m| Error::bad(ErrorCode::InvalidField, m))?;
             if d.console_path.is_none() {
                 d.console_path = connector.site.console_path.clone();
             }
-            serde_json::to_value(d).map_err(anyhow::Error::from)?
+            JobPayload::Diagnostics(d)
         }
-        JobKind::Inventory => inventory_payload(&connector.site)?,
+        JobKind::Inventory => JobPayload::Inventory(inventory_payload(&connector.site)?),
         JobKind::Import => {
             return Err(Error::bad(
-                "use_import_endpoint",
+                ErrorCode::UseImportEndpoint,
                 "import jobs are created with POST /api/v1/connectors/{id}/import",
             ));
         }
@@ -78,14 +80,13 @@ pub async fn enqueue(
             // A push job is only ever built by POST /api/v1/push, which assembles and
             // validates the whole specification against the package and the site.
             return Err(Error::bad(
-                "use_push_endpoint",
+                ErrorCode::UsePushEndpoint,
                 "push jobs are created with POST /api/v1/push",
             ));
         }
     };
     let insert = JobInsert {
         connector_id: req.connector_id,
-        kind: req.kind,
         payload,
         not_before_ms,
         expires_at_ms,
@@ -110,25 +111,26 @@ pub(super) async fn queue_job(state: &AppState, actor: &str, insert: &JobInsert)
         state.schedule_sweep(at);
     }
     state.waiters.wake(insert.connector_id);
-    tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind.as_str(), "job queued");
+    tracing::info!(job = %job.id, connector = %job.connector_id, kind = job.kind().as_str(), "job queued");
     Ok(job)
 }
 
 /// An inventory needs the site code and console path from the connector's site settings.
-fn inventory_payload(site: &ferry_proto::connector::SiteSettings) -> Result<serde_json::Value> {
+fn inventory_payload(
+    site: &ferry_proto::connector::SiteSettings,
+) -> Result<ferry_proto::inventory::InventoryPayload> {
     let (Some(site_code), Some(console_path)) = (&site.site_code, &site.console_path) else {
         return Err(Error::bad(
-            "incomplete_site",
+            ErrorCode::IncompleteSite,
             "the connector's `site.site_code` and `site.console_path` must be set before an inventory",
         ));
     };
     ferry_sccm::spec::validate_site(site_code, console_path)
-        .map_err(|e| Error::bad("incomplete_site", e.to_string()))?;
-    let payload = ferry_proto::inventory::InventoryPayload {
+        .map_err(|e| Error::bad(ErrorCode::IncompleteSite, e.to_string()))?;
+    Ok(ferry_proto::inventory::InventoryPayload {
         site_code: site_code.clone(),
         console_path: console_path.clone(),
-    };
-    Ok(serde_json::to_value(payload).map_err(anyhow::Error::from)?)
+    })
 }
 
 /// Re-reads a kind's payload so that unknown fields are named like in any other body.
@@ -175,7 +177,7 @@ pub async fn cancel(
         .await
         .map_err(|e| match e {
             JobError::Finished(s) => Error::Conflict {
-                code: "job_finished",
+                code: ErrorCode::JobFinished,
                 message: format!("the job has already finished ({s}); there is nothing to cancel"),
             },
             other => other.into(),
@@ -216,15 +218,16 @@ pub async fn import(
         .ok_or(Error::NotFound("connector"))?;
     if req.applications.is_empty() || req.applications.len() > 1000 {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`applications` must name 1 to 1000 applications",
         ));
     }
-    let inventory = state
-        .store
-        .inventory(id)
-        .await?
-        .ok_or_else(|| Error::bad("no_inventory", "refresh the connector's inventory first"))?;
+    let inventory = state.store.inventory(id).await?.ok_or_else(|| {
+        Error::bad(
+            ErrorCode::NoInventory,
+            "refresh the connector's inventory first",
+        )
+    })?;
     let inventory: InventoryResult =
         serde_json::from_value(inventory).map_err(anyhow::Error::from)?;
     let mut targets = Vec::new();
@@ -251,13 +254,13 @@ pub async fn import(
             }),
             [] => {
                 return Err(Error::bad(
-                    "unknown_application",
+                    ErrorCode::UnknownApplication,
                     format!("no application {wanted:?} in the latest inventory"),
                 ));
             }
             _ => {
                 return Err(Error::bad(
-                    "ambiguous_application",
+                    ErrorCode::AmbiguousApplication,
                     format!(
                         "{} applications are named {wanted:?}; name one by its model name",
                         matches.len()
@@ -271,7 +274,7 @@ pub async fn import(
         connector.site.console_path.clone(),
     ) else {
         return Err(Error::bad(
-            "incomplete_site",
+            ErrorCode::IncompleteSite,
             "the connector's `site.site_code` and `site.console_path` must be set",
         ));
     };
@@ -283,8 +286,7 @@ pub async fn import(
     };
     let insert = JobInsert {
         connector_id: id,
-        kind: JobKind::Import,
-        payload: serde_json::to_value(payload).map_err(anyhow::Error::from)?,
+        payload: JobPayload::Import(payload),
         not_before_ms: None,
         expires_at_ms: None,
         max_attempts: state.config.max_attempts,

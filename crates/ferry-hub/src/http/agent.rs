@@ -6,6 +6,7 @@
 //! operation of the device; reports are queued for the batched writer and results are
 //! acknowledged (`result_stored`) only once committed.
 
+use ferry_proto::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub fn validate_inventory(inv: &Inventory) -> Result<()> {
     for (name, value) in fields {
         if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
             return Err(Error::bad(
-                "invalid_inventory",
+                ErrorCode::InvalidInventory,
                 format!(
                     "inventory field `{name}` must be at most {MAX_FIELD} printable characters"
                 ),
@@ -66,7 +67,7 @@ pub fn validate_inventory(inv: &Inventory) -> Result<()> {
     }
     if inv.hostname.trim().is_empty() {
         return Err(Error::bad(
-            "invalid_inventory",
+            ErrorCode::InvalidInventory,
             "inventory `hostname` is empty",
         ));
     }
@@ -77,7 +78,7 @@ pub fn validate_inventory(inv: &Inventory) -> Result<()> {
             .any(|ip| ip.parse::<std::net::IpAddr>().is_err())
     {
         return Err(Error::bad(
-            "invalid_inventory",
+            ErrorCode::InvalidInventory,
             format!("inventory `ips` must be at most {MAX_IPS} IP addresses"),
         ));
     }
@@ -116,15 +117,15 @@ pub async fn enroll(
         .await
         .map_err(|e| match e {
             EnrollError::Expired => Error::Refused {
-                code: "enrollment_secret_expired",
+                code: ErrorCode::EnrollmentSecretExpired,
                 message: e.to_string(),
             },
             EnrollError::UsedUp => Error::Refused {
-                code: "enrollment_secret_used_up",
+                code: ErrorCode::EnrollmentSecretUsedUp,
                 message: e.to_string(),
             },
             EnrollError::Revoked => Error::Refused {
-                code: "enrollment_secret_revoked",
+                code: ErrorCode::EnrollmentSecretRevoked,
                 message: e.to_string(),
             },
             EnrollError::Store(s) => s.into(),
@@ -233,9 +234,9 @@ async fn start_session(
     session
 }
 
-fn error_frame(code: &str, message: impl Into<String>) -> HubMessage {
+fn error_frame(code: ErrorCode, message: impl Into<String>) -> HubMessage {
     HubMessage::Error {
-        code: code.to_owned(),
+        code,
         message: message.into(),
     }
 }
@@ -244,7 +245,7 @@ async fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMess
     let device = session.device;
     match msg {
         AgentMessage::Hello { .. } => session.push_message(&error_frame(
-            "unexpected_hello",
+            ErrorCode::UnexpectedHello,
             "this session has already started; hello comes once, first",
         )),
         AgentMessage::Received { op_id } => {
@@ -278,7 +279,9 @@ async fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMess
         }
         AgentMessage::Inventory { inventory } => match validate_inventory(&inventory) {
             Ok(()) => state.agents.note_inventory(device, inventory).await,
-            Err(e) => session.push_message(&error_frame("invalid_inventory", e.to_string())),
+            Err(e) => {
+                session.push_message(&error_frame(ErrorCode::InvalidInventory, e.to_string()))
+            }
         },
     }
 }
@@ -303,7 +306,7 @@ async fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) -> bo
         }
         Err(e) => {
             session.push_message(&error_frame(
-                "bad_message",
+                ErrorCode::BadMessage,
                 format!("unreadable message (the session goes on): {e}"),
             ));
             false
@@ -321,14 +324,14 @@ pub async fn ws(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let upgrade = upgrade.map_err(|e| Error::bad("not_a_websocket", e.body_text()))?;
+    let upgrade = upgrade.map_err(|e| Error::bad(ErrorCode::NotAWebsocket, e.body_text()))?;
     if *state.shutdown.borrow() {
         return Err(Error::ShuttingDown);
     }
     // One connection per device between upgrade and hello: a stolen token cannot pile up
     // sockets that have not said who they are.
     let connecting = state.agents.connecting(device.id).ok_or(Error::Conflict {
-        code: "already_connecting",
+        code: ErrorCode::AlreadyConnecting,
         message: "a connection for this device is being set up; retry after it".into(),
     })?;
     state.agents.admit().map_err(Error::Deferred)?;
@@ -442,7 +445,7 @@ async fn run_ws(
                     session.heard();
                     bad += 1;
                     session.push_message(&error_frame(
-                        "bad_message",
+                        ErrorCode::BadMessage,
                         "binary frames are not used; send JSON text frames",
                     ));
                 }
@@ -511,7 +514,7 @@ pub async fn poll(
         }) => {
             if *protocol != AGENT_PROTOCOL {
                 return Err(Error::bad(
-                    "unsupported_protocol",
+                    ErrorCode::UnsupportedProtocol,
                     format!(
                         "agent protocol {protocol} is not supported (hub speaks {AGENT_PROTOCOL})"
                     ),
@@ -533,14 +536,14 @@ pub async fn poll(
                 .session(device.id)
                 .filter(|s| s.transport == Transport::LongPoll)
                 .ok_or(Error::Conflict {
-                    code: "session_required",
+                    code: ErrorCode::SessionRequired,
                     message:
                         "no session for this device on this hub: start one with a hello message"
                             .into(),
                 })?;
             if q.session.is_some_and(|id| id != current.id) {
                 return Err(Error::Conflict {
-                    code: "session_replaced",
+                    code: ErrorCode::SessionReplaced,
                     message: "another session with this device token replaced this one".into(),
                 });
             }
@@ -564,12 +567,12 @@ pub async fn poll(
         state.agents.close(&session);
         return Err(if code == ferry_proto::agent::CLOSE_REPLACED {
             Error::Conflict {
-                code: "session_replaced",
+                code: ErrorCode::SessionReplaced,
                 message: reason.to_owned(),
             }
         } else {
             Error::Conflict {
-                code: "session_closed",
+                code: ErrorCode::SessionClosed,
                 message: reason.to_owned(),
             }
         });

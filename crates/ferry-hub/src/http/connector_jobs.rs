@@ -1,6 +1,7 @@
 //! The connector's side of the queue: long-poll for the next job, then renew, report
 //! progress, report the result, or release the job when shutting down.
 
+use ferry_proto::ErrorCode;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -48,7 +49,7 @@ pub async fn next(
     let hold = query.hold.unwrap_or(state.config.default_hold_secs);
     if hold > max {
         return Err(Error::bad(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`hold` must be between 0 and {max} seconds"),
         ));
     }
@@ -131,7 +132,7 @@ pub async fn progress(
 ) -> Result<Json<LeaseStatus>> {
     if req.step.is_empty() || req.step.chars().count() > MAX_STEP {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`step` must be 1 to {MAX_STEP} characters"),
         ));
     }
@@ -141,13 +142,13 @@ pub async fn progress(
         .is_some_and(|m| m.chars().count() > MAX_MESSAGE)
     {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`message` must be at most {MAX_MESSAGE} characters"),
         ));
     }
     if req.percent.is_some_and(|p| p > 100) {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`percent` must be between 0 and 100",
         ));
     }
@@ -180,7 +181,7 @@ pub async fn result(
         .is_some_and(|m| m.chars().count() > MAX_MESSAGE)
     {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("`error` must be at most {MAX_MESSAGE} characters"),
         ));
     }
@@ -194,7 +195,7 @@ pub async fn result(
         return Ok(Json(done));
     }
     state.metrics.jobs_finished.fetch_add(1, Ordering::Relaxed);
-    if done.kind == ferry_proto::job::JobKind::Inventory && done.state == JobState::Succeeded {
+    if done.kind() == ferry_proto::job::JobKind::Inventory && done.state == JobState::Succeeded {
         // The job's result is the site's inventory: it becomes what the hub shows.
         if let Some(result) = &done.result {
             // Stamped with the job's creation, so an older inventory reported late never
@@ -206,7 +207,7 @@ pub async fn result(
                 .await?;
         }
     }
-    if done.kind == ferry_proto::job::JobKind::Import && done.state == JobState::Succeeded {
+    if done.kind() == ferry_proto::job::JobKind::Import && done.state == JobState::Succeeded {
         // Each imported package carries a link to the application it came from and the
         // application's ConfigMgr metadata.
         let imports = done
@@ -216,15 +217,15 @@ pub async fn result(
             .map(|r| r.imports)
             .unwrap_or_default();
         for item in imports {
-            let source = serde_json::json!({
-                "connector_id": who.id,
-                "job_id": done.id,
-                "model_name": item.model_name,
-                "ci_id": item.ci_id,
-                "name": item.name,
-                "content_location": item.content_location,
-                "sccm": item.metadata,
-            });
+            let source = ferry_proto::package::ImportSource {
+                connector_id: who.id,
+                job_id: done.id,
+                model_name: item.model_name,
+                ci_id: item.ci_id,
+                name: item.name,
+                content_location: item.content_location,
+                sccm: item.metadata,
+            };
             if !state
                 .store
                 .set_package_source(item.package_id, who.id, &source)

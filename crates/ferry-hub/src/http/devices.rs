@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use ferry_proto::ErrorCode;
 use ferry_proto::agent::TokenResponse;
 use ferry_proto::ops::{
     Collection, CreatedEnrollmentSecret, Deployment, Device, EnrollmentSecret, MembershipChange,
@@ -28,7 +29,7 @@ fn check_name(field: &'static str, name: &str) -> Result<()> {
         || name.chars().any(char::is_control)
     {
         return Err(Error::bad(
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("`{field}` must be 1–{MAX_NAME} printable characters"),
         ));
     }
@@ -40,17 +41,17 @@ impl From<CatalogError> for Error {
         match e {
             CatalogError::NotFound => Error::NotFound("collection"),
             CatalogError::NameTaken(_) => Error::Conflict {
-                code: "name_taken",
+                code: ErrorCode::NameTaken,
                 message: e.to_string(),
             },
             CatalogError::UnknownDevice(_)
             | CatalogError::UnknownCollection(_)
             | CatalogError::UnknownPackage(_) => Error::Unprocessable {
-                code: "unknown_reference",
+                code: ErrorCode::UnknownReference,
                 message: e.to_string(),
             },
             CatalogError::NotStatic => Error::Conflict {
-                code: "rule_collection",
+                code: ErrorCode::RuleCollection,
                 message: e.to_string(),
             },
             CatalogError::Store(s) => s.into(),
@@ -69,13 +70,13 @@ pub async fn create_secret(
     let expires_at = match new.expires_in_secs {
         Some(0) => {
             return Err(Error::bad(
-                "invalid_expiry",
+                ErrorCode::InvalidExpiry,
                 "`expires_in_secs` must be at least 1",
             ));
         }
         Some(s) if s > 10 * 365 * 24 * 3600 => {
             return Err(Error::bad(
-                "invalid_expiry",
+                ErrorCode::InvalidExpiry,
                 "`expires_in_secs` is more than ten years",
             ));
         }
@@ -84,7 +85,7 @@ pub async fn create_secret(
     };
     if new.max_uses == Some(0) {
         return Err(Error::bad(
-            "invalid_max_uses",
+            ErrorCode::InvalidMaxUses,
             "`max_uses` must be at least 1",
         ));
     }
@@ -233,10 +234,11 @@ pub async fn create_collection(
 ) -> Result<(StatusCode, Json<Collection>)> {
     check_name("name", &new.name)?;
     if let Some(rule) = &new.rule {
-        collections::validate(rule).map_err(|e| Error::bad("invalid_rule", e.to_string()))?;
+        collections::validate(rule)
+            .map_err(|e| Error::bad(ErrorCode::InvalidRule, e.to_string()))?;
         if !new.devices.is_empty() {
             return Err(Error::bad(
-                "invalid_collection",
+                ErrorCode::InvalidCollection,
                 "a collection has either a rule or a list of devices, not both",
             ));
         }

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferry_proto::ApiError;
+use ferry_proto::{ApiError, ErrorCode};
 
 use crate::store::{JobError, StoreError};
 
@@ -17,18 +17,18 @@ pub enum Error {
     Forbidden(&'static str),
     /// Refused for a reason the caller can act on (an expired enrolment secret).
     #[error("{message}")]
-    Refused { code: &'static str, message: String },
+    Refused { code: ErrorCode, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The request is well-formed but contradicts the current state.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// The request itself is wrong; `message` names the field.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     /// Well-formed, but the content cannot be accepted (a corrupt package, a hash mismatch).
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String },
+    Unprocessable { code: ErrorCode, message: String },
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
     #[error("the hub is shutting down")]
@@ -41,29 +41,29 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::BadRequest {
             code,
             message: message.into(),
         }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Error::Refused { code, .. } => (StatusCode::FORBIDDEN, code),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            Error::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
-            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            Error::Refused { code, .. } => (StatusCode::FORBIDDEN, *code),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Error::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, *code),
+            Error::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge),
+            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown),
             Error::Deferred(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                ferry_proto::agent::ADMISSION_DEFERRED,
+                ErrorCode::AdmissionDeferred,
             ),
-            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -75,7 +75,7 @@ impl IntoResponse for Error {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         let body = ApiError {
-            code: code.to_owned(),
+            code,
             message: self.to_string(),
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -111,15 +111,15 @@ impl From<JobError> for Error {
         match e {
             JobError::NotFound => Error::NotFound("job"),
             JobError::StaleLease => Error::Conflict {
-                code: "stale_lease",
+                code: ErrorCode::StaleLease,
                 message: e.to_string(),
             },
             JobError::Finished(_) => Error::Conflict {
-                code: "job_finished",
+                code: ErrorCode::JobFinished,
                 message: e.to_string(),
             },
             JobError::NameTaken => Error::Conflict {
-                code: "name_taken",
+                code: ErrorCode::NameTaken,
                 message: e.to_string(),
             },
             JobError::Store(s) => s.into(),

@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use ferry_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -68,7 +69,7 @@ async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
         .map_err(|_| Error::TooLarge(limit))?;
     if !json_type {
         return Err(Error::bad(
-            "bad_content_type",
+            ErrorCode::BadContentType,
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
@@ -86,7 +87,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         } else {
             format!("invalid field `{path}`: {inner}")
         };
-        Error::bad("invalid_body", message)
+        Error::bad(ErrorCode::InvalidBody, message)
     })
 }
 
@@ -100,10 +101,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| Error::bad("invalid_path", e.body_text()))?;
+                .map_err(|e| Error::bad(ErrorCode::InvalidPath, e.body_text()))?;
         Uuid::parse_str(&raw).map(IdPath).map_err(|_| {
             Error::bad(
-                "invalid_id",
+                ErrorCode::InvalidId,
                 format!("path parameter `id` is not a valid UUID: {raw:?}"),
             )
         })
@@ -129,8 +130,8 @@ fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
     axum::extract::Query::<T>::try_from_uri(
         &format!("/?{query}")
             .parse()
-            .map_err(|_| Error::bad("invalid_query", "malformed query string"))?,
+            .map_err(|_| Error::bad(ErrorCode::InvalidQuery, "malformed query string"))?,
     )
     .map(|q| q.0)
-    .map_err(|e| Error::bad("invalid_query", e.body_text()))
+    .map_err(|e| Error::bad(ErrorCode::InvalidQuery, e.body_text()))
 }

@@ -170,7 +170,7 @@ async fn audit(
     _: auth::Admin,
     State(state): State<AppState>,
     extract::ApiQuery(q): extract::ApiQuery<AuditQuery>,
-) -> Result<axum::Json<Vec<ferry_proto::AuditEntry>>, error::Error> {
+) -> Result<axum::Json<Vec<ferry_proto::identity::AuditEntry>>, error::Error> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(axum::Json(state.store.audit_log(limit, q.before).await?))
 }

@@ -1,6 +1,7 @@
 //! Client operations: start one against collections and devices, watch its counts live,
 //! read per-device results, cancel it.
 
+use ferry_proto::ErrorCode;
 use std::time::Duration;
 
 use axum::Json;
@@ -38,11 +39,11 @@ impl From<OpError> for Error {
         match e {
             OpError::NotFound => Error::NotFound("operation"),
             OpError::UnknownCollection(_) | OpError::UnknownDevice(_) => Error::Unprocessable {
-                code: "unknown_reference",
+                code: ErrorCode::UnknownReference,
                 message: e.to_string(),
             },
             OpError::NoTargets => Error::Unprocessable {
-                code: "no_targets",
+                code: ErrorCode::NoTargets,
                 message: e.to_string(),
             },
             OpError::Store(s) => s.into(),
@@ -64,7 +65,7 @@ fn no_nul(field: &str, s: &str) -> Result<()> {
     // A NUL cannot travel in a process argument or a script file name; refuse it up front.
     if s.contains('\0') {
         return Err(Error::bad(
-            "invalid_operation",
+            ErrorCode::InvalidOperation,
             format!("`{field}` contains a NUL character"),
         ));
     }
@@ -77,7 +78,7 @@ pub fn check_detection(d: &Detection) -> Result<()> {
             let inner = code.strip_prefix('{').and_then(|c| c.strip_suffix('}'));
             if inner.and_then(|g| Uuid::parse_str(g).ok()).is_none() || code.len() != 38 {
                 return Err(Error::bad(
-                    "invalid_detection",
+                    ErrorCode::InvalidDetection,
                     "an MSI product code is a GUID in braces, e.g. {12345678-1234-1234-1234-123456789012}",
                 ));
             }
@@ -85,7 +86,7 @@ pub fn check_detection(d: &Detection) -> Result<()> {
         Detection::File(path) | Detection::Script(path) => {
             if path.trim().is_empty() || path.len() > MAX_SCRIPT_BYTES {
                 return Err(Error::bad(
-                    "invalid_detection",
+                    ErrorCode::InvalidDetection,
                     "a file or script detection must be non-empty and at most 256 KiB",
                 ));
             }
@@ -101,7 +102,7 @@ async fn package(state: &AppState, id: Uuid) -> Result<PackageRef> {
         .package_ref(id)
         .await?
         .ok_or_else(|| Error::Unprocessable {
-            code: "unknown_reference",
+            code: ErrorCode::UnknownReference,
             message: format!("no package with ID {id}"),
         })
 }
@@ -116,13 +117,13 @@ async fn resolve(state: &AppState, op: OpRequest) -> Result<OpSpec> {
         OpRequest::RunScript { script, args } => {
             if script.trim().is_empty() || script.len() > MAX_SCRIPT_BYTES {
                 return Err(Error::bad(
-                    "invalid_operation",
+                    ErrorCode::InvalidOperation,
                     "`script` must be non-empty and at most 256 KiB",
                 ));
             }
             if args.len() > MAX_ARGS || args.iter().any(|a| a.len() > MAX_ARG_BYTES) {
                 return Err(Error::bad(
-                    "invalid_operation",
+                    ErrorCode::InvalidOperation,
                     format!("at most {MAX_ARGS} arguments of at most {MAX_ARG_BYTES} bytes each"),
                 ));
             }
@@ -142,7 +143,7 @@ async fn resolve(state: &AppState, op: OpRequest) -> Result<OpSpec> {
             let package = package(state, package_id).await?;
             if package.msi_file.is_none() {
                 return Err(Error::Unprocessable {
-                    code: "not_an_msi",
+                    code: ErrorCode::NotAnMsi,
                     message: "advertising needs a package with an MSI".into(),
                 });
             }
@@ -154,7 +155,7 @@ async fn resolve(state: &AppState, op: OpRequest) -> Result<OpSpec> {
 /// `value` if it lies in `range`, `default` if absent, else a 400 naming the field.
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     field: &str,
-    code: &'static str,
+    code: ErrorCode,
     value: Option<T>,
     range: std::ops::RangeInclusive<T>,
     default: T,
@@ -181,34 +182,34 @@ pub async fn start(
 ) -> Result<(StatusCode, Json<Operation>)> {
     if new.collections.is_empty() && new.devices.is_empty() {
         return Err(Error::bad(
-            "no_targets",
+            ErrorCode::NoTargets,
             "name at least one collection or device",
         ));
     }
     if new.collections.len() + new.devices.len() > MAX_TARGET_IDS {
         return Err(Error::bad(
-            "too_many_targets",
+            ErrorCode::TooManyTargets,
             format!("at most {MAX_TARGET_IDS} collection and device IDs"),
         ));
     }
     let spec = resolve(&state, new.op).await?;
     let timeout_secs = in_range(
         "timeout_secs",
-        "invalid_timeout",
+        ErrorCode::InvalidTimeout,
         new.timeout_secs,
         1..=MAX_TIMEOUT_SECS,
         default_timeout(&spec),
     )?;
     let output_limit = in_range(
         "output_limit",
-        "invalid_output_limit",
+        ErrorCode::InvalidOutputLimit,
         new.output_limit,
         1024..=MAX_OUTPUT_LIMIT,
         DEFAULT_OUTPUT_LIMIT,
     )?;
     let expires_in = in_range(
         "expires_in_secs",
-        "invalid_expiry",
+        ErrorCode::InvalidExpiry,
         new.expires_in_secs,
         1..=MAX_EXPIRY_SECS,
         DEFAULT_EXPIRY_SECS,
@@ -296,7 +297,7 @@ pub async fn results(
         None => None,
         Some(s) => Some(TargetState::parse(s).ok_or_else(|| {
             Error::bad(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("unknown state {s:?}; one of pending, offline, delivered, running, succeeded, failed, expired, cancelled"),
             )
         })?),

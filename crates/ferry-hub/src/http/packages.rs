@@ -6,12 +6,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferry_proto::package::Package;
+use ferry_proto::ErrorCode;
+use ferry_proto::package::{Package, UpdatePackage};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::{Admin, AdminOrConnector};
 use super::error::{Error, Result};
-use super::extract::IdPath;
+use super::extract::{ApiJson, IdPath};
 use crate::AppState;
 
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Package>>> {
@@ -31,74 +32,35 @@ pub async fn show(
         .ok_or(Error::NotFound("package"))
 }
 
-/// The metadata fields an administrator may override, and what each must hold.
-const EDITABLE: &[&str] = &[
-    "vendor",
-    "product",
-    "version",
-    "language",
-    "package_name",
-    "install_command",
-    "uninstall_command",
-    "installer",
-    "detection",
-];
+/// Longest text an administrator may put in a metadata field.
+const MAX_FIELD: usize = 1024;
 
-/// `PATCH /api/v1/packages/{id}` with `{"metadata": {field: value|null, …}}`: overrides what
+/// `PATCH /api/v1/packages/{id}` with `{"metadata": {field: value|null, …}}`: corrects what
 /// the hub proposed (pushes then start from the corrected values). Unknown fields and values of
 /// the wrong type are refused, naming the field, and change nothing.
 pub async fn update(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    super::extract::ApiJson(req): super::extract::ApiJson<PackageUpdate>,
+    ApiJson(req): ApiJson<UpdatePackage>,
 ) -> Result<Json<Package>> {
-    for (key, value) in &req.metadata {
-        if !EDITABLE.contains(&key.as_str()) {
+    for (field, value) in req.metadata.texts() {
+        if value.is_some_and(|s| s.chars().count() > MAX_FIELD || s.chars().any(char::is_control)) {
             return Err(Error::bad(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
-                    "`metadata.{key}` cannot be edited; editable: {}",
-                    EDITABLE.join(", ")
+                    "`metadata.{}` must be at most {MAX_FIELD} characters with no control characters",
+                    field.as_str()
                 ),
-            ));
-        }
-        let ok = match key.as_str() {
-            "detection" => value.is_null() || value.is_object(),
-            "installer" => value.is_null() || matches!(value.as_str(), Some("script" | "msi")),
-            _ => {
-                value.is_null()
-                    || value.as_str().is_some_and(|s| {
-                        s.chars().count() <= 1024 && !s.chars().any(char::is_control)
-                    })
-            }
-        };
-        if !ok {
-            return Err(Error::bad(
-                "invalid_field",
-                format!("`metadata.{key}` has a value of the wrong kind"),
             ));
         }
     }
     state
         .store
-        .get_package(id)
-        .await?
-        .ok_or(Error::NotFound("package"))?;
-    let patch = serde_json::Value::Object(req.metadata);
-    state.store.patch_package_metadata(id, &patch).await?;
-    state
-        .store
-        .get_package(id)
+        .update_package_metadata(admin.actor(), id, &req.metadata)
         .await?
         .map(Json)
         .ok_or(Error::NotFound("package"))
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackageUpdate {
-    metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The package's bytes. A single `Range: bytes=a-b` (or `a-`, or `-n`) gets 206 with

@@ -7,6 +7,7 @@
 //! client continues from there. The running SHA-256 lives in memory; if it is lost (restart),
 //! it is rebuilt by hashing the part file once.
 
+use ferry_proto::ErrorCode;
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -87,7 +88,7 @@ pub async fn open(
             .any(|c| c.is_control() || c == '/' || c == '\\');
     if !name_ok {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`filename` must be 1 to {MAX_FILENAME} characters, without control characters or path separators"
             ),
@@ -95,7 +96,7 @@ pub async fn open(
     }
     if req.size == 0 || req.size > state.config.max_upload_bytes {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "`size` must be between 1 and {} bytes",
                 state.config.max_upload_bytes
@@ -104,7 +105,7 @@ pub async fn open(
     }
     if req.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
         return Err(Error::bad(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "`sha256` must be 64 lower-case hex digits",
         ));
     }
@@ -164,13 +165,13 @@ pub async fn put_range(
         .ok_or(Error::NotFound("upload"))?;
     if upload.state == UploadState::Completed {
         return Err(Error::Conflict {
-            code: "upload_completed",
+            code: ErrorCode::UploadCompleted,
             message: "this upload is already complete".into(),
         });
     }
     if query.offset != upload.received {
         return Err(Error::Conflict {
-            code: "offset_mismatch",
+            code: ErrorCode::OffsetMismatch,
             message: format!(
                 "the hub has {} bytes of this upload; resume at offset {}",
                 upload.received, upload.received
@@ -209,7 +210,7 @@ pub async fn put_range(
         };
         if hashed + chunk.len() as u64 > upload.size {
             outcome = Err(Error::bad(
-                "too_many_bytes",
+                ErrorCode::TooManyBytes,
                 format!("the upload was declared as {} bytes", upload.size),
             ));
             break;
@@ -274,7 +275,7 @@ pub async fn complete(
 ) -> Result<(StatusCode, Json<Package>)> {
     if query.sha256.as_deref().is_some_and(|h| !is_sha256_hex(h)) {
         return Err(Error::bad(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`sha256` must be 64 lower-case hex digits",
         ));
     }
@@ -301,7 +302,7 @@ pub async fn complete(
     }
     if upload.received != upload.size {
         return Err(Error::Conflict {
-            code: "upload_incomplete",
+            code: ErrorCode::UploadIncomplete,
             message: format!(
                 "the hub has {} of {} bytes; send the rest first",
                 upload.received, upload.size
@@ -332,7 +333,7 @@ pub async fn complete(
         .find(|e| **e != sha256)
     {
         return Err(discard(Error::Unprocessable {
-            code: "sha256_mismatch",
+            code: ErrorCode::Sha256Mismatch,
             message: format!(
                 "the received bytes hash to {sha256}, not the expected {expected}; nothing was kept"
             ),
@@ -343,7 +344,7 @@ pub async fn complete(
         Ok(m) => m,
         Err(message) => {
             return Err(discard(Error::Unprocessable {
-                code: "invalid_package",
+                code: ErrorCode::InvalidPackage,
                 message: format!("{message}; nothing was kept"),
             })
             .await);

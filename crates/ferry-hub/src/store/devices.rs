@@ -158,25 +158,19 @@ fn action_str(a: DeploymentAction) -> &'static str {
 
 /// What an agent needs to know to fetch and run a package, from the package's row.
 pub(crate) fn package_ref_from_row(row: &SqliteRow) -> Result<PackageRef, StoreError> {
-    let metadata: serde_json::Value = serde_json::from_str(row.get::<&str, _>("metadata"))
-        .map_err(|e| corrupt(format!("package metadata: {e}")))?;
-    // Overrides (PATCH) live at the top level of the metadata; the proposal below it.
-    let field = |name: &str| -> Option<String> {
-        metadata
-            .get(name)
-            .or_else(|| metadata.get("proposed").and_then(|p| p.get(name)))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
+    let metadata: ferry_proto::package::PackageMetadata =
+        serde_json::from_str(row.get::<&str, _>("metadata"))
+            .map_err(|e| corrupt(format!("package metadata: {e}")))?;
+    let p = metadata.proposal;
     Ok(PackageRef {
         id: parse_uuid(row.get("id"))?,
         filename: row.get("filename"),
         size: row.get::<i64, _>("size") as u64,
         sha256: row.get("sha256"),
-        install_command: field("install_command"),
-        uninstall_command: field("uninstall_command"),
-        msi_file: field("msi_file"),
-        product_code: field("product_code"),
+        install_command: p.install_command,
+        uninstall_command: p.uninstall_command,
+        msi_file: p.msi_file,
+        product_code: p.product_code,
     })
 }
 
