@@ -16,7 +16,7 @@ pub struct HubConfig {
     /// Address and port to listen on.
     pub listen: SocketAddr,
     /// Folder holding the SQLite database (`ferry.db`), the blob store (`blobs/`), the
-    /// server key (`hub.key`) and the first admin token (`admin.token`).
+    /// server key (`hub.key`) and the initial administrator's first API key (`admin.token`).
     pub data_dir: PathBuf,
     /// PEM certificate chain; with `tls_key`, the hub serves HTTPS (TLS 1.2+ only).
     pub tls_cert: Option<PathBuf>,
@@ -62,6 +62,17 @@ pub struct HubConfig {
     /// Largest message an agent may send (bytes); a larger WebSocket message closes the
     /// session with code 1009. Must exceed twice the largest output limit (256 KiB).
     pub agent_max_message_bytes: u32,
+    /// A portal session with no request for this long ends (minutes, 1–1440).
+    pub session_idle_mins: u32,
+    /// A portal session ends this long after its login, active or not (hours, 1–720).
+    pub session_absolute_hours: u32,
+    /// The window failed portal logins are counted in (seconds, 1–86400).
+    pub login_window_secs: u32,
+    /// Failed logins for one name within the window after which that name is refused
+    /// (`429`, whatever the password) until the oldest failure leaves the window.
+    pub login_failures_per_name: u32,
+    /// The same, per client address (higher: an office may share one address).
+    pub login_failures_per_address: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +111,11 @@ impl Default for HubConfig {
             agent_admission_rate: 1000,
             agent_admission_burst: 500,
             agent_max_message_bytes: 2 * 1024 * 1024,
+            session_idle_mins: 30,
+            session_absolute_hours: 12,
+            login_window_secs: 900,
+            login_failures_per_name: 5,
+            login_failures_per_address: 20,
         }
     }
 }
@@ -186,6 +202,20 @@ impl HubConfig {
         }
         if self.agent_max_message_bytes < 1024 * 1024 {
             return bad("agent_max_message_bytes must be at least 1 MiB");
+        }
+        if !(1..=1440).contains(&self.session_idle_mins) {
+            return bad("session_idle_mins must be between 1 and 1440");
+        }
+        if !(1..=720).contains(&self.session_absolute_hours) {
+            return bad("session_absolute_hours must be between 1 and 720");
+        }
+        if !(1..=86_400).contains(&self.login_window_secs) {
+            return bad("login_window_secs must be between 1 and 86400");
+        }
+        if self.login_failures_per_name == 0 || self.login_failures_per_address == 0 {
+            return bad(
+                "login_failures_per_name and login_failures_per_address must be at least 1",
+            );
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key must be given together");

@@ -1,18 +1,21 @@
 //! The Ferry hub: REST API, durable job queue, long-poll endpoints and storage.
 //!
-//! [`run`] is the whole server: it opens the data dir, makes sure an admin token exists,
+//! [`run`] is the whole server: it opens the data dir, makes sure an administrator exists,
 //! starts the sweeper (lease lapses, expiries, delayed jobs) and serves HTTP or HTTPS until
-//! the shutdown future resolves. Everything shared by request handlers lives in [`AppState`].
+//! the shutdown future resolves. Everything shared by request handlers lives in [`AppState`];
+//! the business rules are its methods, in [`service`].
 
 pub mod agents;
 pub mod blobs;
 pub mod collections;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod packages;
 mod presence;
 pub mod secrets;
+pub mod service;
 pub mod store;
 mod sweeper;
 pub mod time_util;
@@ -21,7 +24,7 @@ pub mod wake;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,13 +33,15 @@ use tokio::sync::{Notify, watch};
 pub use config::HubConfig;
 
 use crate::metrics::Metrics;
-use crate::secrets::{ServerKey, generate_secret, write_private_file};
+use crate::secrets::{ServerKey, write_private_file};
+use crate::service::identity::{IdentityCache, LoginThrottle, Usage};
 use crate::store::Store;
 use crate::wake::Waiters;
 
 /// File names inside the data dir.
 pub const DB_FILE: &str = "ferry.db";
 pub const KEY_FILE: &str = "hub.key";
+/// The initial administrator's first API key (see [`AppState::bootstrap_admin`]).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The URL the hub is serving on, written once it listens (useful with port 0).
 pub const URL_FILE: &str = "hub.url";
@@ -48,7 +53,6 @@ pub struct Shared {
     pub config: HubConfig,
     pub store: Store,
     pub key: ServerKey,
-    pub admin_hashes: RwLock<Vec<Vec<u8>>>,
     pub waiters: Waiters,
     pub metrics: Metrics,
     pub shutdown: watch::Receiver<bool>,
@@ -60,9 +64,14 @@ pub struct Shared {
     pub presence: presence::Presence,
     /// Connector credential hashes by ID, so that a long poll does not read the database to
     /// authenticate. Entries are dropped whenever a connector's secret or state changes.
-    pub connector_auth: Mutex<http::auth::AuthCache>,
+    pub connector_auth: Mutex<service::connectors::ConnectorAuthCache>,
+    /// Verified API keys and sessions (see [`service::identity`]).
+    pub identity_cache: Mutex<IdentityCache>,
+    /// When keys and sessions were last used, flushed with connector presence.
+    pub usage: Usage,
+    pub login_throttle: LoginThrottle,
     pub blobs: blobs::BlobStore,
-    pub uploads: http::uploads::UploadSlots,
+    pub uploads: service::packages::UploadSlots,
     /// Connected agents, admission and the batched writer of their reports.
     pub agents: Arc<agents::Agents>,
 }
@@ -97,31 +106,39 @@ pub async fn run(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     prepare_data_dir(&config.data_dir)?;
     let key = ServerKey::load_or_create(&config.data_dir.join(KEY_FILE)).context("server key")?;
-    let store = Store::open(&config.data_dir, config.sqlite_synchronous)
-        .await
-        .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let admin_hashes = ensure_admin_token(&store, &key, &config.data_dir).await?;
+    let store: Store = Arc::new(
+        store::sqlite::SqliteStore::open(&config.data_dir, config.sqlite_synchronous)
+            .await
+            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
         store: store.clone(),
         key,
-        admin_hashes: RwLock::new(admin_hashes),
         waiters: Waiters::default(),
         metrics: Metrics::default(),
         shutdown: shutdown_rx,
         sweeper: Notify::new(),
         sweeper_next_ms: AtomicI64::new(i64::MAX),
         presence: presence::Presence::default(),
-        connector_auth: Mutex::new(http::auth::AuthCache::default()),
+        connector_auth: Mutex::default(),
+        identity_cache: Mutex::default(),
+        usage: Usage::default(),
+        login_throttle: LoginThrottle::new(
+            Duration::from_secs(u64::from(config.login_window_secs)),
+            config.login_failures_per_name as usize,
+            config.login_failures_per_address as usize,
+        ),
         blobs: blobs::BlobStore::new(config.data_dir.join(BLOB_DIR)),
-        uploads: http::uploads::UploadSlots::default(),
+        uploads: service::packages::UploadSlots::default(),
         agents: Arc::new(agents::Agents::new(
             config.agent_admission_rate,
             config.agent_admission_burst,
         )),
     }));
+    write_initial_admin_key(&state, &config.data_dir).await?;
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
     let presence = tokio::spawn(presence::run(state.clone()));
     let agent_writer = tokio::spawn(agents::run_writer(state.clone()));
@@ -217,23 +234,19 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On first start, creates the admin token, writes it to `admin.token` (0600) and stores its
-/// hash. Later starts only load the hashes.
-async fn ensure_admin_token(
-    store: &Store,
-    key: &ServerKey,
-    dir: &Path,
-) -> anyhow::Result<Vec<Vec<u8>>> {
-    let hashes = store.admin_token_hashes().await?;
-    if !hashes.is_empty() {
-        return Ok(hashes);
-    }
-    let token = generate_secret();
-    let hash = key.hash(&token);
+/// On first start (no technician yet), creates the initial administrator and writes its first
+/// API key to `admin.token` (0600). A hub upgraded from before technicians existed gets the
+/// same: its old admin token no longer works, and the file now holds the new key.
+async fn write_initial_admin_key(state: &AppState, dir: &Path) -> anyhow::Result<()> {
+    let Some(token) = state.bootstrap_admin().await? else {
+        return Ok(());
+    };
     let path = dir.join(ADMIN_TOKEN_FILE);
     write_private_file(&path, format!("{token}\n").as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    store.add_admin_token(&hash).await?;
-    tracing::info!(file = %path.display(), "created the admin token (first start)");
-    Ok(vec![hash])
+    tracing::info!(
+        file = %path.display(),
+        "created the initial administrator `admin`; its first API key is in the file"
+    );
+    Ok(())
 }

@@ -16,6 +16,10 @@ pub struct Metrics {
     pub long_polls_empty: AtomicU64,
     pub long_polls_waiting: AtomicI64,
     pub stale_reports_refused: AtomicU64,
+    /// Requests refused with 401 (missing, malformed, unknown or revoked credentials).
+    pub auth_failures: AtomicU64,
+    pub logins_failed: AtomicU64,
+    pub logins_throttled: AtomicU64,
 }
 
 impl Metrics {
@@ -28,6 +32,21 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             );
         };
+        counter(
+            "ferry_auth_failures_total",
+            "Requests refused for missing or invalid credentials (401).",
+            &self.auth_failures,
+        );
+        counter(
+            "ferry_logins_failed_total",
+            "Portal logins refused for a wrong name or password.",
+            &self.logins_failed,
+        );
+        counter(
+            "ferry_logins_throttled_total",
+            "Portal logins refused because of too many recent failures (429).",
+            &self.logins_throttled,
+        );
         counter(
             "ferry_jobs_enqueued_total",
             "Jobs enqueued.",

@@ -1,5 +1,7 @@
-//! Connector presence: when each connector was last heard from, kept in memory and written to
-//! the store in one batch every [`FLUSH_INTERVAL`].
+//! Presence: when each connector was last heard from (and, through
+//! [`crate::service::identity::Usage`], when each API key and session was last used), kept in
+//! memory and written to the store in one batch every [`FLUSH_INTERVAL`]. The same task
+//! deletes portal sessions that ended more than a day ago.
 //!
 //! Why batch: 10,000 idle connectors long-polling every 25 s make 400 requests a second. A
 //! write per request (or even one per connector every few seconds) would keep the single
@@ -67,11 +69,21 @@ pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     loop {
         tokio::select! {
-            _ = tick.tick() => state.presence.flush(&state).await,
+            _ = tick.tick() => flush_all(&state).await,
             _ = shutdown.changed() => {
-                state.presence.flush(&state).await;
+                flush_all(&state).await;
                 return;
             }
         }
+    }
+}
+
+async fn flush_all(state: &AppState) {
+    state.presence.flush(state).await;
+    state.usage.flush(state).await;
+    // Ended sessions can never be used again; a day's grace keeps them visible in between.
+    let cutoff = crate::time_util::now_ms() - 24 * 3600 * 1000;
+    if let Err(e) = state.store.prune_sessions(cutoff).await {
+        tracing::warn!(error = %e, "could not prune ended sessions");
     }
 }

@@ -78,6 +78,21 @@ pub struct UpdateDevice {
     pub enabled: Option<bool>,
 }
 
+/// `POST /api/v1/devices/import`: pre-registers devices (imaging, bulk provisioning) without
+/// enrolment secrets. Each gets its token in the answer, once, to install on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportDevices {
+    pub devices: Vec<crate::agent::Inventory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedDevice {
+    pub device_id: Uuid,
+    /// `<device id>:<secret>`, the device's `device.token`.
+    pub token: String,
+}
+
 // ----- collections ------------------------------------------------------------------------
 
 /// A rule on inventory fields. Each present field is a case-insensitive glob (`*` any run of
@@ -245,6 +260,16 @@ impl OpSpec {
             OpSpec::RequestMachinePolicy => Some(1),
             OpSpec::FullAvScan => Some(2),
             OpSpec::QuickAvScan => Some(3),
+            _ => None,
+        }
+    }
+
+    /// The package the operation installs, uninstalls or advertises.
+    pub fn package(&self) -> Option<&PackageRef> {
+        match self {
+            OpSpec::Install { package }
+            | OpSpec::Uninstall { package }
+            | OpSpec::Advertise { package } => Some(package),
             _ => None,
         }
     }

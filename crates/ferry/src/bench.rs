@@ -216,6 +216,8 @@ pub(crate) async fn start_hub_with(
     );
     let config_path = dir.join("hub.toml");
     std::fs::write(&config_path, config)?;
+    // A hub started before on this data dir left its address behind; wait for the new one.
+    let _ = std::fs::remove_file(data.join(ferry_hub::URL_FILE));
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
         .arg(&config_path)

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferry_hub::secrets::{ServerKey, generate_secret};
-use ferry_hub::store::Store;
-use ferry_proto::ops::{CollectionRule, NewOperation, OpRequest, OpWatch, Operation};
+use ferry_proto::ops::{
+    Collection, CollectionRule, ImportDevices, ImportedDevice, NewCollection, NewOperation,
+    OpRequest, OpWatch, Operation,
+};
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
@@ -204,39 +205,55 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the devices and collections straight in the hub's store before it starts
-/// (enrolling 100,000 devices through the API would measure enrolment, not fan-out).
+/// Creates the devices (`POST /api/v1/devices/import`, in batches under the body limit) and
+/// the two collections through the API, as an administrator would pre-stage machines.
+/// Returns the device tokens and the two collections' IDs.
 async fn provision(
-    data: &Path,
+    hub: &crate::bench::Hub,
     n: usize,
     baseline: usize,
 ) -> anyhow::Result<(Vec<String>, Uuid, Uuid)> {
-    std::fs::create_dir_all(data)?;
-    let key = ServerKey::load_or_create(&data.join(ferry_hub::KEY_FILE))?;
-    let store = Store::open(data, ferry_hub::config::Synchronous::Full).await?;
+    const BATCH: usize = 2_000;
     let mut tokens = Vec::with_capacity(n);
-    let mut rows = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = Uuid::new_v4();
-        let secret = generate_secret();
-        tokens.push(format!("{id}:{secret}"));
-        rows.push((id, key.hash(&secret), crate::swarm::simulated_inventory(id)));
+    let mut ids = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let count = left.min(BATCH);
+        let devices = (0..count)
+            .map(|_| crate::swarm::simulated_inventory(Uuid::new_v4()))
+            .collect();
+        let created: Vec<ImportedDevice> = hub
+            .client
+            .post("/api/v1/devices/import", &ImportDevices { devices })
+            .await?;
+        for d in created {
+            ids.push(d.device_id);
+            tokens.push(d.token);
+        }
+        left -= count;
     }
-    store.import_devices(&rows).await?;
-    let all = store
-        .create_collection(
-            "bench",
-            Uuid::new_v4(),
-            "all",
-            Some(&CollectionRule::default()),
-            &[],
+    let all: Collection = hub
+        .client
+        .post(
+            "/api/v1/collections",
+            &NewCollection {
+                name: "all".into(),
+                rule: Some(CollectionRule::default()),
+                devices: Vec::new(),
+            },
         )
         .await?;
-    let base_ids: Vec<Uuid> = rows.iter().take(baseline).map(|r| r.0).collect();
-    let base = store
-        .create_collection("bench", Uuid::new_v4(), "baseline", None, &base_ids)
+    let base: Collection = hub
+        .client
+        .post(
+            "/api/v1/collections",
+            &NewCollection {
+                name: "baseline".into(),
+                rule: None,
+                devices: ids.iter().take(baseline).copied().collect(),
+            },
+        )
         .await?;
-    store.close().await;
     Ok((tokens, all.id, base.id))
 }
 
@@ -324,8 +341,6 @@ async fn fan_out(
 async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
     let n = args.agents;
     let base_n = args.baseline_agents.min(n);
-    eprintln!("provisioning {n} devices…");
-    let (tokens, all, baseline) = provision(&dir.join("hub"), n, base_n).await?;
     let hub_limit = crate::sys::raise_fd_limit();
     if (n as u64) + 256 > hub_limit {
         bail!(
@@ -343,6 +358,13 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
         tls.cert.display(),
         tls.key.display()
     );
+    eprintln!("provisioning {n} devices…");
+    let (tokens, all, baseline) = {
+        let hub = start_hub_with(dir, "full", &extra, Some(&tls.ca_cert)).await?;
+        provision(&hub, n, base_n).await?
+    };
+    // A fresh hub process on the provisioned data: the memory measured is the sessions',
+    // not what provisioning left behind.
     let hub = start_hub_with(dir, "full", &extra, Some(&tls.ca_cert)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = ProcStat::read(hub.pid)?;

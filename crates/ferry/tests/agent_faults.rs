@@ -227,6 +227,7 @@ async fn operations_with_unknown_kinds_or_no_targets_are_refused_and_nothing_is_
 async fn agent_routes_refuse_admin_tokens_and_admin_routes_refuse_device_tokens() {
     let hub = TestHub::start("").await;
     let (_, token) = enroll(&hub, "d2").await;
+    // A real device token on a technician's route: known, but not for this route.
     let r = hub
         .http
         .get(format!("{}/api/v1/devices", hub.url))
@@ -234,7 +235,7 @@ async fn agent_routes_refuse_admin_tokens_and_admin_routes_refuse_device_tokens(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403);
     let r = hub
         .admin(reqwest::Method::GET, "/api/v1/agent/policy")
         .send()
@@ -322,40 +323,31 @@ async fn an_expired_or_used_up_enrolment_secret_is_refused_with_its_reason() {
 async fn a_hub_restarted_under_1000_agents_readmits_them_at_the_paced_rate_and_loses_nothing() {
     const N: usize = 1000;
     let mut hub = TestHub::start("agent_admission_rate = 200\nagent_admission_burst = 50").await;
-    // Provision the devices straight in the store (enrolling 1,000 through the API is not
-    // what this test is about), then restart the hub onto them.
-    hub.kill9();
-    let key =
-        ferry_hub::secrets::ServerKey::load_or_create(&hub.data_dir().join("hub.key")).unwrap();
-    let store =
-        ferry_hub::store::Store::open(&hub.data_dir(), ferry_hub::config::Synchronous::Full)
-            .await
-            .unwrap();
-    let mut tokens = Vec::new();
-    let mut rows = Vec::new();
-    for i in 0..N {
-        let id = Uuid::new_v4();
-        let secret = ferry_hub::secrets::generate_secret();
-        tokens.push(format!("{id}:{secret}"));
-        rows.push((
-            id,
-            key.hash(&secret),
-            serde_json::from_value(inventory(&format!("sim-{i}"))).unwrap(),
-        ));
-    }
-    store.import_devices(&rows).await.unwrap();
-    let all = store
-        .create_collection(
-            "test",
-            Uuid::new_v4(),
-            "all",
-            Some(&Default::default()),
-            &[],
-        )
+    // Pre-register the devices in one request (enrolling 1,000 one by one is not what this
+    // test is about).
+    let devices: Vec<Value> = (0..N).map(|i| inventory(&format!("sim-{i}"))).collect();
+    let r = hub
+        .admin(reqwest::Method::POST, "/api/v1/devices/import")
+        .json(&json!({ "devices": devices }))
+        .send()
         .await
         .unwrap();
-    store.close().await;
-    hub.restart().await;
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let imported: Vec<Value> = r.json().await.unwrap();
+    let tokens: Vec<String> = imported
+        .iter()
+        .map(|d| d["token"].as_str().unwrap().to_owned())
+        .collect();
+    let all: Value = hub
+        .admin(reqwest::Method::POST, "/api/v1/collections")
+        .json(&json!({ "name": "all", "rule": {} }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all_id = all["id"].as_str().unwrap().to_owned();
     let tokens_file = hub.dir.path().join("tokens.txt");
     std::fs::write(&tokens_file, tokens.join("\n")).unwrap();
     let mut swarm = std::process::Command::new(FERRY)
@@ -369,7 +361,7 @@ async fn a_hub_restarted_under_1000_agents_readmits_them_at_the_paced_rate_and_l
 
     let op = hub
         .start_op(
-            json!({"op": {"kind": "run_script", "script": "exit 0"}, "collections": [all.id]}),
+            json!({"op": {"kind": "run_script", "script": "exit 0"}, "collections": [all_id]}),
         )
         .await;
     hub.restart().await; // SIGKILL, then start again

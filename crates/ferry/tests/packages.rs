@@ -225,7 +225,7 @@ async fn a_package_downloads_whole_or_by_range() {
             .await
             .unwrap()
             .status(),
-        401
+        403
     );
 }
 

@@ -6,7 +6,6 @@
 //! operation of the device; reports are queued for the batched writer and results are
 //! acknowledged (`result_stored`) only once committed.
 
-use ferry_proto::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,19 +16,19 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use ferry_proto::ErrorCode;
 use ferry_proto::agent::{
     AGENT_PROTOCOL, AgentMessage, EnrollRequest, EnrollResponse, HubMessage, Inventory, Policy,
     TokenResponse,
 };
-use uuid::Uuid;
 
-use super::auth::DeviceAuth;
+use super::auth::Caller;
 use super::error::{Error, Result};
 use super::extract::{AgentJson, ApiJson, ApiQuery, IdPath};
 use crate::AppState;
 use crate::agents::{Connecting, Session, Transport, mono_ms};
-use crate::secrets::generate_secret;
-use crate::store::{AgentWrite, EnrollError};
+use crate::service::fleet::{DeviceCaller, validate_inventory};
+use crate::store::AgentWrite;
 
 /// How long a new WebSocket may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,142 +41,41 @@ const WS_READ_BUFFER: usize = 1024;
 /// Unreadable messages a session survives; past this the agent is broken or hostile.
 const MAX_BAD_MESSAGES: u32 = 100;
 
-/// Longest inventory string field, and most addresses kept.
-const MAX_FIELD: usize = 255;
-const MAX_IPS: usize = 64;
-
-pub fn validate_inventory(inv: &Inventory) -> Result<()> {
-    let fields = [
-        ("hostname", inv.hostname.as_str()),
-        ("os_name", inv.os_name.as_str()),
-        ("os_version", inv.os_version.as_str()),
-        ("domain", inv.domain.as_deref().unwrap_or("")),
-        ("arch", inv.arch.as_str()),
-        ("agent_version", inv.agent_version.as_str()),
-    ];
-    for (name, value) in fields {
-        if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
-            return Err(Error::bad(
-                ErrorCode::InvalidInventory,
-                format!(
-                    "inventory field `{name}` must be at most {MAX_FIELD} printable characters"
-                ),
-            ));
-        }
-    }
-    if inv.hostname.trim().is_empty() {
-        return Err(Error::bad(
-            ErrorCode::InvalidInventory,
-            "inventory `hostname` is empty",
-        ));
-    }
-    if inv.ips.len() > MAX_IPS
-        || inv
-            .ips
-            .iter()
-            .any(|ip| ip.parse::<std::net::IpAddr>().is_err())
-    {
-        return Err(Error::bad(
-            ErrorCode::InvalidInventory,
-            format!("inventory `ips` must be at most {MAX_IPS} IP addresses"),
-        ));
-    }
-    Ok(())
-}
-
 /// `POST /api/v1/agent/enroll`: an enrolment secret buys a device token.
 pub async fn enroll(
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<EnrollResponse>)> {
-    validate_inventory(&req.inventory)?;
-    let invalid = || Error::Unauthorized("invalid enrolment secret");
-    let (id, secret) = req.secret.trim().split_once(':').ok_or_else(invalid)?;
-    let secret_id = Uuid::parse_str(id).map_err(|_| invalid())?;
-    let hash = state
-        .store
-        .enrollment_secret_hash(secret_id)
-        .await?
-        .ok_or_else(invalid)?;
-    if !state.key.verify(secret, &hash) {
-        return Err(invalid());
-    }
-    let device_id = Uuid::new_v4();
-    let token_secret = generate_secret();
-    let device = state
-        .store
-        .enroll_device(
-            secret_id,
-            device_id,
-            &state.key.hash(&token_secret),
-            &req.inventory,
-            Some(&addr.ip().to_string()),
-        )
-        .await
-        .map_err(|e| match e {
-            EnrollError::Expired => Error::Refused {
-                code: ErrorCode::EnrollmentSecretExpired,
-                message: e.to_string(),
-            },
-            EnrollError::UsedUp => Error::Refused {
-                code: ErrorCode::EnrollmentSecretUsedUp,
-                message: e.to_string(),
-            },
-            EnrollError::Revoked => Error::Refused {
-                code: ErrorCode::EnrollmentSecretRevoked,
-                message: e.to_string(),
-            },
-            EnrollError::Store(s) => s.into(),
-        })?;
-    tracing::info!(device = %device.id, hostname = %device.inventory.hostname, "device enrolled");
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollResponse {
-            device_id,
-            token: format!("{device_id}:{token_secret}"),
-        }),
+    let enrolled = state.enroll(&req, caller.address).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// `POST /api/v1/agent/token`: the agent asks for a new token (the old one works until the
+/// new one is first used).
+pub async fn rotate_token(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<TokenResponse>> {
+    let device = caller.device()?.id;
+    Ok(Json(
+        state.request_device_token(&caller.actor(), device).await?,
     ))
 }
 
-/// `POST /api/v1/agent/token`: the agent asks for a new token. The old one keeps working
-/// until the new one is first used, so an answer lost on the way cannot lock the device out
-/// (it simply asks again); from that first use on, only the new one works.
-pub async fn rotate_token(
-    device: DeviceAuth,
-    State(state): State<AppState>,
-) -> Result<Json<TokenResponse>> {
-    let secret = generate_secret();
-    if !state
-        .store
-        .set_pending_token(device.id, &state.key.hash(&secret))
-        .await?
-    {
-        return Err(Error::NotFound("device"));
-    }
-    state.agents.forget_auth(device.id);
-    Ok(Json(TokenResponse {
-        token: format!("{}:{secret}", device.id),
-    }))
-}
-
 /// `GET /api/v1/agent/policy`: the deployments assigned to the device's collections.
-pub async fn policy(device: DeviceAuth, State(state): State<AppState>) -> Result<Json<Policy>> {
-    Ok(Json(Policy {
-        deployments: state.store.policy(device.id).await?,
-    }))
+pub async fn policy(caller: Caller, State(state): State<AppState>) -> Result<Json<Policy>> {
+    Ok(Json(state.policy(caller.device()?.id).await?))
 }
 
 /// `GET /api/v1/agent/packages/{id}/content`: a package the device was asked to run.
 pub async fn package_content(
-    device: DeviceAuth,
+    caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if !state.store.device_may_read_package(device.id, id).await? {
-        return Err(Error::NotFound("package"));
-    }
+    state.check_package_access(&caller.actor(), id).await?;
     super::packages::serve_content(&state, id, &headers).await
 }
 
@@ -197,7 +95,7 @@ fn welcome(state: &AppState, session: &Session) -> HubMessage {
 /// operation of the device.
 async fn start_session(
     state: &AppState,
-    auth: &DeviceAuth,
+    auth: &DeviceCaller,
     addr: SocketAddr,
     transport: Transport,
     inventory: Inventory,
@@ -287,7 +185,7 @@ async fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMess
 }
 
 fn cut(s: &mut String) {
-    let max = super::ops::MAX_OUTPUT_LIMIT as usize;
+    let max = crate::service::ops::MAX_OUTPUT_LIMIT as usize;
     if s.len() > max {
         let mut at = max;
         while !s.is_char_boundary(at) {
@@ -316,7 +214,7 @@ async fn handle_text(state: &AppState, session: &Arc<Session>, text: &str) -> bo
 
 /// `GET /api/v1/agent/ws`: upgrades to the agent's WebSocket.
 pub async fn ws(
-    device: DeviceAuth,
+    caller: Caller,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     upgrade: std::result::Result<
@@ -324,15 +222,18 @@ pub async fn ws(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
+    let device = caller.device()?.clone();
     let upgrade = upgrade.map_err(|e| Error::bad(ErrorCode::NotAWebsocket, e.body_text()))?;
     if *state.shutdown.borrow() {
         return Err(Error::ShuttingDown);
     }
     // One connection per device between upgrade and hello: a stolen token cannot pile up
     // sockets that have not said who they are.
-    let connecting = state.agents.connecting(device.id).ok_or(Error::Conflict {
-        code: ErrorCode::AlreadyConnecting,
-        message: "a connection for this device is being set up; retry after it".into(),
+    let connecting = state.agents.connecting(device.id).ok_or_else(|| {
+        Error::conflict(
+            ErrorCode::AlreadyConnecting,
+            "a connection for this device is being set up; retry after it",
+        )
     })?;
     state.agents.admit().map_err(Error::Deferred)?;
     let max = state.config.agent_max_message_bytes as usize;
@@ -358,7 +259,7 @@ fn text_frame(frame: Bytes) -> Option<Message> {
 
 async fn run_ws(
     state: AppState,
-    device: DeviceAuth,
+    device: DeviceCaller,
     addr: SocketAddr,
     mut socket: WebSocket,
     connecting: Connecting,
@@ -496,12 +397,13 @@ pub struct PollQuery {
 /// `POST /api/v1/agent/poll?hold=S`: the long-poll transport. The body is the agent's
 /// messages (a session starts with `hello`), the answer the hub's.
 pub async fn poll(
-    device: DeviceAuth,
+    caller: Caller,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PollQuery>,
     AgentJson(messages): AgentJson<Vec<AgentMessage>>,
 ) -> Result<Response> {
+    let device = caller.device()?;
     let hold = q
         .hold
         .unwrap_or(state.config.default_hold_secs)
@@ -528,24 +430,24 @@ pub async fn poll(
             let Some(AgentMessage::Hello { inventory, .. }) = messages.next() else {
                 return Err(anyhow::anyhow!("peeked hello vanished").into());
             };
-            start_session(&state, &device, addr, Transport::LongPoll, inventory).await
+            start_session(&state, device, addr, Transport::LongPoll, inventory).await
         }
         _ => {
             let current = state
                 .agents
                 .session(device.id)
                 .filter(|s| s.transport == Transport::LongPoll)
-                .ok_or(Error::Conflict {
-                    code: ErrorCode::SessionRequired,
-                    message:
-                        "no session for this device on this hub: start one with a hello message"
-                            .into(),
+                .ok_or_else(|| {
+                    Error::conflict(
+                        ErrorCode::SessionRequired,
+                        "no session for this device on this hub: start one with a hello message",
+                    )
                 })?;
             if q.session.is_some_and(|id| id != current.id) {
-                return Err(Error::Conflict {
-                    code: ErrorCode::SessionReplaced,
-                    message: "another session with this device token replaced this one".into(),
-                });
+                return Err(Error::conflict(
+                    ErrorCode::SessionReplaced,
+                    "another session with this device token replaced this one",
+                ));
             }
             current
         }
@@ -566,15 +468,9 @@ pub async fn poll(
     if let Some((code, reason)) = session.close_requested() {
         state.agents.close(&session);
         return Err(if code == ferry_proto::agent::CLOSE_REPLACED {
-            Error::Conflict {
-                code: ErrorCode::SessionReplaced,
-                message: reason.to_owned(),
-            }
+            Error::conflict(ErrorCode::SessionReplaced, reason)
         } else {
-            Error::Conflict {
-                code: ErrorCode::SessionClosed,
-                message: reason.to_owned(),
-            }
+            Error::conflict(ErrorCode::SessionClosed, reason)
         });
     }
     let frames = session.drain();

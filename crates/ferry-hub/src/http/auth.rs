@@ -1,225 +1,313 @@
-//! Who is calling: every route takes exactly one of these extractors, so a route cannot
-//! forget to check its caller's role.
+//! Who is calling, and whether they may: one middleware in front of every route.
 //!
-//! * [`Admin`] — `Authorization: Bearer <admin token>`.
-//! * [`ConnectorAuth`] — `Authorization: Bearer <remote id>:<secret>`; the secret is checked
-//!   against its keyed hash, then the connector must be enabled (401 before 403, so a
-//!   disabled connector's existence is only revealed to someone holding its secret).
+//! Each route declares the least [`Access`] it needs in the route table (`http::ROUTES`); the
+//! router is built from that table, so a route cannot exist without a declared access. The
+//! middleware authenticates the caller the way the access kind expects, checks the role,
+//! checks the CSRF token of cookie-authenticated requests that change something, and hands
+//! the handler a [`Caller`]. Handlers never parse credentials.
+//!
+//! Credentials (`Authorization: Bearer …` unless noted):
+//! - technicians: an API key `fk_<id>_<secret>`, or the browser session cookie
+//!   (`ferry_session`), which needs the `x-csrf-token` header on every non-GET request;
+//! - connectors: `<remote id>:<secret>`; devices: `<device id>:<secret>`.
+//!
+//! Status rules: no or unusable credentials → 401 (with `WWW-Authenticate`); valid credentials
+//! of the wrong kind (a connector or device on a technician route) or too small a role → 403;
+//! a disabled connector or device → 403 (only after its secret checked out).
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ferry_proto::ErrorCode;
+use ferry_proto::identity::{CSRF_HEADER, Role, SESSION_COOKIE, Via};
 use uuid::Uuid;
 
-use super::error::Error;
+use super::error::{Error, Result};
 use crate::AppState;
-use crate::store::ConnectorAuthRow;
-use crate::time_util::now_ms;
+use crate::service::fleet::DeviceCaller;
+use crate::service::identity::TechnicianCaller;
+use crate::store::Actor;
 
-fn bearer(parts: &Parts) -> Result<&str, Error> {
-    let value = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or(Error::Unauthorized("missing Authorization header"))?
+/// The least a caller must be to use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: `/healthz` and `/metrics` (counts only, for load balancers and Prometheus).
+    Public,
+    /// Anyone; the route checks a password itself and is throttled (`POST /api/v1/login`).
+    Login,
+    /// Anyone; the credential is the enrolment secret in the body (`POST /api/v1/agent/enroll`).
+    Enrollment,
+    /// A technician with at least this role.
+    Technician(Role),
+    /// The technician the path's `{id}` names, or an administrator.
+    SelfOrAdmin,
+    /// A technician with at least this role, or a connector (which the service then limits to
+    /// its own uploads and to the packages it may read).
+    TechnicianOrConnector(Role),
+    /// A registered, enabled connector.
+    Connector,
+    /// An enrolled, enabled device.
+    Device,
+}
+
+pub const PUBLIC: Access = Access::Public;
+pub const LOGIN: Access = Access::Login;
+pub const ENROLLMENT: Access = Access::Enrollment;
+pub const GUEST: Access = Access::Technician(Role::Guest);
+pub const OPERATOR: Access = Access::Technician(Role::Operator);
+pub const ADMIN: Access = Access::Technician(Role::Admin);
+pub const SELF_OR_ADMIN: Access = Access::SelfOrAdmin;
+pub const OPERATOR_OR_CONNECTOR: Access = Access::TechnicianOrConnector(Role::Operator);
+pub const CONNECTOR: Access = Access::Connector;
+pub const DEVICE: Access = Access::Device;
+
+/// Who the caller proved to be.
+#[derive(Debug, Clone)]
+pub enum Who {
+    Anonymous,
+    Technician(TechnicianCaller),
+    Connector(Uuid),
+    Device(DeviceCaller),
+}
+
+/// The authenticated caller of a request, and its address.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Who,
+    pub address: Option<IpAddr>,
+}
+
+impl Caller {
+    /// The caller as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        match &self.who {
+            Who::Technician(t) => Actor::technician(t.id, &t.name, t.via, self.address),
+            Who::Connector(id) => Actor::connector(*id, self.address),
+            Who::Device(d) => Actor::device(d.id, Via::DeviceToken, self.address),
+            Who::Anonymous => Actor {
+                kind: ferry_proto::identity::ActorKind::Hub,
+                id: None,
+                name: "anonymous".to_owned(),
+                via: None,
+                address: self.address,
+            },
+        }
+    }
+
+    pub fn technician(&self) -> Result<&TechnicianCaller> {
+        match &self.who {
+            Who::Technician(t) => Ok(t),
+            _ => Err(misrouted()),
+        }
+    }
+
+    pub fn connector(&self) -> Result<Uuid> {
+        match &self.who {
+            Who::Connector(id) => Ok(*id),
+            _ => Err(misrouted()),
+        }
+    }
+
+    pub fn device(&self) -> Result<&DeviceCaller> {
+        match &self.who {
+            Who::Device(d) => Ok(d),
+            _ => Err(misrouted()),
+        }
+    }
+}
+
+/// A handler asked for a caller kind its route's access does not produce: a bug in the
+/// route table, never the client's fault.
+fn misrouted() -> Error {
+    Error::Internal(anyhow::anyhow!(
+        "the route's declared access does not match what its handler needs"
+    ))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(misrouted)
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<Option<&str>> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
         .to_str()
         .map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
     value
         .strip_prefix("Bearer ")
-        .map(str::trim)
+        .map(|t| Some(t.trim()))
         .ok_or(Error::Unauthorized(
             "the Authorization header must use the Bearer scheme",
         ))
 }
 
-/// An administrator (the hub's admin token).
-pub struct Admin;
+fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
 
-impl Admin {
-    /// The name written to the audit log.
-    pub fn actor(&self) -> &'static str {
-        "admin"
+/// A technician's key or session. A connector's or device's valid credential here is a 403
+/// (it is real, but not for this route); anything else is a 401.
+async fn technician(state: &AppState, parts: &Parts, addr: Option<IpAddr>) -> Result<Who> {
+    if let Some(token) = bearer(parts)? {
+        if token.starts_with(ferry_proto::identity::API_KEY_PREFIX) {
+            return Ok(Who::Technician(state.authenticate_key(token, addr).await?));
+        }
+        if token.contains(':') && state.is_connector_or_device_credential(token).await {
+            return Err(Error::forbidden(
+                "this route is for technicians; connector and device credentials cannot use it",
+            ));
+        }
+        return Err(Error::Unauthorized("invalid API key"));
     }
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer(parts)?;
-        let hashes = state
-            .admin_hashes
-            .read()
-            .map_err(|_| anyhow::anyhow!("admin token lock poisoned"))?;
-        if hashes.iter().any(|h| state.key.verify(token, h)) {
-            Ok(Admin)
-        } else {
-            Err(Error::Unauthorized("invalid admin token"))
-        }
-    }
-}
-
-/// A registered, enabled connector.
-pub struct ConnectorAuth {
-    pub id: Uuid,
-}
-
-impl FromRequestParts<AppState> for ConnectorAuth {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer(parts)?;
-        let (id, secret) = token.split_once(':').ok_or(Error::Unauthorized(
-            "connector credentials must be <remote id>:<secret>",
-        ))?;
-        let id = Uuid::parse_str(id)
-            .map_err(|_| Error::Unauthorized("invalid connector credentials"))?;
-        let row = cached_auth(state, id)
-            .await?
-            .ok_or(Error::Unauthorized("invalid connector credentials"))?;
-        if !state.key.verify(secret, &row.secret_hash) {
-            return Err(Error::Unauthorized("invalid connector credentials"));
-        }
-        if !row.enabled {
-            return Err(Error::Forbidden("this connector is disabled"));
-        }
-        note_contact(state, id);
-        Ok(ConnectorAuth { id })
-    }
-}
-
-fn note_contact(state: &AppState, id: Uuid) {
-    state.presence.note(id, now_ms());
-}
-
-/// The connector's credential row, from the cache or the store.
-///
-/// The generation counter closes a race: a request that read the row from the store just
-/// before an administrator rotated the secret must not put the old hash back into the cache
-/// after [`forget_connector`] removed it.
-pub async fn cached_auth(state: &AppState, id: Uuid) -> Result<Option<ConnectorAuthRow>, Error> {
-    let generation = {
-        let cache = state
-            .connector_auth
-            .lock()
-            .map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
-        if let Some(row) = cache.rows.get(&id) {
-            return Ok(Some(row.clone()));
-        }
-        cache.generation
-    };
-    let row = state.store.connector_auth(id).await?;
-    if let Some(row) = &row {
-        let mut cache = state
-            .connector_auth
-            .lock()
-            .map_err(|_| anyhow::anyhow!("auth cache poisoned"))?;
-        if cache.generation == generation {
-            cache.rows.insert(id, row.clone());
-        }
-    }
-    Ok(row)
-}
-
-/// Forgets a connector's cached credentials; call after (not before) any change to its secret
-/// or state is committed.
-pub fn forget_connector(state: &AppState, id: Uuid) {
-    let mut cache = state
-        .connector_auth
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    cache.generation += 1;
-    cache.rows.remove(&id);
-}
-
-/// See [`cached_auth`].
-#[derive(Default)]
-pub struct AuthCache {
-    rows: std::collections::HashMap<Uuid, ConnectorAuthRow>,
-    generation: u64,
-}
-
-/// Either an administrator or a connector: for package content (connectors download what they
-/// push) and uploads (connectors upload what they import).
-pub enum AdminOrConnector {
-    Admin,
-    Connector(Uuid),
-}
-
-impl AdminOrConnector {
-    /// The name written to the audit log.
-    pub fn actor(&self) -> String {
-        match self {
-            AdminOrConnector::Admin => "admin".to_owned(),
-            AdminOrConnector::Connector(id) => format!("connector:{id}"),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for AdminOrConnector {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        // Connector credentials contain a ':'; admin tokens (base64url) never do.
-        if bearer(parts)?.contains(':') {
-            ConnectorAuth::from_request_parts(parts, state)
-                .await
-                .map(|c| AdminOrConnector::Connector(c.id))
-        } else {
-            Admin::from_request_parts(parts, state)
-                .await
-                .map(|_| AdminOrConnector::Admin)
-        }
-    }
-}
-
-/// An enrolled, enabled device (`Authorization: Bearer <device id>:<token secret>`).
-pub struct DeviceAuth {
-    pub id: Uuid,
-    /// The stored hash the token matched (a session re-checks it once registered, in case
-    /// the token was rotated or the device disabled meanwhile).
-    pub token_hash: Vec<u8>,
-}
-
-impl FromRequestParts<AppState> for DeviceAuth {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer(parts)?;
-        let (id, secret) = token.split_once(':').ok_or(Error::Unauthorized(
-            "device tokens have the form <device id>:<secret>",
-        ))?;
-        let id = Uuid::parse_str(id).map_err(|_| Error::Unauthorized("invalid device token"))?;
-        let row = match state.agents.cached_auth(id) {
-            (Some(row), _) => row,
-            (None, generation) => {
-                let row = state
-                    .store
-                    .device_auth(id)
-                    .await?
-                    .ok_or(Error::Unauthorized("invalid device token"))?;
-                state.agents.cache_auth(id, row.clone(), generation);
-                row
+    if let Some(cookie) = session_cookie(parts) {
+        let t = state.authenticate_session(cookie).await?;
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let Via::Session(session) = t.via else {
+                return Err(misrouted());
+            };
+            let given = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !state.csrf_ok(session, given) {
+                return Err(Error::Forbidden {
+                    code: ErrorCode::CsrfRequired,
+                    message: format!(
+                        "a request made with the session cookie that changes something must carry the session's CSRF token in `{CSRF_HEADER}`"
+                    ),
+                });
             }
-        };
-        let token_hash = if state.key.verify(secret, &row.token_hash) {
-            row.token_hash
-        } else if let Some(pending) = row
-            .pending_token_hash
-            .filter(|p| state.key.verify(secret, p))
-        {
-            // First use of a token the device asked for: it becomes the only one, and the
-            // session still holding the old one is closed (the agent reconnects with the new).
-            if !state.store.promote_pending_token(id, &pending).await? {
-                return Err(Error::Unauthorized("invalid device token"));
-            }
-            state.agents.revoke(id);
-            pending
-        } else {
-            return Err(Error::Unauthorized("invalid device token"));
-        };
-        if !row.enabled {
-            return Err(Error::Forbidden("this device is disabled"));
         }
-        Ok(DeviceAuth { id, token_hash })
+        return Ok(Who::Technician(t));
+    }
+    Err(Error::Unauthorized(
+        "missing credentials: send an `Authorization: Bearer <API key>` header, or log in",
+    ))
+}
+
+fn check_role(who: &Who, least: Role) -> Result<()> {
+    if let Who::Technician(t) = who
+        && t.role < least
+    {
+        return Err(Error::forbidden(format!(
+            "this needs the {least} role; you are {}",
+            t.role
+        )));
+    }
+    Ok(())
+}
+
+async fn authenticate(
+    state: &AppState,
+    access: Access,
+    parts: &mut Parts,
+    addr: Option<IpAddr>,
+) -> Result<Who> {
+    match access {
+        Access::Public | Access::Login | Access::Enrollment => Ok(Who::Anonymous),
+        Access::Connector => {
+            let token = bearer(parts)?.ok_or(Error::Unauthorized(
+                "missing Authorization header: send `Bearer <remote id>:<secret>`",
+            ))?;
+            Ok(Who::Connector(state.authenticate_connector(token).await?))
+        }
+        Access::Device => {
+            let token = bearer(parts)?.ok_or(Error::Unauthorized(
+                "missing Authorization header: send `Bearer <device token>`",
+            ))?;
+            Ok(Who::Device(state.authenticate_device(token).await?))
+        }
+        Access::Technician(least) => {
+            let who = technician(state, parts, addr).await?;
+            check_role(&who, least)?;
+            Ok(who)
+        }
+        Access::TechnicianOrConnector(least) => {
+            let connector_like = bearer(parts)?.is_some_and(|t| {
+                t.contains(':') && !t.starts_with(ferry_proto::identity::API_KEY_PREFIX)
+            });
+            if connector_like {
+                let token = bearer(parts)?.unwrap_or_default();
+                return Ok(Who::Connector(state.authenticate_connector(token).await?));
+            }
+            let who = technician(state, parts, addr).await?;
+            check_role(&who, least)?;
+            Ok(who)
+        }
+        Access::SelfOrAdmin => {
+            let who = technician(state, parts, addr).await?;
+            let Who::Technician(t) = &who else {
+                return Err(misrouted());
+            };
+            if t.role == Role::Admin {
+                return Ok(who);
+            }
+            let params = RawPathParams::from_request_parts(parts, state)
+                .await
+                .map_err(|_| misrouted())?;
+            let named = params
+                .iter()
+                .find(|(k, _)| *k == "id")
+                .and_then(|(_, v)| Uuid::parse_str(v).ok());
+            if named == Some(t.id) {
+                Ok(who)
+            } else {
+                Err(Error::forbidden(
+                    "only administrators may act on another technician",
+                ))
+            }
+        }
+    }
+}
+
+/// The middleware every route runs behind (see the module docs).
+pub async fn authorize(
+    State((state, access)): State<(AppState, Access)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (mut parts, body) = request.into_parts();
+    match authenticate(&state, access, &mut parts, addr).await {
+        Ok(who) => {
+            parts.extensions.insert(Caller { who, address: addr });
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => {
+            if matches!(e, Error::Unauthorized(_)) {
+                state
+                    .metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(address = ?addr, path = %parts.uri.path(), "authentication failed");
+            }
+            e.into_response()
+        }
     }
 }

@@ -102,12 +102,36 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e| Error::bad(ErrorCode::InvalidPath, e.body_text()))?;
-        Uuid::parse_str(&raw).map(IdPath).map_err(|_| {
-            Error::bad(
-                ErrorCode::InvalidId,
-                format!("path parameter `id` is not a valid UUID: {raw:?}"),
-            )
-        })
+        Uuid::parse_str(&raw)
+            .map(IdPath)
+            .map_err(|_| invalid_id("id", &raw))
+    }
+}
+
+/// A 400 for a path parameter that is not a UUID, echoing only a short prefix of it.
+fn invalid_id(name: &str, raw: &str) -> Error {
+    let shown: String = raw.chars().take(40).collect();
+    let more = if raw.chars().count() > 40 { "…" } else { "" };
+    Error::bad(
+        ErrorCode::InvalidId,
+        format!("path parameter `{name}` is not a valid UUID: {shown:?}{more}"),
+    )
+}
+
+/// The `{id}` and `{key}` path segments as UUIDs (a technician's key).
+pub struct IdKeyPath(pub Uuid, pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdKeyPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let axum::extract::Path((id, key)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::bad(ErrorCode::InvalidPath, e.body_text()))?;
+        let id = Uuid::parse_str(&id).map_err(|_| invalid_id("id", &id))?;
+        let key = Uuid::parse_str(&key).map_err(|_| invalid_id("key", &key))?;
+        Ok(IdKeyPath(id, key))
     }
 }
 

@@ -1,87 +1,61 @@
-//! Packages: list, show, and download with `Range` support (connectors resume interrupted
-//! downloads with it).
+//! Packages: list, show, correct their metadata, download them with `Range` (connectors and
+//! agents resume interrupted downloads with it), and push them into a connector's site.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferry_proto::ErrorCode;
 use ferry_proto::package::{Package, UpdatePackage};
+use ferry_proto::push::PushRequest;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::auth::{Admin, AdminOrConnector};
-use super::error::{Error, Result};
+use super::auth::Caller;
+use super::error::Result;
 use super::extract::{ApiJson, IdPath};
 use crate::AppState;
+use crate::service::packages::PushOutcome;
 
-pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<Package>>> {
-    Ok(Json(state.store.list_packages().await?))
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Package>>> {
+    Ok(Json(state.packages().await?))
 }
 
-pub async fn show(
-    _: Admin,
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-) -> Result<Json<Package>> {
-    state
-        .store
-        .get_package(id)
-        .await?
-        .map(Json)
-        .ok_or(Error::NotFound("package"))
+pub async fn show(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Package>> {
+    Ok(Json(state.package(id).await?))
 }
 
-/// Longest text an administrator may put in a metadata field.
-const MAX_FIELD: usize = 1024;
-
-/// `PATCH /api/v1/packages/{id}` with `{"metadata": {field: value|null, …}}`: corrects what
-/// the hub proposed (pushes then start from the corrected values). Unknown fields and values of
-/// the wrong type are refused, naming the field, and change nothing.
+/// `PATCH /api/v1/packages/{id}` with `{"metadata": {field: value|null, …}}`.
 pub async fn update(
-    admin: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<UpdatePackage>,
 ) -> Result<Json<Package>> {
-    for (field, value) in req.metadata.texts() {
-        if value.is_some_and(|s| s.chars().count() > MAX_FIELD || s.chars().any(char::is_control)) {
-            return Err(Error::bad(
-                ErrorCode::InvalidField,
-                format!(
-                    "`metadata.{}` must be at most {MAX_FIELD} characters with no control characters",
-                    field.as_str()
-                ),
-            ));
-        }
-    }
-    state
-        .store
-        .update_package_metadata(admin.actor(), id, &req.metadata)
-        .await?
-        .map(Json)
-        .ok_or(Error::NotFound("package"))
+    Ok(Json(state.update_package(&caller.actor(), id, &req).await?))
 }
 
-/// The package's bytes. A single `Range: bytes=a-b` (or `a-`, or `-n`) gets 206 with
-/// `Content-Range`; an unsatisfiable one gets 416; several ranges get the whole file (RFC 9110
-/// allows ignoring `Range`).
+/// The package's bytes (see [`serve_content`]); a connector reads only what it was asked to
+/// push or imported itself.
 pub async fn content(
-    who: AdminOrConnector,
+    caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if let AdminOrConnector::Connector(connector) = who
-        && !state
-            .store
-            .connector_may_read_package(connector, id)
-            .await?
-    {
-        // A connector reads only what it was asked to push or imported itself.
-        return Err(Error::NotFound("package"));
-    }
+    state.check_package_access(&caller.actor(), id).await?;
     serve_content(&state, id, &headers).await
+}
+
+/// `POST /api/v1/push`: `200` with the exact script for a dry run, `201` with the queued job.
+pub async fn push(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<PushRequest>,
+) -> Result<Response> {
+    Ok(match state.push(&caller.actor(), &req).await? {
+        PushOutcome::Preview(preview) => (StatusCode::OK, Json(preview)).into_response(),
+        PushOutcome::Queued(job) => (StatusCode::CREATED, Json(job)).into_response(),
+    })
 }
 
 /// The package's bytes, whole or the requested `Range`; callers check who may read it.
@@ -90,11 +64,7 @@ pub(crate) async fn serve_content(
     id: uuid::Uuid,
     headers: &HeaderMap,
 ) -> Result<Response> {
-    let package = state
-        .store
-        .get_package(id)
-        .await?
-        .ok_or(Error::NotFound("package"))?;
+    let package = state.package(id).await?;
     let size = package.size;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,

@@ -1,0 +1,162 @@
+//! The one error type of the hub's service layer, shared by the JSON API and (next) the web
+//! pages. Each variant carries a typed [`ErrorCode`]; `http::error` maps variants to statuses.
+//! Internal causes are logged with context there and never sent to a client.
+
+use ferry_proto::ErrorCode;
+
+use crate::store::{CatalogError, EnrollError, IdentityError, JobError, OpError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Valid credentials, but this caller may not do this.
+    #[error("{message}")]
+    Forbidden { code: ErrorCode, message: String },
+    /// Too many failed attempts; retry after this many seconds.
+    #[error("too many failed attempts; try again in {0} seconds")]
+    Throttled(u64),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request is well-formed but contradicts the current state.
+    #[error("{message}")]
+    Conflict { code: ErrorCode, message: String },
+    /// The request itself is wrong; `message` names the field.
+    #[error("{message}")]
+    BadRequest { code: ErrorCode, message: String },
+    /// Well-formed, but the content cannot be accepted (a corrupt package, a hash mismatch).
+    #[error("{message}")]
+    Unprocessable { code: ErrorCode, message: String },
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+    /// Paced admission: come back after this many milliseconds.
+    #[error("too many agents are connecting at once; retry in {0} ms")]
+    Deferred(u64),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            code: ErrorCode::Forbidden,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The typed code this error answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Forbidden { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::BadRequest { code, .. }
+            | Error::Unprocessable { code, .. } => *code,
+            Error::Throttled(_) => ErrorCode::TooManyAttempts,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::TooLarge(_) => ErrorCode::BodyTooLarge,
+            Error::ShuttingDown => ErrorCode::ShuttingDown,
+            Error::Deferred(_) => ErrorCode::AdmissionDeferred,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<JobError> for Error {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound => Error::NotFound("job"),
+            JobError::StaleLease => Error::conflict(ErrorCode::StaleLease, e.to_string()),
+            JobError::Finished(_) => Error::conflict(ErrorCode::JobFinished, e.to_string()),
+            JobError::NameTaken => Error::conflict(ErrorCode::NameTaken, e.to_string()),
+            JobError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound => Error::NotFound("collection"),
+            CatalogError::NameTaken(_) => Error::conflict(ErrorCode::NameTaken, e.to_string()),
+            CatalogError::UnknownDevice(_)
+            | CatalogError::UnknownCollection(_)
+            | CatalogError::UnknownPackage(_) => {
+                Error::unprocessable(ErrorCode::UnknownReference, e.to_string())
+            }
+            CatalogError::NotStatic => Error::conflict(ErrorCode::RuleCollection, e.to_string()),
+            CatalogError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<OpError> for Error {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::NotFound => Error::NotFound("operation"),
+            OpError::UnknownCollection(_) | OpError::UnknownDevice(_) => {
+                Error::unprocessable(ErrorCode::UnknownReference, e.to_string())
+            }
+            OpError::NoTargets => Error::unprocessable(ErrorCode::NoTargets, e.to_string()),
+            OpError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<EnrollError> for Error {
+    fn from(e: EnrollError) -> Self {
+        let code = match e {
+            EnrollError::Expired => ErrorCode::EnrollmentSecretExpired,
+            EnrollError::UsedUp => ErrorCode::EnrollmentSecretUsedUp,
+            EnrollError::Revoked => ErrorCode::EnrollmentSecretRevoked,
+            EnrollError::Store(s) => return s.into(),
+        };
+        Error::Forbidden {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<IdentityError> for Error {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::NotFound => Error::NotFound("technician or key"),
+            IdentityError::NameTaken(_) => Error::conflict(ErrorCode::NameTaken, e.to_string()),
+            IdentityError::LastAdmin => Error::conflict(ErrorCode::LastAdmin, e.to_string()),
+            IdentityError::Store(s) => s.into(),
+        }
+    }
+}

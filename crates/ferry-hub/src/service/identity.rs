@@ -1,0 +1,904 @@
+//! Technicians, API keys and browser sessions: who may call the hub, and proof of it.
+//!
+//! - **API keys** are `fk_<key id>_<secret>`: the id finds the row without a scan, the secret
+//!   (256 random bits) is checked against its keyed hash (HMAC, like every other secret here:
+//!   fast enough for every request, useless without the server key). Keys can expire, are
+//!   revoked or regenerated (the old secret dies at once), and stop working the moment their
+//!   technician is disabled, because authentication joins the technician's current state.
+//! - **Passwords** (portal logins) are argon2id, verified on a blocking thread, at most two at
+//!   a time. An unknown name is verified against a fixed dummy hash, so that it costs and
+//!   answers exactly like a wrong password; failures are throttled per name and per address.
+//! - **Sessions** are server-side rows; the cookie holds `<session id>.<secret>`. They end on
+//!   logout, after [`HubConfig::session_idle_mins`] without a request, after
+//!   [`HubConfig::session_absolute_hours`], on a password change or when the technician is
+//!   disabled. Cookie-authenticated requests that change something must carry the CSRF token
+//!   derived from the session ([`Hub::csrf_token`]).
+//!
+//! Verified rows are cached in memory (an idle portal or a script polling the API must not
+//! cost a database read per request) and the whole cache is dropped on any identity change,
+//! after its commit, with a generation counter so that a read racing the change cannot put a
+//! stale row back.
+//!
+//! [`HubConfig::session_idle_mins`]: crate::HubConfig::session_idle_mins
+//! [`HubConfig::session_absolute_hours`]: crate::HubConfig::session_absolute_hours
+//! [`Hub::csrf_token`]: crate::AppState::csrf_token
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_proto::ErrorCode;
+use ferry_proto::identity::{
+    API_KEY_PREFIX, ApiKey, CreatedApiKey, LoginRequest, Me, NewApiKey, NewTechnician, Role,
+    SetPassword, Technician, UpdateTechnician, Via,
+};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::secrets::generate_secret;
+use crate::store::{Actor, ApiKeyAuthRow, NewSession, SessionAuthRow, TechnicianInsert};
+use crate::time_util::{from_ms, now_ms};
+
+/// Who a technician credential belongs to, as routes see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TechnicianCaller {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub via: Via,
+    /// For a session: when it ends at the latest.
+    pub session_expires_at_ms: Option<i64>,
+}
+
+const MAX_NAME: usize = 64;
+const MAX_DISPLAY: usize = 128;
+const MAX_KEY_NAME: usize = 128;
+const MIN_PASSWORD: usize = 12;
+/// argon2's cost grows with the input; a password longer than this is not a password.
+const MAX_PASSWORD: usize = 1024;
+/// Most keys a technician may hold at once (a loop creating keys must not fill the table).
+const MAX_LIVE_KEYS: usize = 50;
+
+// ----- caches and usage -------------------------------------------------------------------
+
+/// Verified key and session rows, dropped on every identity change (see the module docs).
+#[derive(Default)]
+pub struct IdentityCache {
+    keys: HashMap<Uuid, ApiKeyAuthRow>,
+    sessions: HashMap<Uuid, SessionAuthRow>,
+    generation: u64,
+}
+
+/// When keys and sessions were last used, kept in memory and written by the presence flush
+/// (an API key used every second must not cost a write every second).
+#[derive(Default)]
+pub struct Usage {
+    keys: Mutex<HashMap<Uuid, KeyUse>>,
+    /// Last activity (unix ms) and whether it is yet to be written.
+    sessions: Mutex<HashMap<Uuid, (i64, bool)>>,
+}
+
+/// When (unix ms) and from where a key was last used, and whether that is yet to be written.
+type KeyUse = (i64, Option<String>, bool);
+
+impl Usage {
+    fn note_key(&self, key: Uuid, at: i64, addr: Option<IpAddr>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key, (at, addr.map(|a| a.to_string()), true));
+    }
+
+    fn note_session(&self, session: Uuid, at: i64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.insert(session, (at, true));
+    }
+
+    fn session_last(&self, session: Uuid) -> Option<i64> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(&session).map(|(at, _)| *at)
+    }
+
+    fn key_last(&self, key: Uuid) -> Option<(i64, Option<String>)> {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.get(&key).map(|(at, addr, _)| (*at, addr.clone()))
+    }
+
+    /// Writes what changed since the last flush; what fails to be written is kept for the
+    /// next one.
+    pub async fn flush(&self, state: &AppState) {
+        let keys: Vec<(Uuid, i64, Option<String>)> = {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter_mut()
+                .filter(|(_, v)| v.2)
+                .map(|(id, v)| {
+                    v.2 = false;
+                    (*id, v.0, v.1.clone())
+                })
+                .collect()
+        };
+        if let Err(e) = state.store.record_key_uses(&keys).await {
+            tracing::warn!(error = %e, "could not record API key use");
+            let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, at, _) in keys {
+                map.entry(id).and_modify(|v| v.2 |= v.0 == at);
+            }
+        }
+        let sessions: Vec<(Uuid, i64)> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions
+                .iter_mut()
+                .filter(|(_, v)| v.1)
+                .map(|(id, v)| {
+                    v.1 = false;
+                    (*id, v.0)
+                })
+                .collect()
+        };
+        if let Err(e) = state.store.touch_sessions(&sessions).await {
+            tracing::warn!(error = %e, "could not record session activity");
+            let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, at) in sessions {
+                map.entry(id).and_modify(|v| v.1 |= v.0 == at);
+            }
+        }
+    }
+}
+
+// ----- throttling -------------------------------------------------------------------------
+
+/// Failed logins per name and per address in a sliding window. Past the limit, logins are
+/// refused (429) until the oldest failure leaves the window, whatever the password: the answer
+/// must not tell whether a guess was right.
+pub struct LoginThrottle {
+    window: Duration,
+    per_name: usize,
+    per_addr: usize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Most keys the throttle remembers; beyond it, the keys whose last failure is oldest go.
+const THROTTLE_KEYS: usize = 100_000;
+
+impl LoginThrottle {
+    pub fn new(window: Duration, per_name: usize, per_addr: usize) -> Self {
+        LoginThrottle {
+            window,
+            per_name,
+            per_addr,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(name: &str, addr: Option<IpAddr>) -> [String; 2] {
+        [
+            format!("name:{}", name.to_lowercase()),
+            format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
+        ]
+    }
+
+    /// `Err(seconds)` if either the name or the address is over its limit.
+    fn check(&self, name: &str, addr: Option<IpAddr>) -> std::result::Result<(), u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let [n, a] = Self::keys(name, addr);
+        let mut wait = Duration::ZERO;
+        for (key, limit) in [(n, self.per_name), (a, self.per_addr)] {
+            if let Some(q) = map.get_mut(&key) {
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    q.pop_front();
+                }
+                if q.len() >= limit
+                    && let Some(oldest) = q.front()
+                {
+                    wait = wait.max(self.window.saturating_sub(now.duration_since(*oldest)));
+                }
+            }
+        }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(wait.as_secs().max(1))
+        }
+    }
+
+    fn fail(&self, name: &str, addr: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= THROTTLE_KEYS {
+            let window = self.window;
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        for key in Self::keys(name, addr) {
+            let q = map.entry(key).or_default();
+            q.push_back(now);
+            // Only the newest `limit` failures matter; keep a little more, not all.
+            while q.len() > self.per_addr.max(self.per_name) + 1 {
+                q.pop_front();
+            }
+        }
+    }
+
+    fn succeed(&self, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let [n, _] = Self::keys(name, None);
+        map.remove(&n);
+    }
+}
+
+// ----- passwords --------------------------------------------------------------------------
+
+/// argon2id with the crate's defaults (m = 19 MiB, t = 2, p = 1: OWASP's recommendation).
+fn hash_password_blocking(password: &str) -> std::result::Result<String, String> {
+    use argon2::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn verify_password_blocking(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
+    match argon2::password_hash::phc::PasswordHash::new(phc) {
+        Ok(hash) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The hash an unknown name is checked against, so that it costs what a real one does.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    hash_password_blocking("no technician has this password: it only takes time")
+        .unwrap_or_default()
+});
+
+/// At most two argon2 computations at once: a login flood must not take every core.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn on_argon2_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| anyhow::anyhow!("argon2 slots closed: {e}"))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_owned();
+    on_argon2_slot(move || hash_password_blocking(&password))
+        .await?
+        .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
+}
+
+async fn verify_password(password: &str, phc: Option<String>) -> Result<bool> {
+    let password = password.to_owned();
+    on_argon2_slot(move || {
+        let real = phc.is_some();
+        let ok = verify_password_blocking(&password, phc.as_deref().unwrap_or(&DUMMY_HASH));
+        ok && real
+    })
+    .await
+}
+
+// ----- validation -------------------------------------------------------------------------
+
+fn check_login_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad(
+            ErrorCode::InvalidName,
+            format!(
+                "`name` must be 1–{MAX_NAME} letters, digits or . _ - @ (it is the login name)"
+            ),
+        ))
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
+    {
+        return Err(Error::bad(
+            ErrorCode::InvalidField,
+            format!("`{field}` must be 1–{max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad(
+            ErrorCode::InvalidField,
+            "`email` is not an e-mail address",
+        ))
+    }
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(Error::bad(
+            ErrorCode::WeakPassword,
+            format!(
+                "a password must be at least {MIN_PASSWORD} characters (and at most {MAX_PASSWORD} bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `fk_<32 hex key id>_<secret>`.
+fn format_key(id: Uuid, secret: &str) -> String {
+    format!("{API_KEY_PREFIX}{}_{secret}", id.simple())
+}
+
+/// The key id and secret of an API key, or `None` if it is not shaped like one.
+pub fn parse_key(token: &str) -> Option<(Uuid, &str)> {
+    let rest = token.strip_prefix(API_KEY_PREFIX)?;
+    let (id, secret) = rest.split_at_checked(32)?;
+    let secret = secret.strip_prefix('_')?;
+    Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+/// `<session id>.<secret>`.
+pub fn parse_session_cookie(value: &str) -> Option<(Uuid, &str)> {
+    let (id, secret) = value.split_once('.')?;
+    Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+// ----- the service ------------------------------------------------------------------------
+
+/// What a login returns: the answer for the client and the cookie to set.
+pub struct LoggedIn {
+    pub me: Me,
+    /// `<session id>.<secret>`, for the session cookie.
+    pub cookie: String,
+    pub max_age_secs: i64,
+}
+
+impl AppState {
+    // --- authentication ---
+
+    fn identity_generation(&self) -> u64 {
+        self.identity_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+    }
+
+    /// Drops every cached key and session; call after (not before) an identity change commits.
+    pub fn forget_identities(&self) {
+        let mut cache = self
+            .identity_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.keys.clear();
+        cache.sessions.clear();
+    }
+
+    /// The technician behind an API key, or `Unauthorized` (an unknown, wrong, expired or
+    /// revoked key, or a disabled technician: all the same to the caller).
+    pub async fn authenticate_key(
+        &self,
+        token: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<TechnicianCaller> {
+        const INVALID: Error = Error::Unauthorized("invalid API key (unknown, expired or revoked)");
+        let (key_id, secret) = parse_key(token).ok_or(INVALID)?;
+        let cached = {
+            let cache = self
+                .identity_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            cache.keys.get(&key_id).cloned()
+        };
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                let generation = self.identity_generation();
+                let row = self.store.api_key_auth(key_id).await?.ok_or(INVALID)?;
+                let mut cache = self
+                    .identity_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if cache.generation == generation {
+                    cache.keys.insert(key_id, row.clone());
+                }
+                row
+            }
+        };
+        let now = now_ms();
+        if !self.key.verify(secret, &row.secret_hash)
+            || row.revoked
+            || !row.technician_enabled
+            || row.expires_at_ms.is_some_and(|e| e <= now)
+        {
+            return Err(INVALID);
+        }
+        self.usage.note_key(key_id, now, addr);
+        Ok(TechnicianCaller {
+            id: row.technician_id,
+            name: row.technician_name,
+            role: row.role,
+            via: Via::ApiKey(key_id),
+            session_expires_at_ms: None,
+        })
+    }
+
+    /// The technician behind a session cookie, or `Unauthorized` (unknown, revoked, idle
+    /// too long, past its end, or a disabled technician).
+    pub async fn authenticate_session(&self, cookie: &str) -> Result<TechnicianCaller> {
+        const INVALID: Error = Error::Unauthorized("the session has ended; log in again");
+        let (session_id, secret) = parse_session_cookie(cookie).ok_or(INVALID)?;
+        let cached = {
+            let cache = self
+                .identity_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            cache.sessions.get(&session_id).cloned()
+        };
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                let generation = self.identity_generation();
+                let row = self.store.session_auth(session_id).await?.ok_or(INVALID)?;
+                let mut cache = self
+                    .identity_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if cache.generation == generation {
+                    cache.sessions.insert(session_id, row.clone());
+                }
+                row
+            }
+        };
+        let now = now_ms();
+        let last = self
+            .usage
+            .session_last(session_id)
+            .unwrap_or(0)
+            .max(row.last_seen_ms);
+        let idle_ms = i64::from(self.config.session_idle_mins) * 60_000;
+        if !self.key.verify(secret, &row.secret_hash)
+            || row.revoked
+            || !row.technician_enabled
+            || row.expires_at_ms <= now
+            || now - last > idle_ms
+        {
+            return Err(INVALID);
+        }
+        self.usage.note_session(session_id, now);
+        Ok(TechnicianCaller {
+            id: row.technician_id,
+            name: row.technician_name,
+            role: row.role,
+            via: Via::Session(session_id),
+            session_expires_at_ms: Some(row.expires_at_ms),
+        })
+    }
+
+    /// The CSRF token of a session: derived from it with the server key, so nothing is
+    /// stored and it dies with the session.
+    pub fn csrf_token(&self, session: Uuid) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.key.hash(&format!("csrf:{session}")))
+    }
+
+    /// Whether `token` is the CSRF token of `session` (constant time).
+    pub fn csrf_ok(&self, session: Uuid, token: &str) -> bool {
+        use base64::Engine;
+        match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) {
+            Ok(bytes) => self.key.verify(&format!("csrf:{session}"), &bytes),
+            Err(_) => false,
+        }
+    }
+
+    // --- sessions ---
+
+    /// Checks name and password and opens a session. Unknown names and wrong passwords get
+    /// the same answer after the same work; too many failures get 429 either way.
+    pub async fn login(
+        &self,
+        req: &LoginRequest,
+        addr: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Result<LoggedIn> {
+        const INVALID: Error = Error::Unauthorized("invalid name or password");
+        if let Err(secs) = self.login_throttle.check(&req.name, addr) {
+            self.metrics
+                .logins_throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::Throttled(secs));
+        }
+        let found = if req.name.len() <= MAX_NAME && req.password.len() <= MAX_PASSWORD {
+            self.store.technician_login(&req.name).await?
+        } else {
+            None
+        };
+        let (technician, hash) = match found {
+            Some((t, h)) if t.enabled => (Some(t), h),
+            _ => (None, None),
+        };
+        let password = if req.password.len() <= MAX_PASSWORD {
+            req.password.as_str()
+        } else {
+            ""
+        };
+        let ok = verify_password(password, hash).await?;
+        let Some(technician) = technician.filter(|_| ok) else {
+            self.login_throttle.fail(&req.name, addr);
+            self.metrics
+                .logins_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(name = %req.name.chars().take(MAX_NAME).collect::<String>(), address = ?addr, "failed portal login");
+            return Err(INVALID);
+        };
+        self.login_throttle.succeed(&req.name);
+        let session_id = Uuid::new_v4();
+        let secret = generate_secret();
+        let max_age_secs = i64::from(self.config.session_absolute_hours) * 3600;
+        let expires_at_ms = now_ms() + max_age_secs * 1000;
+        let via = Via::Session(session_id);
+        let actor = Actor::technician(technician.id, &technician.name, via, addr);
+        self.store
+            .create_session(
+                &actor,
+                &NewSession {
+                    id: session_id,
+                    technician_id: technician.id,
+                    secret_hash: self.key.hash(&secret),
+                    expires_at_ms,
+                    user_agent: user_agent.map(|u| u.chars().take(256).collect()),
+                },
+            )
+            .await?;
+        tracing::info!(technician = %technician.name, address = ?addr, "portal login");
+        Ok(LoggedIn {
+            me: Me {
+                technician,
+                via,
+                csrf_token: Some(self.csrf_token(session_id)),
+                session_expires_at: Some(from_ms(expires_at_ms)),
+            },
+            cookie: format!("{session_id}.{secret}"),
+            max_age_secs,
+        })
+    }
+
+    /// Ends the caller's session (a no-op for API keys, which are revoked instead).
+    pub async fn logout(&self, actor: &Actor) -> Result<()> {
+        if let Some(Via::Session(id)) = actor.via {
+            self.store.revoke_session(actor, id).await?;
+            self.forget_identities();
+        }
+        Ok(())
+    }
+
+    /// `GET /api/v1/me`.
+    pub async fn me(&self, caller: &TechnicianCaller) -> Result<Me> {
+        let technician = self
+            .store
+            .get_technician(caller.id)
+            .await?
+            .ok_or(Error::NotFound("technician"))?;
+        let session = match caller.via {
+            Via::Session(id) => Some(id),
+            _ => None,
+        };
+        Ok(Me {
+            technician,
+            via: caller.via,
+            csrf_token: session.map(|s| self.csrf_token(s)),
+            session_expires_at: caller.session_expires_at_ms.map(from_ms),
+        })
+    }
+
+    // --- technicians ---
+
+    pub async fn create_technician(
+        &self,
+        actor: &Actor,
+        new: &NewTechnician,
+    ) -> Result<Technician> {
+        check_login_name(&new.name)?;
+        let display_name = new.display_name.clone().unwrap_or_else(|| new.name.clone());
+        check_text("display_name", &display_name, MAX_DISPLAY)?;
+        if let Some(e) = &new.email {
+            check_email(e)?;
+        }
+        let password_hash = match &new.password {
+            Some(p) => {
+                check_password(p)?;
+                Some(hash_password(p).await?)
+            }
+            None => None,
+        };
+        let insert = TechnicianInsert {
+            id: Uuid::new_v4(),
+            name: new.name.clone(),
+            display_name,
+            email: new.email.clone(),
+            role: new.role,
+            password_hash,
+        };
+        Ok(self.store.create_technician(actor, &insert).await?)
+    }
+
+    pub async fn technicians(&self) -> Result<Vec<Technician>> {
+        Ok(self.store.list_technicians().await?)
+    }
+
+    pub async fn technician(&self, id: Uuid) -> Result<Technician> {
+        self.store
+            .get_technician(id)
+            .await?
+            .ok_or(Error::NotFound("technician"))
+    }
+
+    pub async fn update_technician(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        update: &UpdateTechnician,
+    ) -> Result<Technician> {
+        if let Some(d) = &update.display_name {
+            check_text("display_name", d, MAX_DISPLAY)?;
+        }
+        if let Some(Some(e)) = &update.email {
+            check_email(e)?;
+        }
+        let t = self.store.update_technician(actor, id, update).await?;
+        self.forget_identities();
+        Ok(t)
+    }
+
+    /// Sets a technician's portal password. Technicians changing their own must prove the
+    /// current one (a stolen session must not be enough to lock the owner out); every session
+    /// of the technician ends.
+    pub async fn set_password(
+        &self,
+        caller: &TechnicianCaller,
+        actor: &Actor,
+        id: Uuid,
+        req: &SetPassword,
+    ) -> Result<()> {
+        check_password(&req.password)?;
+        if caller.id == id {
+            let current = self
+                .store
+                .get_technician(id)
+                .await?
+                .ok_or(Error::NotFound("technician"))?;
+            let (_, hash) = self
+                .store
+                .technician_login(&current.name)
+                .await?
+                .ok_or(Error::NotFound("technician"))?;
+            if hash.is_some() {
+                let given = req.current_password.as_deref().unwrap_or("");
+                if !verify_password(given, hash).await? {
+                    return Err(Error::forbidden(
+                        "`current_password` is wrong; changing your own password needs it",
+                    ));
+                }
+            }
+        }
+        let hash = hash_password(&req.password).await?;
+        self.store.set_password(actor, id, Some(&hash)).await?;
+        self.forget_identities();
+        Ok(())
+    }
+
+    pub async fn end_sessions(&self, actor: &Actor, technician: Uuid) -> Result<u64> {
+        self.technician(technician).await?;
+        let n = self.store.revoke_sessions_of(actor, technician).await?;
+        self.forget_identities();
+        Ok(n)
+    }
+
+    // --- API keys ---
+
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        new: &NewApiKey,
+    ) -> Result<CreatedApiKey> {
+        check_text("name", &new.name, MAX_KEY_NAME)?;
+        let expires_at_ms = match new.expires_in_secs {
+            Some(0) => {
+                return Err(Error::bad(
+                    ErrorCode::InvalidExpiry,
+                    "`expires_in_secs` must be at least 1",
+                ));
+            }
+            Some(s) if s > 10 * 365 * 24 * 3600 => {
+                return Err(Error::bad(
+                    ErrorCode::InvalidExpiry,
+                    "`expires_in_secs` is more than ten years",
+                ));
+            }
+            Some(s) => Some(now_ms() + (s as i64) * 1000),
+            None => None,
+        };
+        let live = self
+            .store
+            .list_api_keys(technician)
+            .await?
+            .iter()
+            .filter(|k| k.revoked_at.is_none())
+            .count();
+        if live >= MAX_LIVE_KEYS {
+            return Err(Error::conflict(
+                ErrorCode::NameTaken,
+                format!("a technician may hold at most {MAX_LIVE_KEYS} keys; revoke one first"),
+            ));
+        }
+        let key_id = Uuid::new_v4();
+        let secret = generate_secret();
+        let key = self
+            .store
+            .create_api_key(
+                actor,
+                technician,
+                key_id,
+                &new.name,
+                &self.key.hash(&secret),
+                expires_at_ms,
+            )
+            .await?;
+        Ok(CreatedApiKey {
+            key,
+            token: format_key(key_id, &secret),
+        })
+    }
+
+    /// A new secret for the key; the old one stops working at once.
+    pub async fn regenerate_api_key(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        key_id: Uuid,
+    ) -> Result<CreatedApiKey> {
+        let secret = generate_secret();
+        let key = self
+            .store
+            .regenerate_api_key(actor, technician, key_id, &self.key.hash(&secret))
+            .await?;
+        self.forget_identities();
+        Ok(CreatedApiKey {
+            key,
+            token: format_key(key_id, &secret),
+        })
+    }
+
+    pub async fn revoke_api_key(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        key_id: Uuid,
+    ) -> Result<ApiKey> {
+        let key = self.store.revoke_api_key(actor, technician, key_id).await?;
+        self.forget_identities();
+        Ok(key)
+    }
+
+    /// A technician's keys, with last use as of now (the store lags by one flush).
+    pub async fn api_keys(&self, technician: Uuid) -> Result<Vec<ApiKey>> {
+        self.technician(technician).await?;
+        let mut keys = self.store.list_api_keys(technician).await?;
+        for k in &mut keys {
+            if let Some((at, addr)) = self.usage.key_last(k.id)
+                && k.last_used_at
+                    .is_none_or(|t| crate::time_util::to_ms(t) < at)
+            {
+                k.last_used_at = Some(from_ms(at));
+                k.last_used_addr = addr;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// On a hub's first start (no technician yet): the initial administrator `admin` and its
+    /// first API key, named `admin.token`, whose secret is returned to be written to the data
+    /// dir's `admin.token` file (0600). Later starts return `None`.
+    pub async fn bootstrap_admin(&self) -> Result<Option<String>> {
+        if self.store.technician_count().await? > 0 {
+            return Ok(None);
+        }
+        let actor = Actor::hub();
+        let admin = self
+            .create_technician(
+                &actor,
+                &NewTechnician {
+                    name: "admin".to_owned(),
+                    display_name: Some("Initial administrator".to_owned()),
+                    email: None,
+                    role: Role::Admin,
+                    password: None,
+                },
+            )
+            .await?;
+        let created = self
+            .create_api_key(
+                &actor,
+                admin.id,
+                &NewApiKey {
+                    name: crate::ADMIN_TOKEN_FILE.to_owned(),
+                    expires_in_secs: None,
+                },
+            )
+            .await?;
+        Ok(Some(created.token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_parse_back_into_id_and_secret() {
+        let id = Uuid::new_v4();
+        let secret = generate_secret();
+        let token = format_key(id, &secret);
+        assert_eq!(parse_key(&token), Some((id, secret.as_str())));
+        for bad in [
+            "",
+            "fk_",
+            "fk_xyz_abc",
+            &token[..token.len() - secret.len() - 1],
+            "ab:cd",
+        ] {
+            assert!(parse_key(bad).is_none_or(|(_, s)| s.is_empty()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn throttle_counts_failures_per_name_and_per_address() {
+        let t = LoginThrottle::new(Duration::from_secs(60), 3, 5);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(t.check("alice", Some(a)).is_ok());
+            t.fail("alice", Some(a));
+        }
+        // The name is locked from any address, whatever the case it is typed in.
+        assert!(t.check("ALICE", Some(b)).is_err());
+        // Another name from the first address is still allowed, until the address's limit.
+        assert!(t.check("bob", Some(a)).is_ok());
+        t.fail("bob", Some(a));
+        t.fail("carol", Some(a));
+        assert!(t.check("dave", Some(a)).is_err());
+        assert!(t.check("dave", Some(b)).is_ok());
+    }
+
+    #[test]
+    fn passwords_verify_only_against_their_own_hash() {
+        let h = hash_password_blocking("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password_blocking("correct horse battery", &h));
+        assert!(!verify_password_blocking("correct horse batterY", &h));
+        assert!(!verify_password_blocking("x", "not a phc string"));
+    }
+}

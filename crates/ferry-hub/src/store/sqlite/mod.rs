@@ -1,0 +1,182 @@
+//! The SQLite backend: one file (`ferry.db`, WAL), embedded migrations, one writer
+//! connection and a read pool.
+//!
+//! Every state change is one `BEGIN IMMEDIATE` transaction on the single writer connection,
+//! so the queue's rules hold by construction and a killed hub restarts into a consistent
+//! state. Reads go through a separate pool so that long lists never wait behind writes.
+//!
+//! Why one writer connection: SQLite admits one writer at a time anyway. Letting many pooled
+//! connections race for the lock makes them sleep-and-retry inside SQLite's busy handler
+//! (milliseconds each), which is exactly the latency a long-poll queue exists to avoid.
+//! Queueing writers on the pool instead is FIFO and wakes each one the moment the last is done.
+
+mod audit;
+mod connectors;
+mod devices;
+mod identity;
+mod inventory;
+mod jobs;
+mod ops;
+mod packages;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{Backend, StoreError};
+use crate::config::Synchronous;
+use crate::time_util::now_ms;
+
+pub(crate) use super::corrupt;
+pub(crate) use audit::audit;
+
+/// Schema migrations, embedded in the binary, applied in order once each. A hand-rolled runner
+/// (one table, one loop) instead of sqlx's macro keeps the proc-macro stack out of the build.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "packages",
+        include_str!("../../../migrations/sqlite/0002_packages.sql"),
+    ),
+    (
+        3,
+        "inventory",
+        include_str!("../../../migrations/sqlite/0003_inventory.sql"),
+    ),
+    (
+        4,
+        "progress_cap",
+        include_str!("../../../migrations/sqlite/0004_progress_cap.sql"),
+    ),
+    (
+        5,
+        "agents",
+        include_str!("../../../migrations/sqlite/0005_agents.sql"),
+    ),
+    (
+        6,
+        "pending_token",
+        include_str!("../../../migrations/sqlite/0006_pending_token.sql"),
+    ),
+    (
+        7,
+        "identity",
+        include_str!("../../../migrations/sqlite/0007_identity.sql"),
+    ),
+];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `ferry.db` in `dir` and applies pending migrations.
+    pub async fn open(dir: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join(crate::DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .acquire_slow_threshold(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        migrate(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            // Thousands of agents reconnecting at once queue here for a moment by design
+            // (admission paces them); that is not worth a warning per request.
+            .acquire_slow_threshold(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { write, read })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        // IMMEDIATE takes the write lock up front, so a transaction that reads and then
+        // writes can never fail halfway with SQLITE_BUSY_SNAPSHOT.
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl Backend for SqliteStore {
+    fn close(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.read.close().await;
+            self.write.close().await;
+        })
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(pool)
+            .await?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > newest {
+        return Err(StoreError::TooNew(current));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let fail = |source| StoreError::Migrate {
+            version,
+            name,
+            source,
+        };
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .bind(version)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(version, name, "applied database migration");
+    }
+    Ok(())
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::from_str(s).map_err(|_| StoreError::Corrupt(format!("bad uuid {s:?}")))
+}
+
+fn parse_opt_uuid(s: Option<String>) -> Result<Option<Uuid>, StoreError> {
+    s.as_deref().map(parse_uuid).transpose()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt(e.to_string()))
+}
