@@ -1,19 +1,13 @@
-//! The command line: argument types and dispatch to the libraries.
+//! The command line's argument types (clap). What each command does is in [`crate::commands`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ferry_connector::ConnectorConfig;
-use ferry_proto::connector::{
-    Connector, ConnectorCredentials, NewConnector, SiteSettings, UpdateConnector,
-};
-use ferry_proto::job::{Job, JobKind, NewJob};
+use ferry_proto::connector::SiteSettings;
+use ferry_proto::identity::Role;
 use uuid::Uuid;
 
-use crate::admin_client::{AdminClient, HubArgs};
+use crate::admin_client::HubArgs;
 use crate::logging;
 
 #[derive(Debug, Parser)]
@@ -23,6 +17,9 @@ use crate::logging;
     about = "Packaged Windows applications from the packaging team into ConfigMgr and onto endpoints."
 )]
 pub struct Cli {
+    /// Print data as JSON (for scripts) instead of tables for people.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,7 +33,7 @@ pub enum Command {
     Connector(ConnectorCmd),
     /// Upload and inspect packages.
     #[command(subcommand)]
-    Package(crate::package_cmd::PackageCmd),
+    Package(crate::commands::packages::PackageCmd),
     /// Push a package into a connector's ConfigMgr site (or show the exact script with --dry-run).
     Push {
         #[arg(long)]
@@ -68,31 +65,34 @@ pub enum Command {
         #[command(flatten)]
         hub: HubArgs,
     },
-    /// Who did what, newest first.
-    Audit {
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+    /// Who did what, newest first, filtered by actor, action and time.
+    Audit(AuditArgs),
+    /// Technicians (people who use the hub), their roles and personal API keys.
+    #[command(subcommand)]
+    Technician(TechnicianCmd),
+    /// Who the hub thinks you are (the technician and role behind your API key).
+    Me {
         #[command(flatten)]
         hub: HubArgs,
     },
     /// Enrol this device and run the endpoint agent.
     #[command(subcommand)]
-    Agent(crate::agent_cmd::AgentCmd),
+    Agent(crate::commands::agent::AgentCmd),
     /// Enrolment secrets for new devices.
     #[command(subcommand, name = "enrollment-secret")]
-    EnrollmentSecret(crate::ops_cmd::SecretCmd),
+    EnrollmentSecret(crate::commands::fleet::SecretCmd),
     /// Enrolled devices.
     #[command(subcommand)]
-    Device(crate::ops_cmd::DeviceCmd),
+    Device(crate::commands::fleet::DeviceCmd),
     /// Device collections (static lists, or rules on inventory).
     #[command(subcommand)]
-    Collection(crate::ops_cmd::CollectionCmd),
+    Collection(crate::commands::fleet::CollectionCmd),
     /// Packages deployed to collections (applied at each policy request).
     #[command(subcommand)]
-    Deployment(crate::ops_cmd::DeploymentCmd),
+    Deployment(crate::commands::fleet::DeploymentCmd),
     /// Client operations: policy, antivirus scans, scripts, installs, restarts.
     #[command(subcommand)]
-    Ops(crate::ops_cmd::OpsCmd),
+    Ops(crate::commands::fleet::OpsCmd),
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -103,7 +103,7 @@ pub enum Command {
     Bench(BenchCmd),
     /// ConfigMgr tools: parse SDMPackageXML, generate scripts, run them on the emulated site.
     #[command(subcommand)]
-    Sccm(crate::sccm_cmd::SccmCmd),
+    Sccm(crate::commands::sccm::SccmCmd),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +174,7 @@ pub enum ConnectorCmd {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Accept the connector's requests again.
     Enable {
         id: Uuid,
         #[command(flatten)]
@@ -202,7 +203,7 @@ pub struct SiteArgs {
 }
 
 impl SiteArgs {
-    fn settings(&self) -> SiteSettings {
+    pub fn settings(&self) -> SiteSettings {
         SiteSettings {
             site_code: self.site_code.clone(),
             console_path: self.console_path.clone(),
@@ -213,7 +214,7 @@ impl SiteArgs {
         }
     }
 
-    fn patch(&self) -> ferry_proto::connector::SiteSettingsPatch {
+    pub fn patch(&self) -> ferry_proto::connector::SiteSettingsPatch {
         let keep = |v: &Option<String>| v.clone().map(Some);
         ferry_proto::connector::SiteSettingsPatch {
             site_code: keep(&self.site_code),
@@ -267,428 +268,157 @@ pub enum JobCmd {
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
     /// Job pickup latency: long polls against a 10 s interval poll, on loopback.
-    Dispatch(crate::bench::DispatchArgs),
+    Dispatch(crate::bench::dispatch::DispatchArgs),
     /// Upload and download through the hub with verification, against sha256sum; and an
     /// inventory of a large emulated site end to end.
-    Transfer(crate::bench_transfer::TransferArgs),
+    Transfer(crate::bench::transfer::TransferArgs),
     /// SDMPackageXML parsing and script generate/read throughput.
-    Sccm(crate::sccm_cmd::SccmBenchArgs),
+    Sccm(crate::commands::sccm::SccmBenchArgs),
     /// One client operation to N connected agents, against agents polling every 10 s.
-    Fanout(crate::bench_fanout::FanoutArgs),
+    Fanout(crate::bench::fanout::FanoutArgs),
     /// The fan-out benchmark's load process: many simulated agents in one process.
     #[command(hide = true)]
-    Swarm(crate::swarm::SwarmArgs),
+    Swarm(crate::bench::swarm::SwarmArgs),
 }
 
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Sccm(crate::sccm_cmd::SccmCmd::Apps {
-            connector,
-            refresh,
-            hub,
-        }) => runtime()?.block_on(site_apps(connector, refresh, hub)),
-        Command::Sccm(cmd) => crate::sccm_cmd::run(cmd),
-        Command::Bench(BenchCmd::Sccm(args)) => {
-            crate::sccm_cmd::bench(args).map(|()| ExitCode::SUCCESS)
-        }
-        other => runtime()?.block_on(dispatch_async(other)),
-    }
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// A technician's name, `connector:<id>`, `device:<id>`, or an actor's id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// An action (`job.enqueue`), or a prefix ending in `.` (`job.`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Entries at or after this time (RFC 3339, e.g. 2026-12-01T08:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub hub: HubArgs,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+/// `guest` reads; `operator` uploads, pushes, imports and runs operations; `admin` does
+/// everything, including connectors, enrolment, devices, collections and technicians.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Guest,
+    Operator,
+    Admin,
 }
 
-async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Serve(args) => serve(args).await,
-        Command::Connector(cmd) => connector(cmd).await,
-        Command::Job(cmd) => job(cmd).await,
-        Command::Package(cmd) => crate::package_cmd::run(cmd).await,
-        Command::Agent(cmd) => crate::agent_cmd::run(cmd).await,
-        Command::EnrollmentSecret(cmd) => crate::ops_cmd::secrets(cmd).await,
-        Command::Device(cmd) => crate::ops_cmd::devices(cmd).await,
-        Command::Collection(cmd) => crate::ops_cmd::collections(cmd).await,
-        Command::Deployment(cmd) => crate::ops_cmd::deployments(cmd).await,
-        Command::Ops(cmd) => crate::ops_cmd::ops(cmd).await,
-        Command::Audit { limit, hub } => {
-            let entries: Vec<ferry_proto::identity::AuditEntry> =
-                crate::admin_client::connect(&hub)?
-                    .get(&format!("/api/v1/audit?limit={limit}"))
-                    .await?;
-            for e in entries {
-                println!(
-                    "{}  {:<24} {:<22} {} {}",
-                    e.at,
-                    e.actor,
-                    e.action,
-                    e.target.unwrap_or_default(),
-                    e.detail.unwrap_or_default()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Import {
-            connector,
-            applications,
-            wait,
-            hub,
-        } => {
-            let client = crate::admin_client::connect(&hub)?;
-            let request = ferry_proto::inventory::ImportRequest { applications };
-            let job: Job = client
-                .post(&format!("/api/v1/connectors/{connector}/import"), &request)
-                .await?;
-            report_job(&client, job, wait).await
-        }
-        Command::Push {
-            package,
-            connector,
-            spec,
-            dry_run,
-            wait,
-            hub,
-        } => push(package, connector, spec, dry_run, wait, &hub).await,
-        Command::Demo(args) => crate::demo::run(args).await,
-        Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch(args).await,
-        Command::Bench(BenchCmd::Transfer(args)) => crate::bench_transfer::run(args).await,
-        Command::Bench(BenchCmd::Fanout(args)) => crate::bench_fanout::run(args).await,
-        Command::Bench(BenchCmd::Swarm(args)) => crate::swarm::run(args).await,
-        Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
-            unreachable!("handled synchronously in dispatch")
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Guest => Role::Guest,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Admin => Role::Admin,
         }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = ferry_hub::HubConfig::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if args.print_config {
-        print!("{}", config.to_toml());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let format = match config.log_format {
-        ferry_hub::config::LogFormat::Human => logging::Format::Human,
-        ferry_hub::config::LogFormat::Json => logging::Format::Json,
-    };
-    logging::init(format, &config.log_level);
-    let files = crate::sys::raise_fd_limit();
-    tracing::info!(open_files = files, "each agent connection holds one");
-    ferry_hub::run(config, shutdown_signal()).await?;
-    Ok(ExitCode::SUCCESS)
+#[derive(Debug, Subcommand)]
+pub enum TechnicianCmd {
+    /// Create a technician (with --password-stdin, a portal password read from stdin).
+    Create {
+        /// Login name: letters, digits, `.`, `_`, `-`, `@`.
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Set a portal password, read from stdin (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// List technicians.
+    List {
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Show one technician (by id or name).
+    Show {
+        technician: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Change a technician's role (the change applies to their next request).
+    SetRole {
+        technician: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Refuse the technician's keys and sessions at once, until enabled again.
+    Disable {
+        technician: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Let a disabled technician's keys and logins work again.
+    Enable {
+        technician: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Set the portal password (read from stdin); ends the technician's sessions.
+    SetPassword {
+        technician: String,
+        /// Your current password, when you change your own (read as the second stdin line).
+        #[arg(long)]
+        current: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Personal API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
 }
 
-/// Resolves on SIGINT or SIGTERM (Ctrl-C on Windows).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-async fn connector(cmd: ConnectorCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        ConnectorCmd::Run { config, log_format } => {
-            logging::init(log_format, "info");
-            let config = ConnectorConfig::load(&config)?;
-            let executors = ferry_connector::executor::Executors::standard(&config);
-            let runner = ferry_connector::runner::Runner::new(config, executors)?;
-            runner.run(shutdown_signal()).await?;
-        }
-        ConnectorCmd::Register {
-            name,
-            site,
-            write_config,
-            hub,
-        } => {
-            let client = crate::admin_client::connect(&hub)?;
-            let creds: ConnectorCredentials = client
-                .post(
-                    "/api/v1/connectors",
-                    &NewConnector {
-                        name,
-                        site: site.settings(),
-                    },
-                )
-                .await?;
-            println!("remote_id: {}", creds.remote_id);
-            println!("secret:    {}", creds.secret);
-            println!("(the secret is shown once; the hub keeps only a hash of it)");
-            if let Some(path) = write_config {
-                let mut config =
-                    ConnectorConfig::new(client.base().to_owned(), creds.remote_id, creds.secret);
-                config.ca_cert = hub.ca_cert.clone();
-                write_connector_config(&path, &config)?;
-                println!("wrote {}", path.display());
-            }
-        }
-        ConnectorCmd::List { hub } => {
-            let list: Vec<Connector> = crate::admin_client::connect(&hub)?
-                .get("/api/v1/connectors")
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&list)?);
-        }
-        ConnectorCmd::Show { id, hub } => {
-            let c: Connector = crate::admin_client::connect(&hub)?
-                .get(&format!("/api/v1/connectors/{id}"))
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&c)?);
-        }
-        ConnectorCmd::SetSite { id, site, hub } => {
-            let update = UpdateConnector {
-                site: Some(site.patch()),
-                ..Default::default()
-            };
-            let c: Connector = crate::admin_client::connect(&hub)?
-                .patch(&format!("/api/v1/connectors/{id}"), &update)
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&c)?);
-        }
-        ConnectorCmd::RotateSecret { id, hub } => {
-            let creds: ConnectorCredentials = crate::admin_client::connect(&hub)?
-                .post(
-                    &format!("/api/v1/connectors/{id}/rotate-secret"),
-                    &serde_json::json!({}),
-                )
-                .await?;
-            println!(
-                "remote_id: {}\nsecret:    {}",
-                creds.remote_id, creds.secret
-            );
-        }
-        ConnectorCmd::Disable { id, hub } | ConnectorCmd::Enable { id, hub } if false => {
-            unreachable!("{id} {hub:?}")
-        }
-        ConnectorCmd::Disable { id, hub } => set_enabled(id, &hub, false).await?,
-        ConnectorCmd::Enable { id, hub } => set_enabled(id, &hub, true).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn set_enabled(id: Uuid, hub: &HubArgs, enabled: bool) -> anyhow::Result<()> {
-    let update = UpdateConnector {
-        enabled: Some(enabled),
-        ..Default::default()
-    };
-    let c: Connector = crate::admin_client::connect(hub)?
-        .patch(&format!("/api/v1/connectors/{id}"), &update)
-        .await?;
-    println!(
-        "{} is now {}",
-        c.name,
-        if c.enabled { "enabled" } else { "disabled" }
-    );
-    Ok(())
-}
-
-pub fn write_connector_config(
-    path: &std::path::Path,
-    config: &ConnectorConfig,
-) -> anyhow::Result<()> {
-    ferry_hub::secrets::write_private_file(path, config.to_toml().as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-async fn push(
-    package: Uuid,
-    connector: Uuid,
-    spec: Option<PathBuf>,
-    dry_run: bool,
-    wait: bool,
-    hub: &HubArgs,
-) -> anyhow::Result<ExitCode> {
-    let client = crate::admin_client::connect(hub)?;
-    let spec = match spec {
-        Some(path) => Some(
-            serde_json::from_str(
-                &std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )
-            .with_context(|| format!("{} is not valid JSON", path.display()))?,
-        ),
-        None => None,
-    };
-    let request = ferry_proto::push::PushRequest {
-        package_id: package,
-        connector_id: connector,
-        spec,
-        dry_run,
-    };
-    if dry_run {
-        let preview: ferry_proto::push::PushPreview = client.post("/api/v1/push", &request).await?;
-        println!("{}", preview.script);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let job: Job = client.post("/api/v1/push", &request).await?;
-    report_job(&client, job, wait).await
-}
-
-async fn site_apps(connector: Uuid, refresh: bool, hub: HubArgs) -> anyhow::Result<ExitCode> {
-    let client = crate::admin_client::connect(&hub)?;
-    if refresh {
-        let job: Job = client
-            .post(
-                &format!("/api/v1/connectors/{connector}/inventory"),
-                &serde_json::json!({}),
-            )
-            .await?;
-        let job = wait_for_job(&client, job.id, Duration::from_secs(3600)).await?;
-        if job.state != ferry_proto::job::JobState::Succeeded {
-            anyhow::bail!(
-                "the inventory {}: {}",
-                job.state.as_str(),
-                job.error.unwrap_or_default()
-            );
-        }
-    }
-    let inventory: ferry_proto::inventory::InventoryResult = client
-        .get(&format!("/api/v1/connectors/{connector}/applications"))
-        .await?;
-    println!(
-        "site {}: {} folders, {} applications",
-        inventory.site_code,
-        inventory.folders.len(),
-        inventory.applications.len()
-    );
-    for app in &inventory.applications {
-        println!(
-            "{:>10}  {:<20} {}{}",
-            app.ci_id,
-            app.path,
-            app.name,
-            if app.is_duplicated {
-                "  (duplicated name)"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn job(cmd: JobCmd) -> anyhow::Result<ExitCode> {
-    match cmd {
-        JobCmd::Enqueue {
-            connector,
-            kind,
-            payload,
-            wait,
-            hub,
-        } => {
-            let client = crate::admin_client::connect(&hub)?;
-            let kind =
-                JobKind::parse(&kind).with_context(|| format!("unknown job kind {kind:?}"))?;
-            let payload = match payload {
-                Some(p) => serde_json::from_str(&p).context("--payload is not valid JSON")?,
-                None => serde_json::Value::Null,
-            };
-            let new = NewJob {
-                connector_id: connector,
-                kind,
-                payload,
-                not_before: None,
-                expires_at: None,
-                max_attempts: None,
-            };
-            let mut job: Job = client.post("/api/v1/jobs", &new).await?;
-            if wait {
-                job = wait_for_job(&client, job.id, Duration::from_secs(600)).await?;
-            }
-            println!("{}", serde_json::to_string_pretty(&job)?);
-        }
-        JobCmd::Show { id, hub } => {
-            let job: Job = crate::admin_client::connect(&hub)?
-                .get(&format!("/api/v1/jobs/{id}"))
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&job)?);
-        }
-        JobCmd::List { connector, hub } => {
-            let path = match connector {
-                Some(c) => format!("/api/v1/jobs?connector_id={c}"),
-                None => "/api/v1/jobs".to_owned(),
-            };
-            let jobs: Vec<Job> = crate::admin_client::connect(&hub)?.get(&path).await?;
-            for j in jobs {
-                println!(
-                    "{}  {:<11} {:<12} attempts {}  {}",
-                    j.id,
-                    j.kind().as_str(),
-                    j.state.as_str(),
-                    j.attempts,
-                    j.error.unwrap_or_default()
-                );
-            }
-        }
-        JobCmd::Cancel { id, hub } => {
-            let job: Job = crate::admin_client::connect(&hub)?
-                .post(&format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({}))
-                .await?;
-            println!(
-                "{} is {}{}",
-                job.id,
-                job.state.as_str(),
-                if job.cancel_requested {
-                    " (cancel requested)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Polls a job until it is in a terminal state. (The CLI polls once a second: it is a
-/// person waiting, not a fleet.)
-/// Prints a queued job (after waiting for its end with `wait`); exits 1 if it failed.
-async fn report_job(client: &AdminClient, mut job: Job, wait: bool) -> anyhow::Result<ExitCode> {
-    if wait {
-        job = wait_for_job(client, job.id, Duration::from_secs(3600)).await?;
-    }
-    println!("{}", serde_json::to_string_pretty(&job)?);
-    Ok(if job.state == ferry_proto::job::JobState::Failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-pub async fn wait_for_job(client: &AdminClient, id: Uuid, limit: Duration) -> anyhow::Result<Job> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let job: Job = client.get(&format!("/api/v1/jobs/{id}")).await?;
-        if job.state.is_terminal() {
-            return Ok(job);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "job {id} still {} after {}s",
-                job.state.as_str(),
-                limit.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// The technician (id or name); yourself when absent.
+        #[arg(long)]
+        technician: Option<String>,
+        #[arg(long)]
+        name: String,
+        /// Lifetime in seconds (no expiry when absent).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// List a technician's keys (yours when --technician is absent).
+    List {
+        #[arg(long)]
+        technician: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// A new secret for the key; the old one stops working at once.
+    Regenerate {
+        key: Uuid,
+        #[arg(long)]
+        technician: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke {
+        key: Uuid,
+        #[arg(long)]
+        technician: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
 }

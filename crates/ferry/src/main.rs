@@ -2,18 +2,12 @@
 //! Each subcommand is a thin shell over a library crate (see ARCHITECTURE.md).
 
 mod admin_client;
-mod agent_cmd;
 mod bench;
-mod bench_fanout;
-mod bench_transfer;
 mod cli;
+mod commands;
 mod demo;
-mod demo_agents;
 mod logging;
-mod ops_cmd;
-mod package_cmd;
-mod sccm_cmd;
-mod swarm;
+mod output;
 mod sys;
 
 use std::process::ExitCode;
@@ -23,7 +17,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     sys::tune_allocator();
     let args = cli::Cli::parse();
-    match cli::dispatch(args) {
+    match commands::dispatch(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

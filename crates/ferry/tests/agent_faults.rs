@@ -236,12 +236,13 @@ async fn agent_routes_refuse_admin_tokens_and_admin_routes_refuse_device_tokens(
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    // A technician's real key on the agent's route: known, but not for it.
     let r = hub
         .admin(reqwest::Method::GET, "/api/v1/agent/policy")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403);
     let r = hub
         .http
         .get(format!(

@@ -11,9 +11,11 @@
 //!   (`ferry_session`), which needs the `x-csrf-token` header on every non-GET request;
 //! - connectors: `<remote id>:<secret>`; devices: `<device id>:<secret>`.
 //!
-//! Status rules: no or unusable credentials → 401 (with `WWW-Authenticate`); valid credentials
-//! of the wrong kind (a connector or device on a technician route) or too small a role → 403;
-//! a disabled connector or device → 403 (only after its secret checked out).
+//! Status rules: no or unusable credentials → 401 (with `WWW-Authenticate`); a valid credential
+//! of the wrong kind (a connector's secret on a technician's route, a technician's key on the
+//! agent's routes, …) or too small a role → 403; a disabled connector or device → 403 (only
+//! after its secret checked out). Refusals change nothing: the wrong-kind check has no side
+//! effects, and a key's or session's use is recorded only once the request is let through.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -167,19 +169,10 @@ fn session_cookie(parts: &Parts) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-/// A technician's key or session. A connector's or device's valid credential here is a 403
-/// (it is real, but not for this route); anything else is a 401.
-async fn technician(state: &AppState, parts: &Parts, addr: Option<IpAddr>) -> Result<Who> {
+/// A technician's key or session.
+async fn technician(state: &AppState, parts: &Parts) -> Result<Who> {
     if let Some(token) = bearer(parts)? {
-        if token.starts_with(ferry_proto::identity::API_KEY_PREFIX) {
-            return Ok(Who::Technician(state.authenticate_key(token, addr).await?));
-        }
-        if token.contains(':') && state.is_connector_or_device_credential(token).await {
-            return Err(Error::forbidden(
-                "this route is for technicians; connector and device credentials cannot use it",
-            ));
-        }
-        return Err(Error::Unauthorized("invalid API key"));
+        return Ok(Who::Technician(state.authenticate_key(token).await?));
     }
     if let Some(cookie) = session_cookie(parts) {
         let t = state.authenticate_session(cookie).await?;
@@ -220,12 +213,7 @@ fn check_role(who: &Who, least: Role) -> Result<()> {
     Ok(())
 }
 
-async fn authenticate(
-    state: &AppState,
-    access: Access,
-    parts: &mut Parts,
-    addr: Option<IpAddr>,
-) -> Result<Who> {
+async fn authenticate(state: &AppState, access: Access, parts: &mut Parts) -> Result<Who> {
     match access {
         Access::Public | Access::Login | Access::Enrollment => Ok(Who::Anonymous),
         Access::Connector => {
@@ -241,24 +229,23 @@ async fn authenticate(
             Ok(Who::Device(state.authenticate_device(token).await?))
         }
         Access::Technician(least) => {
-            let who = technician(state, parts, addr).await?;
+            let who = technician(state, parts).await?;
             check_role(&who, least)?;
             Ok(who)
         }
         Access::TechnicianOrConnector(least) => {
-            let connector_like = bearer(parts)?.is_some_and(|t| {
-                t.contains(':') && !t.starts_with(ferry_proto::identity::API_KEY_PREFIX)
-            });
+            let connector_like = bearer(parts)?
+                .is_some_and(|t| !t.starts_with(ferry_proto::identity::API_KEY_PREFIX));
             if connector_like {
                 let token = bearer(parts)?.unwrap_or_default();
                 return Ok(Who::Connector(state.authenticate_connector(token).await?));
             }
-            let who = technician(state, parts, addr).await?;
+            let who = technician(state, parts).await?;
             check_role(&who, least)?;
             Ok(who)
         }
         Access::SelfOrAdmin => {
-            let who = technician(state, parts, addr).await?;
+            let who = technician(state, parts).await?;
             let Who::Technician(t) = &who else {
                 return Err(misrouted());
             };
@@ -283,6 +270,16 @@ async fn authenticate(
     }
 }
 
+/// A 403 naming the kind of credential the caller holds, if its bearer credential is valid
+/// but was refused as not this route's kind; `None` if it is no credential at all.
+async fn wrong_kind(state: &AppState, parts: &Parts) -> Option<Error> {
+    let token = bearer(parts).ok()??;
+    let kind = state.credential_kind(token).await?;
+    Some(Error::forbidden(format!(
+        "this route is not for a {kind}'s credentials"
+    )))
+}
+
 /// The middleware every route runs behind (see the module docs).
 pub async fn authorize(
     State((state, access)): State<(AppState, Access)>,
@@ -294,8 +291,17 @@ pub async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (mut parts, body) = request.into_parts();
-    match authenticate(&state, access, &mut parts, addr).await {
+    let outcome = match authenticate(&state, access, &mut parts).await {
+        Err(Error::Unauthorized(why)) => Err(wrong_kind(&state, &parts)
+            .await
+            .unwrap_or(Error::Unauthorized(why))),
+        other => other,
+    };
+    match outcome {
         Ok(who) => {
+            if let Who::Technician(t) = &who {
+                state.note_use(t, addr);
+            }
             parts.extensions.insert(Caller { who, address: addr });
             next.run(Request::from_parts(parts, body)).await
         }

@@ -256,30 +256,6 @@ impl AppState {
         Ok(DeviceCaller { id, token_hash })
     }
 
-    /// Whether `credential` is a valid connector secret or device token, checked without any
-    /// side effect (no contact noted, no pending token promoted): for telling a caller that
-    /// its real credential is for other routes (403) rather than unknown (401).
-    pub async fn is_connector_or_device_credential(&self, credential: &str) -> bool {
-        let Some((id, secret)) = credential.split_once(':') else {
-            return false;
-        };
-        let Ok(id) = Uuid::parse_str(id) else {
-            return false;
-        };
-        if let Ok(Some(row)) = self.connector_auth_row(id).await
-            && self.key.verify(secret, &row.secret_hash)
-        {
-            return true;
-        }
-        if let Ok(Some(row)) = self.store.device_auth(id).await {
-            return self.key.verify(secret, &row.token_hash)
-                || row
-                    .pending_token_hash
-                    .is_some_and(|p| self.key.verify(secret, &p));
-        }
-        false
-    }
-
     /// The agent asks for a new token. The old one keeps working until the new one is first
     /// used, so an answer lost on the way cannot lock the device out (it asks again); from
     /// that first use on, only the new one works.

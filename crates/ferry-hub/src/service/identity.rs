@@ -150,6 +150,10 @@ impl Usage {
 /// Failed logins per name and per address in a sliding window. Past the limit, logins are
 /// refused (429) until the oldest failure leaves the window, whatever the password: the answer
 /// must not tell whether a guess was right.
+///
+/// An attempt counts as failed from the moment it is let through ([`LoginThrottle::begin`])
+/// and is taken back only if it succeeds: guesses sent all at once cannot all pass the check
+/// while the first ones are still being verified.
 pub struct LoginThrottle {
     window: Duration,
     per_name: usize,
@@ -177,14 +181,15 @@ impl LoginThrottle {
         ]
     }
 
-    /// `Err(seconds)` if either the name or the address is over its limit.
-    fn check(&self, name: &str, addr: Option<IpAddr>) -> std::result::Result<(), u64> {
+    /// Lets an attempt through and counts it as failed, or `Err(seconds)` if the name or
+    /// the address is at its limit. The returned stamp takes the attempt back on success.
+    fn begin(&self, name: &str, addr: Option<IpAddr>) -> std::result::Result<Instant, u64> {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let [n, a] = Self::keys(name, addr);
+        let keys = Self::keys(name, addr);
         let mut wait = Duration::ZERO;
-        for (key, limit) in [(n, self.per_name), (a, self.per_addr)] {
-            if let Some(q) = map.get_mut(&key) {
+        for (key, limit) in keys.iter().zip([self.per_name, self.per_addr]) {
+            if let Some(q) = map.get_mut(key) {
                 while q
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -198,34 +203,35 @@ impl LoginThrottle {
                 }
             }
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(wait.as_secs().max(1))
+        if !wait.is_zero() {
+            return Err(wait.as_secs().max(1));
         }
-    }
-
-    fn fail(&self, name: &str, addr: Option<IpAddr>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= THROTTLE_KEYS {
             let window = self.window;
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
         }
-        for key in Self::keys(name, addr) {
+        for key in keys {
             let q = map.entry(key).or_default();
             q.push_back(now);
-            // Only the newest `limit` failures matter; keep a little more, not all.
+            // Only the newest `limit` attempts matter; keep a little more, not all.
             while q.len() > self.per_addr.max(self.per_name) + 1 {
                 q.pop_front();
             }
         }
+        Ok(now)
     }
 
-    fn succeed(&self, name: &str) {
+    /// The attempt stamped `at` succeeded: the name's failures are forgotten, and the
+    /// attempt no longer counts against the address.
+    fn succeed(&self, name: &str, addr: Option<IpAddr>, at: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let [n, _] = Self::keys(name, None);
+        let [n, a] = Self::keys(name, addr);
         map.remove(&n);
+        if let Some(q) = map.get_mut(&a)
+            && let Some(i) = q.iter().rposition(|t| *t == at)
+        {
+            q.remove(i);
+        }
     }
 }
 
@@ -397,11 +403,7 @@ impl AppState {
 
     /// The technician behind an API key, or `Unauthorized` (an unknown, wrong, expired or
     /// revoked key, or a disabled technician: all the same to the caller).
-    pub async fn authenticate_key(
-        &self,
-        token: &str,
-        addr: Option<IpAddr>,
-    ) -> Result<TechnicianCaller> {
+    pub async fn authenticate_key(&self, token: &str) -> Result<TechnicianCaller> {
         const INVALID: Error = Error::Unauthorized("invalid API key (unknown, expired or revoked)");
         let (key_id, secret) = parse_key(token).ok_or(INVALID)?;
         let cached = {
@@ -434,7 +436,6 @@ impl AppState {
         {
             return Err(INVALID);
         }
-        self.usage.note_key(key_id, now, addr);
         Ok(TechnicianCaller {
             id: row.technician_id,
             name: row.technician_name,
@@ -486,7 +487,6 @@ impl AppState {
         {
             return Err(INVALID);
         }
-        self.usage.note_session(session_id, now);
         Ok(TechnicianCaller {
             id: row.technician_id,
             name: row.technician_name,
@@ -494,6 +494,43 @@ impl AppState {
             via: Via::Session(session_id),
             session_expires_at_ms: Some(row.expires_at_ms),
         })
+    }
+
+    /// Records that a technician's key or session was used (once the request is let through):
+    /// a key's last use and address, a session's last activity (its idle timeout).
+    pub fn note_use(&self, caller: &TechnicianCaller, addr: Option<IpAddr>) {
+        match caller.via {
+            Via::ApiKey(key) => self.usage.note_key(key, now_ms(), addr),
+            Via::Session(session) => self.usage.note_session(session, now_ms()),
+            _ => {}
+        }
+    }
+
+    /// What kind of caller `token` is a valid credential of (`technician`, `connector` or
+    /// `device`), checked without any side effect (no use recorded, no contact noted, no
+    /// pending device token promoted): for telling a caller that its real credential is for
+    /// other routes (403) rather than unknown (401).
+    pub async fn credential_kind(&self, token: &str) -> Option<&'static str> {
+        if token.starts_with(API_KEY_PREFIX) {
+            return self
+                .authenticate_key(token)
+                .await
+                .ok()
+                .map(|_| "technician");
+        }
+        let (id, secret) = token.split_once(':')?;
+        let id = Uuid::parse_str(id).ok()?;
+        if let Ok(Some(row)) = self.connector_auth_row(id).await
+            && self.key.verify(secret, &row.secret_hash)
+        {
+            return Some("connector");
+        }
+        let row = self.store.device_auth(id).await.ok()??;
+        let valid = self.key.verify(secret, &row.token_hash)
+            || row
+                .pending_token_hash
+                .is_some_and(|p| self.key.verify(secret, &p));
+        valid.then_some("device")
     }
 
     /// The CSRF token of a session: derived from it with the server key, so nothing is
@@ -524,12 +561,15 @@ impl AppState {
         user_agent: Option<&str>,
     ) -> Result<LoggedIn> {
         const INVALID: Error = Error::Unauthorized("invalid name or password");
-        if let Err(secs) = self.login_throttle.check(&req.name, addr) {
-            self.metrics
-                .logins_throttled
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Error::Throttled(secs));
-        }
+        let attempt = match self.login_throttle.begin(&req.name, addr) {
+            Ok(at) => at,
+            Err(secs) => {
+                self.metrics
+                    .logins_throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(Error::Throttled(secs));
+            }
+        };
         let found = if req.name.len() <= MAX_NAME && req.password.len() <= MAX_PASSWORD {
             self.store.technician_login(&req.name).await?
         } else {
@@ -546,14 +586,13 @@ impl AppState {
         };
         let ok = verify_password(password, hash).await?;
         let Some(technician) = technician.filter(|_| ok) else {
-            self.login_throttle.fail(&req.name, addr);
             self.metrics
                 .logins_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(name = %req.name.chars().take(MAX_NAME).collect::<String>(), address = ?addr, "failed portal login");
             return Err(INVALID);
         };
-        self.login_throttle.succeed(&req.name);
+        self.login_throttle.succeed(&req.name, addr, attempt);
         let session_id = Uuid::new_v4();
         let secret = generate_secret();
         let max_age_secs = i64::from(self.config.session_absolute_hours) * 3600;
@@ -695,12 +734,20 @@ impl AppState {
                 .await?
                 .ok_or(Error::NotFound("technician"))?;
             if hash.is_some() {
+                // A guess at the current password is a login attempt: throttled alike, so a
+                // stolen session cannot be used to guess the owner's password at speed.
+                let attempt = self
+                    .login_throttle
+                    .begin(&current.name, actor.address)
+                    .map_err(Error::Throttled)?;
                 let given = req.current_password.as_deref().unwrap_or("");
                 if !verify_password(given, hash).await? {
                     return Err(Error::forbidden(
                         "`current_password` is wrong; changing your own password needs it",
                     ));
                 }
+                self.login_throttle
+                    .succeed(&current.name, actor.address, attempt);
             }
         }
         let hash = hash_password(&req.password).await?;
@@ -880,17 +927,26 @@ mod tests {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(t.check("alice", Some(a)).is_ok());
-            t.fail("alice", Some(a));
+            assert!(t.begin("alice", Some(a)).is_ok());
         }
         // The name is locked from any address, whatever the case it is typed in.
-        assert!(t.check("ALICE", Some(b)).is_err());
+        assert!(t.begin("ALICE", Some(b)).is_err());
         // Another name from the first address is still allowed, until the address's limit.
-        assert!(t.check("bob", Some(a)).is_ok());
-        t.fail("bob", Some(a));
-        t.fail("carol", Some(a));
-        assert!(t.check("dave", Some(a)).is_err());
-        assert!(t.check("dave", Some(b)).is_ok());
+        assert!(t.begin("bob", Some(a)).is_ok());
+        assert!(t.begin("carol", Some(a)).is_ok());
+        assert!(t.begin("dave", Some(a)).is_err());
+        assert!(t.begin("dave", Some(b)).is_ok());
+    }
+
+    #[test]
+    fn a_successful_attempt_is_taken_back() {
+        let t = LoginThrottle::new(Duration::from_secs(60), 2, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            let at = t.begin("alice", Some(a)).unwrap();
+            t.succeed("alice", Some(a), at);
+        }
+        assert!(t.begin("alice", Some(a)).is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! through, and prints each step in plain words. Later workflows add steps to [`run`]; each
 //! step is one function that prints what it did.
 
+pub mod agents;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -111,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             dir.join("tls/ca.pem").display()
         );
         println!("Press Ctrl-C to stop.");
-        crate::cli::shutdown_signal().await;
+        crate::commands::hub::shutdown_signal().await;
         println!();
     }
     for child in children.into_iter().rev() {
@@ -205,7 +207,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
         dir.join("site").display()
     ));
     let imported = try_step!(inventory_and_import(&client, creds.remote_id).await);
-    let agents = match crate::demo_agents::run(&client, dir, &tls.ca_cert).await {
+    let agents = match crate::demo::agents::run(&client, dir, &tls.ca_cert).await {
         Ok((managed, summary)) => {
             children.extend(managed);
             summary
@@ -349,7 +351,7 @@ async fn start_connector(
     config.emulator_site = Some(dir.join("site"));
     config.share_dir = Some(dir.join("share"));
     let path = dir.join("connector.toml");
-    crate::cli::write_connector_config(&path, &config)?;
+    crate::commands::connectors::write_connector_config(&path, &config)?;
     let path_arg = path.display().to_string();
     let child = spawn_ferry(
         &["connector", "run", "--config", &path_arg],
@@ -474,7 +476,7 @@ async fn upload_sample(
         path.display(),
         zip.len()
     ));
-    let package = crate::package_cmd::upload(client, &path, None, false).await?;
+    let package = crate::commands::packages::upload(client, &path, None, false).await?;
     let m = &package.metadata.proposal;
     let field = |v: &Option<String>| v.as_deref().unwrap_or("?").to_owned();
     say(&format!(

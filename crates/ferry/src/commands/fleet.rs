@@ -15,6 +15,7 @@ use ferry_proto::ops::{
 use uuid::Uuid;
 
 use crate::admin_client::{AdminClient, HubArgs};
+use crate::output::emit;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCmd {
@@ -277,18 +278,20 @@ pub async fn secrets(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<EnrollmentSecret> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/enrollment-secrets")
                 .await?;
-            for s in list {
-                println!(
-                    "{}  {:<24} uses {}/{}  {}{}",
-                    s.id,
-                    s.name,
-                    s.uses,
-                    s.max_uses.map_or("∞".to_owned(), |m| m.to_string()),
-                    s.expires_at
-                        .map_or("no expiry".to_owned(), |e| format!("expires {e}")),
-                    if s.revoked { "  REVOKED" } else { "" }
-                );
-            }
+            emit(&list, |list| {
+                for s in list {
+                    println!(
+                        "{}  {:<24} uses {}/{}  {}{}",
+                        s.id,
+                        s.name,
+                        s.uses,
+                        s.max_uses.map_or("∞".to_owned(), |m| m.to_string()),
+                        s.expires_at
+                            .map_or("no expiry".to_owned(), |e| format!("expires {e}")),
+                        if s.revoked { "  REVOKED" } else { "" }
+                    );
+                }
+            })?;
         }
         SecretCmd::Revoke { id, hub } => {
             let s: EnrollmentSecret = crate::admin_client::connect(&hub)?
@@ -308,18 +311,20 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 None => "/api/v1/devices".to_owned(),
             };
             let list: Vec<Device> = crate::admin_client::connect(&hub)?.get(&path).await?;
-            for d in list {
-                println!(
-                    "{}  {:<20} {:<8} {} {} {}  {}",
-                    d.id,
-                    d.inventory.hostname,
-                    if d.online { "online" } else { "offline" },
-                    d.inventory.os_name,
-                    d.inventory.os_version,
-                    d.inventory.domain.as_deref().unwrap_or("-"),
-                    if d.enabled { "" } else { "DISABLED" }
-                );
-            }
+            emit(&list, |list| {
+                for d in list {
+                    println!(
+                        "{}  {:<20} {:<8} {} {} {}  {}",
+                        d.id,
+                        d.inventory.hostname,
+                        if d.online { "online" } else { "offline" },
+                        d.inventory.os_name,
+                        d.inventory.os_version,
+                        d.inventory.domain.as_deref().unwrap_or("-"),
+                        if d.enabled { "" } else { "DISABLED" }
+                    );
+                }
+            })?;
         }
         DeviceCmd::Show { id, hub } => {
             let d: Device = crate::admin_client::connect(&hub)?
@@ -393,17 +398,23 @@ pub async fn collections(cmd: CollectionCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<Collection> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/collections")
                 .await?;
-            for c in list {
-                println!(
-                    "{}  {:<24} {:>6} members  {}",
-                    c.id,
-                    c.name,
-                    c.member_count,
-                    c.rule
-                        .map(|r| format!("rule {}", serde_json::to_string(&r).unwrap_or_default()))
-                        .unwrap_or_else(|| "static".to_owned())
-                );
-            }
+            emit(&list, |list| {
+                for c in list {
+                    println!(
+                        "{}  {:<24} {:>6} members  {}",
+                        c.id,
+                        c.name,
+                        c.member_count,
+                        c.rule
+                            .as_ref()
+                            .map(|r| format!(
+                                "rule {}",
+                                serde_json::to_string(&r).unwrap_or_default()
+                            ))
+                            .unwrap_or_else(|| "static".to_owned())
+                    );
+                }
+            })?;
         }
         CollectionCmd::Delete { id, hub } => {
             crate::admin_client::connect(&hub)?
@@ -471,12 +482,14 @@ pub async fn deployments(cmd: DeploymentCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<Deployment> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/deployments")
                 .await?;
-            for d in list {
-                println!(
-                    "{}  package {}  collection {}  {:?}  {:?}",
-                    d.id, d.package_id, d.collection_id, d.action, d.detection
-                );
-            }
+            emit(&list, |list| {
+                for d in list {
+                    println!(
+                        "{}  package {}  collection {}  {:?}  {:?}",
+                        d.id, d.package_id, d.collection_id, d.action, d.detection
+                    );
+                }
+            })?;
         }
         DeploymentCmd::Delete { id, hub } => {
             crate::admin_client::connect(&hub)?
@@ -591,15 +604,17 @@ pub async fn ops(cmd: OpsCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<Operation> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/ops")
                 .await?;
-            for op in list {
-                println!(
-                    "{}  {:<22} {}  {}",
-                    op.id,
-                    op.spec.kind(),
-                    op.created_at,
-                    counts_line(&op.counts)
-                );
-            }
+            emit(&list, |list| {
+                for op in list {
+                    println!(
+                        "{}  {:<22} {}  {}",
+                        op.id,
+                        op.spec.kind(),
+                        op.created_at,
+                        counts_line(&op.counts)
+                    );
+                }
+            })?;
         }
         OpsCmd::Cancel { id, hub } => {
             let op: Operation = crate::admin_client::connect(&hub)?

@@ -22,8 +22,8 @@ use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
 
+use crate::bench::swarm::now_us;
 use crate::bench::{ProcStat, start_hub_with};
-use crate::swarm::now_us;
 
 #[derive(Debug, clap::Args)]
 pub struct FanoutArgs {
@@ -220,7 +220,7 @@ async fn provision(
     while left > 0 {
         let count = left.min(BATCH);
         let devices = (0..count)
-            .map(|_| crate::swarm::simulated_inventory(Uuid::new_v4()))
+            .map(|_| crate::bench::swarm::simulated_inventory(Uuid::new_v4()))
             .collect();
         let created: Vec<ImportedDevice> = hub
             .client

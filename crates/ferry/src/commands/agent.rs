@@ -201,7 +201,7 @@ pub async fn run_agent(data_dir: &Path) -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            crate::cli::shutdown_signal().await;
+            crate::commands::hub::shutdown_signal().await;
             shutdown.cancel();
         });
     }

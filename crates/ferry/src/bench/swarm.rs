@@ -161,7 +161,7 @@ pub async fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
             tokio::task::yield_now().await;
         }
     }
-    let stop = crate::cli::shutdown_signal();
+    let stop = crate::commands::hub::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -9,6 +9,7 @@ use ferry_proto::package::Package;
 use uuid::Uuid;
 
 use crate::admin_client::{AdminClient, HubArgs};
+use crate::output::emit;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PackageCmd {
@@ -45,10 +46,12 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<Package> = crate::admin_client::connect(&hub)?
                 .get("/api/v1/packages")
                 .await?;
-            for p in list {
-                let name = p.metadata.proposal.package_name.as_deref().unwrap_or("");
-                println!("{}  {:>12}  {}  {}", p.id, p.size, p.filename, name);
-            }
+            emit(&list, |list| {
+                for p in list {
+                    let name = p.metadata.proposal.package_name.as_deref().unwrap_or("");
+                    println!("{}  {:>12}  {}  {}", p.id, p.size, p.filename, name);
+                }
+            })?;
         }
         PackageCmd::Show { id, hub } => {
             let p: Package = crate::admin_client::connect(&hub)?

@@ -130,7 +130,7 @@ async fn measure(args: &TransferArgs, dir: &Path) -> anyhow::Result<Report> {
 
     let hub = start_hub(dir, "full").await?;
     let started = Instant::now();
-    let package = crate::package_cmd::upload(&hub.client, &file, None, false).await?;
+    let package = crate::commands::packages::upload(&hub.client, &file, None, false).await?;
     report.upload_mb_per_s = mb / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -261,7 +261,7 @@ async fn time_inventory(
     config.backend = Some(ferry_connector::config::Backend::Emulator);
     config.emulator_site = Some(site_dir);
     let path = dir.join("connector.toml");
-    crate::cli::write_connector_config(&path, &config)?;
+    crate::commands::connectors::write_connector_config(&path, &config)?;
     let mut connector = tokio::process::Command::new(std::env::current_exe()?)
         .args(["connector", "run", "--config"])
         .arg(&path)
@@ -276,7 +276,7 @@ async fn time_inventory(
             &serde_json::json!({}),
         )
         .await?;
-    let job = crate::cli::wait_for_job(client, job.id, Duration::from_secs(600)).await?;
+    let job = crate::commands::jobs::wait_for_job(client, job.id, Duration::from_secs(600)).await?;
     let secs = started.elapsed().as_secs_f64();
     let _ = connector.kill().await;
     if job.state != JobState::Succeeded {
