@@ -27,6 +27,12 @@ macro_rules! require_clamscan {
         match clamscan() {
             Some(path) => path,
             None => {
+                // The test script installs ClamAV: in CI a missing scanner is a failure, not
+                // a skip that would pass unnoticed.
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "clamscan is not installed, and CI=true: scripts/test.sh should have installed Debian's clamav"
+                );
                 eprintln!("SKIPPED: clamscan is not installed (apt-get install clamav)");
                 return;
             }

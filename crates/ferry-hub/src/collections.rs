@@ -2,9 +2,9 @@
 //!
 //! A rule is a set of case-insensitive globs on inventory fields, all of which must match
 //! (`*` any run of characters, `?` exactly one). Globs instead of regular expressions: an
-//! administrator can read them, and a hostile pattern cannot make matching slow (the matcher
-//! below keeps one backtrack point, so it takes at most pattern × text steps; patterns are
-//! capped at [`MAX_PATTERN`] characters).
+//! administrator can read them, and a hostile pattern cannot make matching slow (the matcher,
+//! [`ferry_proto::glob`], takes at most pattern × text steps; patterns are capped at
+//! [`MAX_PATTERN`] characters).
 
 use ferry_proto::agent::Inventory;
 use ferry_proto::ops::CollectionRule;
@@ -60,30 +60,8 @@ pub fn matches(rule: &CollectionRule, inv: &Inventory) -> bool {
         .all(|((_, pattern), value)| pattern.is_none_or(|p| glob_match(p, value)))
 }
 
-/// Case-insensitive glob match of the whole `text`.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
-    let t: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    // Classic two-pointer matcher: on a mismatch, retry from the last `*` one character later.
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
+/// Case-insensitive glob match of the whole `text` (see [`ferry_proto::glob`]).
+pub use ferry_proto::glob::matches as glob_match;
 
 #[cfg(test)]
 mod tests {

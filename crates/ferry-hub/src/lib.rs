@@ -200,9 +200,15 @@ pub async fn run(
     op_sweeper.abort();
     poll_reaper.abort();
     memory_trim.abort();
-    // Give the writer a moment to commit what agents reported before the signal.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    agent_writer.abort();
+    // Sessions have been told to close; what they reported is committed before the store
+    // closes (bounded, so that a broken database cannot hold the shutdown forever).
+    state.agents.stop_writer();
+    if tokio::time::timeout(Duration::from_secs(10), agent_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the agent report writer did not finish within 10 s");
+    }
     // The presence task flushes once more when it sees the shutdown signal.
     let _ = presence.await;
     store.close().await;

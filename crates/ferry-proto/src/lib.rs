@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod connector;
 pub mod diagnostics;
 mod error;
+pub mod glob;
 pub mod identity;
 pub mod inventory;
 pub mod job;

@@ -1,182 +1,17 @@
-//! An emulated ConfigMgr site: runs the connector's scripts where no ConfigMgr can run.
-//!
-//! Why it exists: tests, `ferry demo` and `ferry sccm emulate` need a site that behaves like
-//! ConfigMgr — same parameter binding, same errors, same stdout — for the exact text the
-//! connector would give `powershell.exe`. The emulator only executes what [`crate::read()`]
-//! accepted, binds every call through [`crate::bind`] (the cmdlet table), and keeps the site in
-//! memory, saved to `<dir>/site.json` with an atomic replace (temp file + rename) after each run.
-//!
-//! What it models: applications (CI_ID, `ScopeId_…/Application_…` model names, revisions
-//! bumped by every change, SDMPackageXML from [`crate::sdm`]), deployment types, content
-//! distribution per distribution point group, deployments per collection, and application
-//! folders as `SMS_ObjectContainerNode`/`SMS_ObjectContainerItem` rows (ObjectType 6000).
-//! Parameters it binds but does not model (requirements, repair commands, …) are accepted and
-//! ignored. Wildcards support `*` and `?`.
+//! The interpreter: executes a script's statements (already accepted by [`crate::read()`]) against
+//! a [`Site`], binding every call through [`crate::bind`] and answering with ConfigMgr's and
+//! PowerShell's own wording.
 
-use crate::bind::{Bound, bind, parse_datetime};
-use crate::cmdlets::Cmdlet;
-use crate::read::{ReadError, read};
-use crate::script::{Call, Emit, Literal, Preference, RESULT_MARKER, Statement, Target, Value};
-use crate::sdm;
-use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
-/// File name of the saved site inside its folder.
-pub const SITE_FILE: &str = "site.json";
+use serde_json::Value as Json;
 
-/// First ID ConfigMgr hands out for CIs, folders and assignments (0x01000001).
-const FIRST_ID: u32 = 16_777_217;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EmulatorError {
-    /// The reader refused the script; nothing ran.
-    #[error(transparent)]
-    Refused(#[from] ReadError),
-    /// A cmdlet failed (`$ErrorActionPreference = 'Stop'` ends the script there). `stdout` is
-    /// what the script printed before, as a real run would have.
-    #[error("line {line}: {cmdlet} : {message}")]
-    Cmdlet {
-        line: usize,
-        cmdlet: String,
-        message: String,
-        stdout: String,
-    },
-    #[error("site folder {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("site file {} is not a valid site: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
-}
-
-/// The persisted state of a site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SiteState {
-    pub site_code: String,
-    /// `ScopeId_<GUID>`: the site's authoring scope, prefix of every model name.
-    pub scope_id: String,
-    /// The SMS Provider's computer name (the CMSite drive's `Root`).
-    pub provider: String,
-    pub distribution_point_groups: Vec<String>,
-    pub collections: Vec<Collection>,
-    pub folders: Vec<Folder>,
-    pub folder_items: Vec<FolderItem>,
-    pub applications: Vec<Application>,
-    pub deployments: Vec<Deployment>,
-    pub next_id: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Collection {
-    pub id: String,
-    pub name: String,
-}
-
-/// An `SMS_ObjectContainerNode` row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Folder {
-    pub container_node_id: u32,
-    pub name: String,
-    /// 0 for a folder at the root of its object type.
-    pub parent_container_node_id: u32,
-    pub object_type: u32,
-}
-
-/// An `SMS_ObjectContainerItem` row: `instance_key` is the application's model name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FolderItem {
-    pub member_id: u32,
-    pub container_node_id: u32,
-    pub instance_key: String,
-    pub object_type: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Application {
-    pub ci_id: u32,
-    pub logical_name: String,
-    pub model_name: String,
-    pub revision: u32,
-    pub name: String,
-    pub description: String,
-    pub publisher: String,
-    pub software_version: String,
-    pub optional_reference: String,
-    pub owners: Vec<String>,
-    pub localized_name: String,
-    pub auto_install: bool,
-    pub default_language_id: Option<u32>,
-    pub deployment_types: Vec<DeploymentType>,
-    /// Content distribution per DP group: the application revision last distributed.
-    pub content: Vec<ContentStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContentStatus {
-    pub distribution_point_group: String,
-    pub revision: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeploymentType {
-    pub ci_id: u32,
-    pub logical_name: String,
-    pub revision: u32,
-    pub name: String,
-    /// `Script` or `MSI`.
-    pub technology: String,
-    pub content_location: String,
-    pub install_command: String,
-    pub uninstall_command: Option<String>,
-    pub detection: DtDetection,
-    pub cache_content: bool,
-    pub slow_network: String,
-    pub max_runtime_mins: u32,
-    pub estimated_runtime_mins: u32,
-    pub force_32bit: bool,
-    pub comment: String,
-    pub languages: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DtDetection {
-    Script {
-        language: String,
-        text: String,
-        run_as_32bit: bool,
-    },
-    ProductCode(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Deployment {
-    pub assignment_id: u32,
-    pub assignment_unique_id: String,
-    pub application_model_name: String,
-    pub application_name: String,
-    pub collection_id: String,
-    pub collection_name: String,
-    pub action: String,
-    pub purpose: String,
-    pub available: Option<String>,
-    pub deadline: Option<String>,
-    pub time_base: String,
-}
-
-/// A site, optionally backed by a folder.
-#[derive(Debug)]
-pub struct Site {
-    dir: Option<PathBuf>,
-    state: SiteState,
-    /// Model name → position in `state.applications` (applications are never removed), so
-    /// that a 10 000-application inventory does not search the list for every property.
-    by_model: HashMap<String, usize>,
-}
+use super::Site;
+use super::state::*;
+use crate::bind::{Bound, bind, parse_datetime};
+use crate::cmdlets::Cmdlet;
+use crate::script::{Call, Emit, Literal, Preference, RESULT_MARKER, Statement, Target, Value};
 
 /// What a script variable holds. Objects are references into the site, read when a property
 /// is, like the live WMI objects the ConfigMgr cmdlets return.
@@ -210,42 +45,6 @@ impl Obj {
     }
 }
 
-impl SiteState {
-    /// The demo site: site code `DEM`, DP group `Demo Distribution Group`, collection
-    /// `Demo devices`, application folder `Test 1`.
-    pub fn demo() -> SiteState {
-        SiteState {
-            site_code: "DEM".into(),
-            scope_id: format!(
-                "ScopeId_{}",
-                uuid::Uuid::new_v4().to_string().to_uppercase()
-            ),
-            provider: "cm01.demo.local".into(),
-            distribution_point_groups: vec!["Demo Distribution Group".into()],
-            collections: vec![
-                Collection {
-                    id: "SMS00001".into(),
-                    name: "All Systems".into(),
-                },
-                Collection {
-                    id: "DEM00015".into(),
-                    name: "Demo devices".into(),
-                },
-            ],
-            folders: vec![Folder {
-                container_node_id: FIRST_ID,
-                name: "Test 1".into(),
-                parent_container_node_id: 0,
-                object_type: 6000,
-            }],
-            folder_items: Vec::new(),
-            applications: Vec::new(),
-            deployments: Vec::new(),
-            next_id: FIRST_ID + 1,
-        }
-    }
-}
-
 type CmdResult = Result<Obj, String>;
 
 const NOT_FOUND: &str = "No object corresponds to the specified parameters.";
@@ -259,210 +58,25 @@ struct Run {
 }
 
 impl Site {
-    /// An in-memory demo site (nothing is saved).
-    pub fn demo() -> Site {
-        Site::with_state(None, SiteState::demo())
-    }
-
-    /// Opens the site saved in `dir`, creating the folder with the demo site if it has none.
-    pub fn open(dir: &Path) -> Result<Site, EmulatorError> {
-        let file = dir.join(SITE_FILE);
-        let io = |source| EmulatorError::Io {
-            path: dir.to_owned(),
-            source,
-        };
-        match std::fs::read(&file) {
-            Ok(bytes) => {
-                let state = serde_json::from_slice(&bytes).map_err(|e| EmulatorError::Corrupt {
-                    path: file.clone(),
-                    message: e.to_string(),
-                })?;
-                Ok(Site::with_state(Some(dir.to_owned()), state))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir).map_err(io)?;
-                let site = Site::with_state(Some(dir.to_owned()), SiteState::demo());
-                site.save()?;
-                Ok(site)
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    fn with_state(dir: Option<PathBuf>, state: SiteState) -> Site {
-        let by_model = state
-            .applications
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.model_name.clone(), i))
-            .collect();
-        Site {
-            dir,
-            state,
-            by_model,
-        }
-    }
-
-    fn app_pos(&self, model: &str) -> Option<usize> {
-        self.by_model.get(model).copied()
-    }
-
-    fn push_app(&mut self, app: Application) {
-        self.by_model
-            .insert(app.model_name.clone(), self.state.applications.len());
-        self.state.applications.push(app);
-    }
-
-    pub fn state(&self) -> &SiteState {
-        &self.state
-    }
-
-    /// Writes `site.json` atomically: a reader sees the old or the new site, never half.
-    pub fn save(&self) -> Result<(), EmulatorError> {
-        let Some(dir) = &self.dir else { return Ok(()) };
-        let io = |source| EmulatorError::Io {
-            path: dir.clone(),
-            source,
-        };
-        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| EmulatorError::Corrupt {
-            path: dir.join(SITE_FILE),
-            message: e.to_string(),
-        })?;
-        let tmp = dir.join(format!("{SITE_FILE}.tmp"));
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, dir.join(SITE_FILE)).map_err(io)
-    }
-
-    /// Reads and runs a script; returns its stdout exactly as the real site would print it
-    /// (result lines, `\n`-terminated). Changes made before a failing cmdlet stay, as on a real
-    /// site, and the site is saved either way.
-    pub fn run(&mut self, script_text: &str) -> Result<String, EmulatorError> {
-        let script = read(script_text)?;
+    /// Runs the script's statements in order until one fails (`$ErrorActionPreference =
+    /// 'Stop'`); returns the stdout and the failure: line, cmdlet and message.
+    pub(super) fn execute(
+        &mut self,
+        script: &crate::script::Script,
+    ) -> (String, Option<(usize, String, String)>) {
         let mut run = Run {
             vars: HashMap::new(),
             stdout: String::new(),
             module_loaded: false,
             on_site_drive: false,
         };
-        let mut failure = None;
         for (i, statement) in script.statements.iter().enumerate() {
             if let Err((cmdlet, message)) = self.statement(&mut run, statement) {
                 // The reader guarantees one statement per line.
-                failure = Some((i + 1, cmdlet, message));
-                break;
+                return (run.stdout, Some((i + 1, cmdlet, message)));
             }
         }
-        self.save()?;
-        match failure {
-            Some((line, cmdlet, message)) => Err(EmulatorError::Cmdlet {
-                line,
-                cmdlet,
-                message,
-                stdout: run.stdout,
-            }),
-            None => Ok(run.stdout),
-        }
-    }
-
-    /// Adds `copies` copies of the named application under new names, IDs and logical names:
-    /// large sites for benchmarks and load tests without running thousands of scripts.
-    pub fn replicate_application(&mut self, name: &str, copies: usize) {
-        let Some(template) = self
-            .state
-            .applications
-            .iter()
-            .find(|a| a.name == name)
-            .cloned()
-        else {
-            return;
-        };
-        for i in 1..=copies {
-            let mut app = template.clone();
-            app.ci_id = self.next_id();
-            app.logical_name = format!("Application_{}", uuid::Uuid::new_v4());
-            app.model_name = format!("{}/{}", self.state.scope_id, app.logical_name);
-            app.name = format!("{name} #{i}");
-            for dt in &mut app.deployment_types {
-                dt.ci_id = self.next_id();
-                dt.logical_name = format!("DeploymentType_{}", uuid::Uuid::new_v4());
-            }
-            self.push_app(app);
-        }
-    }
-
-    /// The SDMPackageXML of an application, as `Get-CMApplication` returns it.
-    pub fn sdm_package_xml(&self, app: &Application) -> String {
-        sdm::to_xml(&self.sdm_application(app))
-    }
-
-    /// The application as the digest codec models it.
-    pub fn sdm_application(&self, app: &Application) -> sdm::Application {
-        let language = app
-            .default_language_id
-            .and_then(culture_by_lcid)
-            .unwrap_or("en-US")
-            .to_owned();
-        sdm::Application {
-            scope_id: self.state.scope_id.clone(),
-            logical_name: app.logical_name.clone(),
-            revision: app.revision,
-            title: app.name.clone(),
-            publisher: app.publisher.clone(),
-            version: app.software_version.clone(),
-            description: app.description.clone(),
-            custom_id: app.optional_reference.clone(),
-            default_language: language.clone(),
-            localized: vec![sdm::LocalizedInfo {
-                language,
-                title: if app.localized_name.is_empty() {
-                    app.name.clone()
-                } else {
-                    app.localized_name.clone()
-                },
-                publisher: app.publisher.clone(),
-                version: app.software_version.clone(),
-                ..Default::default()
-            }],
-            auto_install: app.auto_install,
-            owners: app.owners.clone(),
-            deployment_types: app
-                .deployment_types
-                .iter()
-                .map(|dt| sdm::DeploymentType {
-                    scope_id: self.state.scope_id.clone(),
-                    logical_name: dt.logical_name.clone(),
-                    revision: dt.revision,
-                    title: dt.name.clone(),
-                    admin_comment: dt.comment.clone(),
-                    technology: dt.technology.clone(),
-                    content_locations: vec![dt.content_location.clone()],
-                    install_command: Some(dt.install_command.clone()),
-                    uninstall_command: dt.uninstall_command.clone().filter(|c| !c.is_empty()),
-                    execution_context: Some("System".into()),
-                    user_interaction_mode: Some("Hidden".into()),
-                    post_install_behavior: Some("BasedOnExitCode".into()),
-                    max_run_time_mins: Some(dt.max_runtime_mins),
-                    estimated_run_time_mins: Some(dt.estimated_runtime_mins),
-                    run_as_32bit: dt.force_32bit,
-                    detection: match &dt.detection {
-                        DtDetection::Script {
-                            language,
-                            text,
-                            run_as_32bit,
-                        } => sdm::Detection::Script {
-                            language: language.clone(),
-                            body: text.clone(),
-                            run_as_32bit: *run_as_32bit,
-                        },
-                        DtDetection::ProductCode(code) => sdm::Detection::MsiProductCode {
-                            product_code: code.clone(),
-                        },
-                    },
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
+        (run.stdout, None)
     }
 
     fn statement(&mut self, run: &mut Run, statement: &Statement) -> Result<(), (String, String)> {
@@ -1293,7 +907,7 @@ impl Site {
         }
     }
 
-    fn next_id(&mut self) -> u32 {
+    pub(super) fn next_id(&mut self) -> u32 {
         let id = self.state.next_id;
         self.state.next_id += 1;
         id
@@ -1521,22 +1135,12 @@ fn apply_dt(dt: &mut DeploymentType, b: &Bound) -> bool {
 }
 
 /// PowerShell's `-Name` matching for ConfigMgr objects: case-insensitive, `*` and `?`
-/// wildcards unless `-DisableWildcardHandling`.
+/// wildcards unless `-DisableWildcardHandling` (the linear matcher of [`ferry_proto::glob`]).
 fn name_matches(pattern: &str, name: &str, literal: bool) -> bool {
-    if literal || !pattern.contains(['*', '?']) {
+    if literal || !ferry_proto::glob::has_wildcards(pattern) {
         return pattern.to_lowercase() == name.to_lowercase();
     }
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let n: Vec<char> = name.to_lowercase().chars().collect();
-    go(&p, &n)
+    ferry_proto::glob::matches(pattern, name)
 }
 
 /// `ObjectType = 6000`, `ObjectType='6000'` → 6000.
@@ -1567,7 +1171,7 @@ fn parse_wql(query: &str) -> Option<(String, Option<String>)> {
     }
 }
 
-fn culture_by_lcid(lcid: u32) -> Option<&'static str> {
+pub(super) fn culture_by_lcid(lcid: u32) -> Option<&'static str> {
     const TAGS: &[&str] = &[
         "en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "nl-NL", "pt-BR", "ru-RU", "pl-PL",
         "ja-JP", "zh-CN",
