@@ -13,7 +13,8 @@
 //! * **Writer.** Agent reports go to one task that commits whatever has accumulated in one
 //!   transaction (group commit), then acknowledges results to their agents. While one commit
 //!   is being fsynced the next batch fills up, so throughput grows with load instead of
-//!   collapsing under it.//!
+//!   collapsing under it.
+//!
 //! Layout: [`session`] (one connected device), `admission` (pacing), [`writer`] (the batched
 //! writer), [`upkeep`] (the operation sweeper, the long-poll reaper, the memory trim); this
 //! module holds the registry of sessions that ties them together.
