@@ -1,8 +1,9 @@
 //! # ferry-package
 //!
 //! What Ferry knows about packages: a zip holding a PSAppDeployToolkit (PSADT) wrapper and an
-//! MSI, pushed into ConfigMgr. This crate does no network or process I/O; it reads from any
-//! `Read + Seek` and writes files only in [`extract`].
+//! MSI, pushed into ConfigMgr. This crate does no network or process I/O; it reads archives
+//! from any `Read + Seek`, writes files only in [`extract`] (never outside its target) and
+//! reads a folder only in [`pack_folder`] (never outside its source).
 //!
 //! - [`archive`]: validate a zip ([`inspect`]) and unpack it safely ([`extract`]); refuses zip
 //!   slip, absolute/UNC paths, symlinks, duplicate names, bombs, encrypted and damaged archives.
