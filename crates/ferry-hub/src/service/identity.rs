@@ -351,6 +351,13 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a session may still be used at `now`: not revoked, its technician enabled, before
+/// its absolute end, and last active (`last`, the later of the stored and the in-memory
+/// activity) no more than `idle_ms` ago.
+fn session_live(row: &SessionAuthRow, last: i64, now: i64, idle_ms: i64) -> bool {
+    !row.revoked && row.technician_enabled && now < row.expires_at_ms && now - last <= idle_ms
+}
+
 /// `fk_<32 hex key id>_<secret>`.
 fn format_key(id: Uuid, secret: &str) -> String {
     format!("{API_KEY_PREFIX}{}_{secret}", id.simple())
@@ -479,12 +486,7 @@ impl AppState {
             .unwrap_or(0)
             .max(row.last_seen_ms);
         let idle_ms = i64::from(self.config.session_idle_mins) * 60_000;
-        if !self.key.verify(secret, &row.secret_hash)
-            || row.revoked
-            || !row.technician_enabled
-            || row.expires_at_ms <= now
-            || now - last > idle_ms
-        {
+        if !self.key.verify(secret, &row.secret_hash) || !session_live(&row, last, now, idle_ms) {
             return Err(INVALID);
         }
         Ok(TechnicianCaller {
@@ -947,6 +949,47 @@ mod tests {
             t.succeed("alice", Some(a), at);
         }
         assert!(t.begin("alice", Some(a)).is_ok());
+    }
+
+    fn session(last_seen_ms: i64, expires_at_ms: i64) -> SessionAuthRow {
+        SessionAuthRow {
+            session_id: Uuid::nil(),
+            technician_id: Uuid::nil(),
+            technician_name: "t".into(),
+            role: Role::Guest,
+            technician_enabled: true,
+            secret_hash: Vec::new(),
+            last_seen_ms,
+            expires_at_ms,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn a_session_idle_longer_than_the_timeout_has_ended() {
+        let idle = 30 * 60_000;
+        let row = session(0, 12 * 3_600_000);
+        assert!(session_live(&row, 0, idle, idle));
+        assert!(!session_live(&row, 0, idle + 1, idle));
+        // Activity the hub noted in memory (not yet flushed) counts.
+        assert!(session_live(&row, idle, 2 * idle, idle));
+    }
+
+    #[test]
+    fn a_session_ends_at_its_absolute_end_however_active() {
+        let row = session(0, 1_000);
+        assert!(session_live(&row, 999, 999, 60_000));
+        assert!(!session_live(&row, 1_000, 1_000, 60_000));
+    }
+
+    #[test]
+    fn a_revoked_session_or_a_disabled_technicians_session_is_over() {
+        let mut row = session(0, 1_000);
+        row.revoked = true;
+        assert!(!session_live(&row, 0, 0, 60_000));
+        let mut row = session(0, 1_000);
+        row.technician_enabled = false;
+        assert!(!session_live(&row, 0, 0, 60_000));
     }
 
     #[test]

@@ -361,7 +361,9 @@ async fn measure(args: &FanoutArgs, dir: &Path) -> anyhow::Result<Report> {
     eprintln!("provisioning {n} devices…");
     let (tokens, all, baseline) = {
         let hub = start_hub_with(dir, "full", &extra, Some(&tls.ca_cert)).await?;
-        provision(&hub, n, base_n).await?
+        let provisioned = provision(&hub, n, base_n).await?;
+        hub.stop();
+        provisioned
     };
     // A fresh hub process on the provisioned data: the memory measured is the sessions',
     // not what provisioning left behind.
