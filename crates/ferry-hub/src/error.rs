@@ -32,6 +32,9 @@ pub enum Error {
     TooLarge(usize),
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// Too much work of one kind queued (password checks); retry after this many seconds.
+    #[error("the hub is busy; retry in {0} seconds")]
+    Busy(u64),
     /// Paced admission: come back after this many milliseconds.
     #[error("too many agents are connecting at once; retry in {0} ms")]
     Deferred(u64),
@@ -82,6 +85,7 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::TooLarge(_) => ErrorCode::BodyTooLarge,
             Error::ShuttingDown => ErrorCode::ShuttingDown,
+            Error::Busy(_) => ErrorCode::Busy,
             Error::Deferred(_) => ErrorCode::AdmissionDeferred,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -156,7 +160,29 @@ impl From<IdentityError> for Error {
             IdentityError::NotFound => Error::NotFound("technician or key"),
             IdentityError::NameTaken(_) => Error::conflict(ErrorCode::NameTaken, e.to_string()),
             IdentityError::LastAdmin => Error::conflict(ErrorCode::LastAdmin, e.to_string()),
+            IdentityError::TooManyKeys(_) => Error::conflict(ErrorCode::TooManyKeys, e.to_string()),
             IdentityError::Store(s) => s.into(),
         }
     }
+}
+
+/// A JSON document that does not deserialize: 400 naming the field by its path under `prefix`
+/// (`payload.site.share_path`), for request bodies (`prefix` empty) and documents inside them.
+pub(crate) fn invalid_json(
+    e: serde_path_to_error::Error<serde_json::Error>,
+    prefix: &str,
+) -> Error {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let whole = path == "." || path.is_empty();
+    let message = if inner.is_syntax() || inner.is_eof() || (whole && prefix.is_empty()) {
+        format!("malformed JSON body: {inner}")
+    } else if whole {
+        format!("invalid `{prefix}`: {inner}")
+    } else if prefix.is_empty() {
+        format!("invalid field `{path}`: {inner}")
+    } else {
+        format!("invalid field `{prefix}.{path}`: {inner}")
+    };
+    Error::bad(ErrorCode::InvalidBody, message)
 }

@@ -241,18 +241,23 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// On first start (no technician yet), creates the initial administrator and writes its first
-/// API key to `admin.token` (0600). A hub upgraded from before technicians existed gets the
-/// same: its old admin token no longer works, and the file now holds the new key.
+/// API key to `admin.token` (0600); at any later start where no enabled administrator has a
+/// password or a live key, writes a new key there (see [`AppState::ensure_admin_access`]). A
+/// hub upgraded from before technicians existed gets the first: its old admin token no longer
+/// works, and the file now holds the new key.
 async fn write_initial_admin_key(state: &AppState, dir: &Path) -> anyhow::Result<()> {
-    let Some(token) = state.bootstrap_admin().await? else {
-        return Ok(());
-    };
     let path = dir.join(ADMIN_TOKEN_FILE);
-    write_private_file(&path, format!("{token}\n").as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tracing::info!(
-        file = %path.display(),
-        "created the initial administrator `admin`; its first API key is in the file"
-    );
+    let minted = state
+        .ensure_admin_access(|token| {
+            write_private_file(&path, format!("{token}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))
+        })
+        .await?;
+    if minted {
+        tracing::info!(
+            file = %path.display(),
+            "an administrator API key was written to the file (first start, or no administrator could sign in)"
+        );
+    }
     Ok(())
 }

@@ -81,6 +81,12 @@ pub async fn run(state: AppState) {
 async fn flush_all(state: &AppState) {
     state.presence.flush(state).await;
     state.usage.flush(state).await;
+    state.login_throttle.prune();
+    state
+        .identity_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .prune();
     // Ended sessions can never be used again; a day's grace keeps them visible in between.
     let cutoff = crate::time_util::now_ms() - 24 * 3600 * 1000;
     if let Err(e) = state.store.prune_sessions(cutoff).await {

@@ -1,7 +1,9 @@
 //! Secrets: generation, keyed hashing and verification.
 //!
-//! Connector secrets, admin tokens (and later API keys and device tokens) are 256-bit random
-//! values that the hub shows once and stores only as `HMAC-SHA256(server_key, secret)`.
+//! Connector secrets, technicians' API keys, session secrets, enrolment secrets and device
+//! tokens are 256-bit random values that the hub shows once and stores only as
+//! `HMAC-SHA256(server_key, secret)`. (Portal passwords are chosen by people and are argon2id:
+//! see `service::identity`.)
 //!
 //! Why HMAC and not argon2: argon2's cost exists to slow down guessing of *low-entropy*
 //! passwords. These secrets are 256 random bits, so guessing is hopeless at any speed, and a

@@ -53,17 +53,41 @@ pub struct UpdateConnector {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteSettingsPatch {
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub site_code: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub console_path: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub share_path: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub distribution_point_group: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub collection: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub folder: Option<Option<String>>,
 }
 

@@ -71,7 +71,6 @@ error_codes! {
     InvalidOutputLimit = "invalid_output_limit",
     InvalidMaxUses = "invalid_max_uses",
     InvalidInventory = "invalid_inventory",
-    InvalidRole = "invalid_role",
     WeakPassword = "weak_password",
     TooManyTargets = "too_many_targets",
     TooManyBytes = "too_many_bytes",
@@ -99,6 +98,8 @@ error_codes! {
     SessionReplaced = "session_replaced",
     SessionClosed = "session_closed",
     LastAdmin = "last_admin",
+    /// A technician holds the most live API keys allowed; revoke one first.
+    TooManyKeys = "too_many_keys",
     // ----- content that cannot be accepted (422) -----
     UnknownReference = "unknown_reference",
     NotAnMsi = "not_an_msi",
@@ -111,6 +112,8 @@ error_codes! {
     // ----- other -----
     NotFound = "not_found",
     ShuttingDown = "shutting_down",
+    /// The hub is too busy to verify a password now; retry after `Retry-After` (503).
+    Busy = "busy",
     /// Paced admission: come back after `Retry-After` (503).
     AdmissionDeferred = "admission_deferred",
     Internal = "internal",

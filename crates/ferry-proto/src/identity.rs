@@ -15,7 +15,7 @@ use crate::Timestamp;
 /// API keys start with this, so that secret scanners and people recognise them.
 pub const API_KEY_PREFIX: &str = "fk_";
 /// The browser session cookie (`HttpOnly; Secure; SameSite=Strict`).
-pub const SESSION_COOKIE: &str = "ferry_session";
+pub const SESSION_COOKIE: &str = "__Host-ferry_session";
 /// The header carrying the CSRF token with cookie-authenticated state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -74,7 +74,7 @@ pub struct Technician {
 }
 
 /// `POST /api/v1/technicians`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTechnician {
     pub name: String,
@@ -94,7 +94,11 @@ pub struct NewTechnician {
 pub struct UpdateTechnician {
     #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub email: Option<Option<String>>,
     #[serde(default)]
     pub role: Option<Role>,
@@ -104,7 +108,7 @@ pub struct UpdateTechnician {
 
 /// `POST /api/v1/technicians/{id}/password`. An administrator sets anyone's; a technician
 /// changing their own must give the current one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     pub password: String,
@@ -130,17 +134,30 @@ pub struct ApiKey {
 }
 
 /// `POST /api/v1/technicians/{id}/keys`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
     /// Lifetime in seconds; absent means the key does not expire.
     #[serde(default)]
     pub expires_in_secs: Option<u64>,
+    /// The caller's password, required when the request comes through a browser session (a
+    /// stolen session cookie must not become a lasting key); ignored with an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
+}
+
+/// The optional body of `POST /api/v1/technicians/{id}/keys/{key}/regenerate`: through a
+/// browser session it must carry the caller's password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reauthenticate {
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// The answer to creating or regenerating a key: the only time the secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedApiKey {
     pub key: ApiKey,
     /// `fk_<key id>_<secret>`, for `Authorization: Bearer …`.
@@ -148,7 +165,7 @@ pub struct CreatedApiKey {
 }
 
 /// `POST /api/v1/login`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub name: String,
@@ -285,5 +302,92 @@ mod tests {
             serde_json::to_value(Via::Hub).unwrap(),
             serde_json::json!({"kind": "hub"})
         );
+    }
+}
+
+// Types that carry a password or a secret print it as `***`: one `?req` in a log line must not
+// leak it.
+const HIDDEN: &str = "***";
+
+fn hidden(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| HIDDEN)
+}
+
+impl std::fmt::Debug for NewTechnician {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTechnician")
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("password", &hidden(&self.password))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetPassword")
+            .field("password", &HIDDEN)
+            .field("current_password", &hidden(&self.current_password))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("name", &self.name)
+            .field("expires_in_secs", &self.expires_in_secs)
+            .field("current_password", &hidden(&self.current_password))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Reauthenticate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reauthenticate")
+            .field("current_password", &hidden(&self.current_password))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("key", &self.key)
+            .field("token", &HIDDEN)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("name", &self.name)
+            .field("password", &HIDDEN)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords_and_tokens() {
+        let login = LoginRequest {
+            name: "alice".into(),
+            password: "correct horse battery".into(),
+        };
+        let set = SetPassword {
+            password: "new secret words".into(),
+            current_password: Some("old secret words".into()),
+        };
+        let printed = format!("{login:?} {set:?}");
+        assert!(printed.contains("alice"));
+        for secret in ["correct horse", "new secret", "old secret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }

@@ -41,7 +41,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Distinguishes "field absent" (keep) from "field null" (clear) in PATCH bodies:
-/// `#[serde(default, with = "crate::double_option")] field: Option<Option<T>>`.
+/// `#[serde(default, skip_serializing_if = "Option::is_none", with = "crate::double_option")] field: Option<Option<T>>`.
 pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -59,5 +59,31 @@ pub(crate) mod double_option {
         d: D,
     ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod double_option_tests {
+    use crate::identity::{Role, UpdateTechnician};
+
+    #[test]
+    fn an_absent_field_is_not_sent_as_null() {
+        let update = UpdateTechnician {
+            role: Some(Role::Operator),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(json["role"], "operator");
+        assert!(json.get("email").is_none(), "{json}");
+    }
+
+    #[test]
+    fn null_clears_and_absence_keeps() {
+        let cleared: UpdateTechnician = serde_json::from_str(r#"{"email": null}"#).unwrap();
+        assert_eq!(cleared.email, Some(None));
+        let kept: UpdateTechnician = serde_json::from_str("{}").unwrap();
+        assert_eq!(kept.email, None);
+        let round = serde_json::to_value(&cleared).unwrap();
+        assert_eq!(round.get("email"), Some(&serde_json::Value::Null));
     }
 }

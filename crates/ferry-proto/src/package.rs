@@ -240,23 +240,59 @@ pub struct UpdatePackage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataPatch {
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub vendor: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub product: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub version: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub language: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub package_name: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub install_command: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub uninstall_command: Option<Option<String>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub installer: Option<Option<Installer>>,
-    #[serde(default, with = "crate::double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
     pub detection: Option<Option<DetectionSpec>>,
 }
 

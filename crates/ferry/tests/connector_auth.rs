@@ -61,6 +61,52 @@ async fn rotated_secret_replaces_the_old_one_at_once() {
 }
 
 #[tokio::test]
+async fn a_long_poll_waiting_with_a_rotated_secret_ends_with_401_and_leases_nothing() {
+    let hub = TestHub::start("").await;
+    let old = hub.register("c1").await;
+    let poll = {
+        let (http, url, creds) = (hub.http.clone(), hub.url.clone(), old.clone());
+        tokio::spawn(async move {
+            let r = http
+                .get(format!("{url}/api/v1/connector/jobs/next?hold=50"))
+                .bearer_auth(format!("{}:{}", creds.remote_id, creds.secret))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    // The poll is waiting once the hub counts it.
+    let started = std::time::Instant::now();
+    while hub.metric("ferry_long_polls_waiting").await < 1.0 {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the poll never started waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, _) = status_and_body(hub.admin(
+        Method::POST,
+        &format!("/api/v1/connectors/{}/rotate-secret", old.remote_id),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    // A job queued now must not go to the old secret's holder.
+    let job = hub
+        .enqueue_job(common::diagnostics_job(old.remote_id))
+        .await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(40), poll)
+        .await
+        .expect("the poll ended before its hold")
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(
+        hub.job(job.id).await.state,
+        ferry_proto::job::JobState::Queued
+    );
+}
+
+#[tokio::test]
 async fn disabled_connector_gets_403_and_enabled_again_works() {
     let hub = TestHub::start("").await;
     let creds = hub.register("c1").await;

@@ -49,7 +49,7 @@ fn with_key(hub: &TestHub, token: &str, method: Method, path: &str) -> reqwest::
 fn with_cookie(hub: &TestHub, cookie: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
     hub.http
         .request(method, format!("{}{path}", hub.url))
-        .header("cookie", format!("ferry_session={cookie}"))
+        .header("cookie", format!("__Host-ferry_session={cookie}"))
 }
 
 /// A logged-in browser: the cookie's value and the session's CSRF token.
@@ -113,7 +113,7 @@ fn session_cookie_value(headers: &HeaderMap) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("ferry_session="))
+        .find_map(|v| v.strip_prefix("__Host-ferry_session="))
         .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
 }
 
@@ -818,7 +818,7 @@ async fn no_password_key_or_session_reaches_the_hub_log() {
                 Method::POST,
                 &format!("/api/v1/technicians/{id}/keys"),
             )
-            .json(&json!({ "name": "second" })),
+            .json(&json!({ "name": "second", "current_password": PASSWORD })),
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
@@ -1013,4 +1013,74 @@ async fn the_cli_manages_technicians_and_keys_and_filters_the_audit_log() {
     let key_id = keys[0]["id"].as_str().unwrap();
     ferry(&["technician", "key", "revoke", key_id, "--technician", "bob"]);
     assert_eq!(me_status_with_key(&hub, token).await, 401);
+}
+
+#[tokio::test]
+async fn minting_a_key_through_a_browser_session_needs_the_password_again() {
+    let hub = TestHub::start("").await;
+    let id = create_technician(&hub, "mona", "operator", Some(PASSWORD)).await;
+    let session = login(&hub, "mona", PASSWORD).await;
+    let path = format!("/api/v1/technicians/{id}/keys");
+    for body in [
+        json!({ "name": "k" }),
+        json!({ "name": "k", "current_password": "not the password at all" }),
+    ] {
+        let a = send(session.change(&hub, Method::POST, &path).json(&body)).await;
+        assert_eq!(a.status, 403, "{}", a.body);
+    }
+    let keys = send(hub.admin(Method::GET, &path)).await;
+    assert_eq!(keys.body, json!([]), "refusals created nothing");
+    let a = send(
+        session
+            .change(&hub, Method::POST, &path)
+            .json(&json!({ "name": "k", "current_password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let key = a.body["key"]["id"].as_str().unwrap().to_owned();
+    let regenerate = format!("{path}/{key}/regenerate");
+    let a = send(session.change(&hub, Method::POST, &regenerate)).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = send(
+        session
+            .change(&hub, Method::POST, &regenerate)
+            .json(&json!({ "current_password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // With an API key the credential itself is the proof.
+    let token = a.body["token"].as_str().unwrap().to_owned();
+    let a = send(with_key(&hub, &token, Method::POST, &path).json(&json!({ "name": "k2" }))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+#[tokio::test]
+async fn a_hub_no_administrator_can_sign_in_to_writes_a_new_key_at_its_next_start() {
+    let mut hub = TestHub::start("").await;
+    let me = send(hub.admin(Method::GET, "/api/v1/me")).await;
+    let admin = me.body["technician"]["id"].as_str().unwrap().to_owned();
+    let Value::Array(keys) =
+        send(hub.admin(Method::GET, &format!("/api/v1/technicians/{admin}/keys")))
+            .await
+            .body
+    else {
+        panic!("keys are a list");
+    };
+    let key = keys[0]["id"].as_str().unwrap().to_owned();
+    let old = hub.token.clone();
+    let a = send(hub.admin(
+        Method::POST,
+        &format!("/api/v1/technicians/{admin}/keys/{key}/revoke"),
+    ))
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(me_status_with_key(&hub, &old).await, 401);
+    hub.restart().await;
+    assert_ne!(hub.token, old, "admin.token holds a new key");
+    assert_eq!(me_status_with_key(&hub, &hub.token).await, 200);
+    assert_eq!(me_status_with_key(&hub, &old).await, 401);
+    // Once someone can sign in again, a restart leaves the file alone.
+    let token = hub.token.clone();
+    hub.restart().await;
+    assert_eq!(hub.token, token);
 }

@@ -8,7 +8,7 @@
 //!
 //! Credentials (`Authorization: Bearer …` unless noted):
 //! - technicians: an API key `fk_<id>_<secret>`, or the browser session cookie
-//!   (`ferry_session`), which needs the `x-csrf-token` header on every non-GET request;
+//!   (`__Host-ferry_session`: the prefix makes browsers refuse one planted by a sibling domain), which needs the `x-csrf-token` header on every non-GET request;
 //! - connectors: `<remote id>:<secret>`; devices: `<device id>:<secret>`.
 //!
 //! Status rules: no or unusable credentials → 401 (with `WWW-Authenticate`); a valid credential

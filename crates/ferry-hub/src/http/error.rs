@@ -17,7 +17,9 @@ fn status(e: &Error) -> StatusCode {
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
         Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::ShuttingDown | Error::Deferred(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::Deferred(_) | Error::Busy(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -51,7 +53,7 @@ impl IntoResponse for Error {
                     HeaderValue::from(ms),
                 );
             }
-            Error::Throttled(secs) => {
+            Error::Throttled(secs) | Error::Busy(secs) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}

@@ -24,6 +24,38 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// [`ApiJson`] for bodies that may be left out: an empty body is `None`.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let empty = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
+            || (req
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_none()
+                && req
+                    .headers()
+                    .get(axum::http::header::TRANSFER_ENCODING)
+                    .is_none()
+                && req
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .is_none());
+        if empty {
+            return Ok(OptionalJson(None));
+        }
+        read_json(req, state.config.max_body_bytes)
+            .await
+            .map(|v| OptionalJson(Some(v)))
+    }
+}
+
 /// [`ApiJson`] with the larger `max_result_bytes` limit, for job result documents.
 pub struct ResultJson<T>(pub T);
 
@@ -79,16 +111,7 @@ async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
 /// Parses JSON, naming the field path on failure (`site.share_path: invalid type …`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if path == "." || path.is_empty() || inner.is_syntax() || inner.is_eof() {
-            format!("malformed JSON body: {inner}")
-        } else {
-            format!("invalid field `{path}`: {inner}")
-        };
-        Error::bad(ErrorCode::InvalidBody, message)
-    })
+    serde_path_to_error::deserialize(de).map_err(|e| crate::error::invalid_json(e, ""))
 }
 
 /// The `{id}` path segment as a UUID.

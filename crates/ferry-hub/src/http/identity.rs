@@ -5,13 +5,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_proto::identity::{
-    ApiKey, CreatedApiKey, LoginRequest, Me, NewApiKey, NewTechnician, SESSION_COOKIE, SetPassword,
-    Technician, UpdateTechnician,
+    ApiKey, CreatedApiKey, LoginRequest, Me, NewApiKey, NewTechnician, Reauthenticate,
+    SESSION_COOKIE, SetPassword, Technician, UpdateTechnician,
 };
 
 use super::auth::Caller;
 use super::error::Result;
-use super::extract::{ApiJson, IdKeyPath, IdPath};
+use super::extract::{ApiJson, IdKeyPath, IdPath, OptionalJson};
 use crate::AppState;
 
 /// The session cookie: script cannot read it (`HttpOnly`), it travels only over HTTPS
@@ -123,18 +123,31 @@ pub async fn create_key(
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
-    let created = state.create_api_key(&caller.actor(), id, &req).await?;
+    let created = state
+        .create_api_key(caller.technician()?, &caller.actor(), id, &req)
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// A new secret for the key; the old one stops working at once.
+/// A new secret for the key; the old one stops working at once. Through a browser session
+/// the body must carry `current_password`; otherwise it may be empty.
 pub async fn regenerate_key(
     caller: Caller,
     State(state): State<AppState>,
     IdKeyPath(id, key): IdKeyPath,
+    OptionalJson(req): OptionalJson<Reauthenticate>,
 ) -> Result<Json<CreatedApiKey>> {
+    let current = req.and_then(|r| r.current_password);
     Ok(Json(
-        state.regenerate_api_key(&caller.actor(), id, key).await?,
+        state
+            .regenerate_api_key(
+                caller.technician()?,
+                &caller.actor(),
+                id,
+                key,
+                current.as_deref(),
+            )
+            .await?,
     ))
 }
 

@@ -76,7 +76,8 @@ routes! {
     post   "/api/v1/technicians/{id}/keys"              SELF_OR_ADMIN => identity::create_key;
     post   "/api/v1/technicians/{id}/keys/{key}/regenerate" SELF_OR_ADMIN => identity::regenerate_key;
     post   "/api/v1/technicians/{id}/keys/{key}/revoke" SELF_OR_ADMIN => identity::revoke_key;
-    get    "/api/v1/audit"                              GUEST => audit;
+    // Operators and up: the log names people, their e-mail changes and their addresses.
+    get    "/api/v1/audit"                              OPERATOR => audit;
 
     // Connectors and their sites.
     get    "/api/v1/connectors"                         GUEST => connectors::list;

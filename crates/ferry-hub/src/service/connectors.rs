@@ -126,12 +126,13 @@ impl AppState {
             probe.apply(site);
             validate_site(&probe)?;
         }
-        let connector = self
-            .store
-            .update_connector(actor, id, req)
-            .await
-            .map_err(not_found)?;
-        self.forget_connector(id);
+        let connector = {
+            let _forget = self.forget_connector_after(id);
+            self.store
+                .update_connector(actor, id, req)
+                .await
+                .map_err(not_found)?
+        };
         // Wake its waiting long poll: a disabled connector gets its 403 at once rather than at
         // the end of its hold, and a re-enabled one looks for jobs again.
         self.waiters.wake(id);
@@ -145,11 +146,15 @@ impl AppState {
         id: Uuid,
     ) -> Result<ConnectorCredentials> {
         let secret = generate_secret();
-        self.store
-            .set_connector_secret(actor, id, &self.key.hash(&secret))
-            .await
-            .map_err(not_found)?;
-        self.forget_connector(id);
+        {
+            let _forget = self.forget_connector_after(id);
+            self.store
+                .set_connector_secret(actor, id, &self.key.hash(&secret))
+                .await
+                .map_err(not_found)?;
+        }
+        // A long poll held with the old secret ends now rather than at its deadline.
+        self.waiters.wake(id);
         tracing::info!(connector = %id, "connector secret rotated");
         Ok(ConnectorCredentials {
             remote_id: id,
@@ -177,7 +182,7 @@ impl AppState {
 /// after [`AppState::forget_connector`] removed it.
 #[derive(Default)]
 pub struct ConnectorAuthCache {
-    rows: std::collections::HashMap<Uuid, crate::store::ConnectorAuthRow>,
+    rows: std::collections::HashMap<Uuid, (crate::store::ConnectorAuthRow, std::time::Instant)>,
     generation: u64,
 }
 
@@ -212,7 +217,10 @@ impl AppState {
                 .connector_auth
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some(row) = cache.rows.get(&id) {
+            // Fresh rows only: the TTL bounds staleness should an invalidation ever be missed.
+            if let Some((row, at)) = cache.rows.get(&id)
+                && at.elapsed() < crate::service::identity::CACHE_TTL
+            {
                 return Ok(Some(row.clone()));
             }
             cache.generation
@@ -224,10 +232,18 @@ impl AppState {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if cache.generation == generation {
-                cache.rows.insert(id, row.clone());
+                cache
+                    .rows
+                    .insert(id, (row.clone(), std::time::Instant::now()));
             }
         }
         Ok(row)
+    }
+
+    /// A guard that forgets the connector's cached credentials when it goes, however the
+    /// change it guards ends: arm it just before the store call.
+    fn forget_connector_after(&self, id: Uuid) -> crate::service::OnDrop<impl FnOnce() + '_> {
+        crate::service::OnDrop::new(move || self.forget_connector(id))
     }
 
     /// Forgets a connector's cached credentials; call after (not before) any change to its

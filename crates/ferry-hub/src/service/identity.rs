@@ -14,10 +14,13 @@
 //!   disabled. Cookie-authenticated requests that change something must carry the CSRF token
 //!   derived from the session ([`Hub::csrf_token`]).
 //!
-//! Verified rows are cached in memory (an idle portal or a script polling the API must not
-//! cost a database read per request) and the whole cache is dropped on any identity change,
-//! after its commit, with a generation counter so that a read racing the change cannot put a
-//! stale row back.
+//! Verified rows are cached in memory for at most [`CACHE_TTL`] (an idle portal or a script
+//! polling the API must not cost a database read per request) and the whole cache is dropped
+//! on any identity change, after its commit, with a generation counter so that a read racing
+//! the change cannot put a stale row back. The drop is armed before the store call and runs
+//! however the call ends ([`OnDrop`]): a client that disconnects between the commit and the
+//! answer must not leave a revoked key cached. A request already past authentication when a
+//! revocation commits still finishes: the revocation holds for every request after it.
 //!
 //! [`HubConfig::session_idle_mins`]: crate::HubConfig::session_idle_mins
 //! [`HubConfig::session_absolute_hours`]: crate::HubConfig::session_absolute_hours
@@ -38,6 +41,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::{Error, Result};
 use crate::secrets::generate_secret;
+use crate::service::{OnDrop, check_printable};
 use crate::store::{Actor, ApiKeyAuthRow, NewSession, SessionAuthRow, TechnicianInsert};
 use crate::time_util::{from_ms, now_ms};
 
@@ -61,14 +65,28 @@ const MAX_PASSWORD: usize = 1024;
 /// Most keys a technician may hold at once (a loop creating keys must not fill the table).
 const MAX_LIVE_KEYS: usize = 50;
 
+/// Longest a verified key or session row is used from memory before it is read again: the
+/// bound on how stale a cached row can be if an invalidation were ever missed.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+
 // ----- caches and usage -------------------------------------------------------------------
 
-/// Verified key and session rows, dropped on every identity change (see the module docs).
+/// Verified key and session rows with when they were read, dropped on every identity change
+/// and after [`CACHE_TTL`] (see the module docs).
 #[derive(Default)]
 pub struct IdentityCache {
-    keys: HashMap<Uuid, ApiKeyAuthRow>,
-    sessions: HashMap<Uuid, SessionAuthRow>,
+    keys: HashMap<Uuid, (ApiKeyAuthRow, Instant)>,
+    sessions: HashMap<Uuid, (SessionAuthRow, Instant)>,
     generation: u64,
+}
+
+impl IdentityCache {
+    /// Drops the rows read more than [`CACHE_TTL`] ago (called by the periodic flush, so that
+    /// the cache holds only what was used lately).
+    pub fn prune(&mut self) {
+        self.keys.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        self.sessions.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+    }
 }
 
 /// When keys and sessions were last used, kept in memory and written by the presence flush
@@ -123,6 +141,10 @@ impl Usage {
             for (id, at, _) in keys {
                 map.entry(id).and_modify(|v| v.2 |= v.0 == at);
             }
+        } else {
+            // Written: the store has it now, and memory holds only what is yet to be written.
+            let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, v| v.2);
         }
         let sessions: Vec<(Uuid, i64)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +164,18 @@ impl Usage {
                 map.entry(id).and_modify(|v| v.1 |= v.0 == at);
             }
         }
+        // A session idle past its timeout is over whatever memory says; a cached session row
+        // may still predate the last write, so activity is kept until then.
+        let idle_ms = i64::from(state.config.session_idle_mins) * 60_000;
+        let cutoff = now_ms() - idle_ms;
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, v| v.1 || v.0 > cutoff);
+    }
+
+    /// Forgets a key's last use (its secret was replaced).
+    fn forget_key(&self, key: Uuid) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(&key);
     }
 }
 
@@ -174,11 +208,41 @@ impl LoginThrottle {
         }
     }
 
+    /// The two keys of an attempt. The name is cut to the longest login name, so that a
+    /// megabyte-long "name" costs the throttle no more than a real one.
     fn keys(name: &str, addr: Option<IpAddr>) -> [String; 2] {
+        let name: String = name.chars().take(MAX_NAME + 1).collect();
         [
             format!("name:{}", name.to_lowercase()),
             format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
         ]
+    }
+
+    /// Forgets the keys with no failure left in the window (called by the periodic flush).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, q| {
+            q.back()
+                .is_some_and(|t| now.duration_since(*t) < self.window)
+        });
+    }
+
+    /// At [`THROTTLE_KEYS`]: drops the keys out of the window, then, if that is not enough,
+    /// the tenth whose last attempt is oldest. Amortised: the next tenth of inserts are free.
+    fn make_room(map: &mut HashMap<String, VecDeque<Instant>>, now: Instant, window: Duration) {
+        if map.len() < THROTTLE_KEYS {
+            return;
+        }
+        map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        if map.len() < THROTTLE_KEYS {
+            return;
+        }
+        let mut last: Vec<Instant> = map.values().filter_map(|q| q.back().copied()).collect();
+        let cut = last.len() / 10;
+        let (_, threshold, _) = last.select_nth_unstable(cut);
+        let threshold = *threshold;
+        map.retain(|_, q| q.back().is_some_and(|t| *t > threshold));
     }
 
     /// Lets an attempt through and counts it as failed, or `Err(seconds)` if the name or
@@ -206,15 +270,12 @@ impl LoginThrottle {
         if !wait.is_zero() {
             return Err(wait.as_secs().max(1));
         }
-        if map.len() >= THROTTLE_KEYS {
-            let window = self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
+        Self::make_room(&mut map, now, self.window);
         for key in keys {
             let q = map.entry(key).or_default();
             q.push_back(now);
             // Only the newest `limit` attempts matter; keep a little more, not all.
-            while q.len() > self.per_addr.max(self.per_name) + 1 {
+            while q.len() > self.per_addr.max(self.per_name).saturating_add(1) {
                 q.pop_front();
             }
         }
@@ -264,11 +325,14 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// At most two argon2 computations at once: a login flood must not take every core.
 static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Longest a password check waits for a slot; past it the caller is told to come back (503)
+/// rather than queue behind a flood for minutes.
+const ARGON2_WAIT: Duration = Duration::from_secs(10);
 
 async fn on_argon2_slot<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _slot = ARGON2_SLOTS
-        .acquire()
+    let _slot = tokio::time::timeout(ARGON2_WAIT, ARGON2_SLOTS.acquire())
         .await
+        .map_err(|_| Error::Busy(ARGON2_WAIT.as_secs()))?
         .map_err(|e| anyhow::anyhow!("argon2 slots closed: {e}"))?;
     tokio::task::spawn_blocking(work)
         .await
@@ -313,14 +377,7 @@ fn check_login_name(name: &str) -> Result<()> {
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
-    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
-    {
-        return Err(Error::bad(
-            ErrorCode::InvalidField,
-            format!("`{field}` must be 1–{max} printable characters"),
-        ));
-    }
-    Ok(())
+    check_printable(field, value, max, ErrorCode::InvalidField)
 }
 
 fn check_email(email: &str) -> Result<()> {
@@ -397,6 +454,12 @@ impl AppState {
             .generation
     }
 
+    /// A guard that drops every cached key and session when it goes, whether the change it
+    /// guards committed, failed or was cancelled: arm it just before the store call.
+    fn forget_identities_after(&self) -> OnDrop<impl FnOnce() + '_> {
+        OnDrop::new(move || self.forget_identities())
+    }
+
     /// Drops every cached key and session; call after (not before) an identity change commits.
     pub fn forget_identities(&self) {
         let mut cache = self
@@ -418,7 +481,11 @@ impl AppState {
                 .identity_cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            cache.keys.get(&key_id).cloned()
+            cache
+                .keys
+                .get(&key_id)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+                .map(|(row, _)| row.clone())
         };
         let row = match cached {
             Some(row) => row,
@@ -430,7 +497,7 @@ impl AppState {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 if cache.generation == generation {
-                    cache.keys.insert(key_id, row.clone());
+                    cache.keys.insert(key_id, (row.clone(), Instant::now()));
                 }
                 row
             }
@@ -462,7 +529,11 @@ impl AppState {
                 .identity_cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            cache.sessions.get(&session_id).cloned()
+            cache
+                .sessions
+                .get(&session_id)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+                .map(|(row, _)| row.clone())
         };
         let row = match cached {
             Some(row) => row,
@@ -474,7 +545,9 @@ impl AppState {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 if cache.generation == generation {
-                    cache.sessions.insert(session_id, row.clone());
+                    cache
+                        .sessions
+                        .insert(session_id, (row.clone(), Instant::now()));
                 }
                 row
             }
@@ -629,8 +702,8 @@ impl AppState {
     /// Ends the caller's session (a no-op for API keys, which are revoked instead).
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
         if let Some(Via::Session(id)) = actor.via {
+            let _forget = self.forget_identities_after();
             self.store.revoke_session(actor, id).await?;
-            self.forget_identities();
         }
         Ok(())
     }
@@ -708,9 +781,8 @@ impl AppState {
         if let Some(Some(e)) = &update.email {
             check_email(e)?;
         }
-        let t = self.store.update_technician(actor, id, update).await?;
-        self.forget_identities();
-        Ok(t)
+        let _forget = self.forget_identities_after();
+        Ok(self.store.update_technician(actor, id, update).await?)
     }
 
     /// Sets a technician's portal password. Technicians changing their own must prove the
@@ -725,50 +797,69 @@ impl AppState {
     ) -> Result<()> {
         check_password(&req.password)?;
         if caller.id == id {
-            let current = self
-                .store
-                .get_technician(id)
-                .await?
-                .ok_or(Error::NotFound("technician"))?;
-            let (_, hash) = self
-                .store
-                .technician_login(&current.name)
-                .await?
-                .ok_or(Error::NotFound("technician"))?;
-            if hash.is_some() {
-                // A guess at the current password is a login attempt: throttled alike, so a
-                // stolen session cannot be used to guess the owner's password at speed.
-                let attempt = self
-                    .login_throttle
-                    .begin(&current.name, actor.address)
-                    .map_err(Error::Throttled)?;
-                let given = req.current_password.as_deref().unwrap_or("");
-                if !verify_password(given, hash).await? {
-                    return Err(Error::forbidden(
-                        "`current_password` is wrong; changing your own password needs it",
-                    ));
-                }
-                self.login_throttle
-                    .succeed(&current.name, actor.address, attempt);
-            }
+            self.reauthenticate(
+                caller,
+                actor,
+                req.current_password.as_deref(),
+                "changing your own password",
+            )
+            .await?;
         }
         let hash = hash_password(&req.password).await?;
+        let _forget = self.forget_identities_after();
         self.store.set_password(actor, id, Some(&hash)).await?;
-        self.forget_identities();
+        Ok(())
+    }
+
+    /// Proves that the person behind `caller` knows their password, where it matters more
+    /// than holding the credential: changing one's own password, and minting an API key
+    /// through a browser session (a stolen session cookie must not become a lasting key).
+    /// A guess is a login attempt: throttled alike. Technicians without a password pass.
+    async fn reauthenticate(
+        &self,
+        caller: &TechnicianCaller,
+        actor: &Actor,
+        given: Option<&str>,
+        doing: &str,
+    ) -> Result<()> {
+        let current = self
+            .store
+            .get_technician(caller.id)
+            .await?
+            .ok_or(Error::NotFound("technician"))?;
+        let (_, hash) = self
+            .store
+            .technician_login(&current.name)
+            .await?
+            .ok_or(Error::NotFound("technician"))?;
+        if hash.is_none() {
+            return Ok(());
+        }
+        let attempt = self
+            .login_throttle
+            .begin(&current.name, actor.address)
+            .map_err(Error::Throttled)?;
+        if !verify_password(given.unwrap_or(""), hash).await? {
+            return Err(Error::forbidden(format!(
+                "`current_password` is missing or wrong; {doing} needs it"
+            )));
+        }
+        self.login_throttle
+            .succeed(&current.name, actor.address, attempt);
         Ok(())
     }
 
     pub async fn end_sessions(&self, actor: &Actor, technician: Uuid) -> Result<u64> {
         self.technician(technician).await?;
-        let n = self.store.revoke_sessions_of(actor, technician).await?;
-        self.forget_identities();
-        Ok(n)
+        let _forget = self.forget_identities_after();
+        Ok(self.store.revoke_sessions_of(actor, technician).await?)
     }
 
     // --- API keys ---
 
     pub async fn create_api_key(
         &self,
+        caller: &TechnicianCaller,
         actor: &Actor,
         technician: Uuid,
         new: &NewApiKey,
@@ -790,18 +881,14 @@ impl AppState {
             Some(s) => Some(now_ms() + (s as i64) * 1000),
             None => None,
         };
-        let live = self
-            .store
-            .list_api_keys(technician)
-            .await?
-            .iter()
-            .filter(|k| k.revoked_at.is_none())
-            .count();
-        if live >= MAX_LIVE_KEYS {
-            return Err(Error::conflict(
-                ErrorCode::NameTaken,
-                format!("a technician may hold at most {MAX_LIVE_KEYS} keys; revoke one first"),
-            ));
+        if matches!(caller.via, Via::Session(_)) {
+            self.reauthenticate(
+                caller,
+                actor,
+                new.current_password.as_deref(),
+                "creating an API key in the browser",
+            )
+            .await?;
         }
         let key_id = Uuid::new_v4();
         let secret = generate_secret();
@@ -814,6 +901,7 @@ impl AppState {
                 &new.name,
                 &self.key.hash(&secret),
                 expires_at_ms,
+                MAX_LIVE_KEYS,
             )
             .await?;
         Ok(CreatedApiKey {
@@ -825,16 +913,30 @@ impl AppState {
     /// A new secret for the key; the old one stops working at once.
     pub async fn regenerate_api_key(
         &self,
+        caller: &TechnicianCaller,
         actor: &Actor,
         technician: Uuid,
         key_id: Uuid,
+        current_password: Option<&str>,
     ) -> Result<CreatedApiKey> {
-        let secret = generate_secret();
-        let key = self
-            .store
-            .regenerate_api_key(actor, technician, key_id, &self.key.hash(&secret))
+        if matches!(caller.via, Via::Session(_)) {
+            self.reauthenticate(
+                caller,
+                actor,
+                current_password,
+                "regenerating an API key in the browser",
+            )
             .await?;
-        self.forget_identities();
+        }
+        let secret = generate_secret();
+        let key = {
+            let _forget = self.forget_identities_after();
+            self.store
+                .regenerate_api_key(actor, technician, key_id, &self.key.hash(&secret))
+                .await?
+        };
+        // The old secret's last use is not the new one's.
+        self.usage.forget_key(key_id);
         Ok(CreatedApiKey {
             key,
             token: format_key(key_id, &secret),
@@ -847,9 +949,8 @@ impl AppState {
         technician: Uuid,
         key_id: Uuid,
     ) -> Result<ApiKey> {
-        let key = self.store.revoke_api_key(actor, technician, key_id).await?;
-        self.forget_identities();
-        Ok(key)
+        let _forget = self.forget_identities_after();
+        Ok(self.store.revoke_api_key(actor, technician, key_id).await?)
     }
 
     /// A technician's keys, with last use as of now (the store lags by one flush).
@@ -868,37 +969,69 @@ impl AppState {
         Ok(keys)
     }
 
-    /// On a hub's first start (no technician yet): the initial administrator `admin` and its
-    /// first API key, named `admin.token`, whose secret is returned to be written to the data
-    /// dir's `admin.token` file (0600). Later starts return `None`.
-    pub async fn bootstrap_admin(&self) -> Result<Option<String>> {
-        if self.store.technician_count().await? > 0 {
-            return Ok(None);
-        }
+    /// Makes sure someone can administer the hub, at every start. On the first start (no
+    /// technician yet) it creates the administrator `admin`; whenever no enabled administrator
+    /// has a password or a live key (a first start cut short, every key revoked) it mints a
+    /// key for the first enabled administrator. The key's token goes to `save` (the data dir's
+    /// `admin.token`, 0600) *before* the key is committed, so a failed write leaves no live key
+    /// nobody knows: the next start simply tries again. Returns whether a key was minted.
+    ///
+    /// Whoever can start the hub on its data directory can already read everything in it;
+    /// this gives them nothing new.
+    pub async fn ensure_admin_access(
+        &self,
+        save: impl FnOnce(&str) -> anyhow::Result<()>,
+    ) -> Result<bool> {
+        use crate::store::AdminAccess;
         let actor = Actor::hub();
-        let admin = self
-            .create_technician(
-                &actor,
-                &NewTechnician {
-                    name: "admin".to_owned(),
-                    display_name: Some("Initial administrator".to_owned()),
-                    email: None,
-                    role: Role::Admin,
-                    password: None,
-                },
-            )
-            .await?;
-        let created = self
+        let (admin, key_name) = match self.store.admin_access(now_ms()).await? {
+            AdminAccess::Usable => return Ok(false),
+            AdminAccess::FirstStart => (None, crate::ADMIN_TOKEN_FILE.to_owned()),
+            AdminAccess::Unusable { admin } => {
+                tracing::warn!(
+                    "no enabled administrator has a password or a live key; minting one"
+                );
+                let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+                (
+                    admin,
+                    format!("{} (recovered {stamp})", crate::ADMIN_TOKEN_FILE),
+                )
+            }
+        };
+        let key_id = Uuid::new_v4();
+        let secret = generate_secret();
+        let token = format_key(key_id, &secret);
+        save(&token)?;
+        let admin = match admin {
+            Some(id) => id,
+            None => {
+                self.create_technician(
+                    &actor,
+                    &NewTechnician {
+                        name: "admin".to_owned(),
+                        display_name: Some("Initial administrator".to_owned()),
+                        email: None,
+                        role: Role::Admin,
+                        password: None,
+                    },
+                )
+                .await?
+                .id
+            }
+        };
+        let _forget = self.forget_identities_after();
+        self.store
             .create_api_key(
                 &actor,
-                admin.id,
-                &NewApiKey {
-                    name: crate::ADMIN_TOKEN_FILE.to_owned(),
-                    expires_in_secs: None,
-                },
+                admin,
+                key_id,
+                &key_name,
+                &self.key.hash(&secret),
+                None,
+                MAX_LIVE_KEYS,
             )
             .await?;
-        Ok(Some(created.token))
+        Ok(true)
     }
 }
 
@@ -921,6 +1054,36 @@ mod tests {
         ] {
             assert!(parse_key(bad).is_none_or(|(_, s)| s.is_empty()), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_huge_login_name_costs_the_throttle_no_more_than_a_real_one() {
+        let [name, _] = LoginThrottle::keys(&"x".repeat(1 << 20), None);
+        assert!(name.len() <= "name:".len() + MAX_NAME + 1, "{}", name.len());
+    }
+
+    #[test]
+    fn the_throttle_forgets_the_oldest_names_when_full() {
+        let t = LoginThrottle::new(Duration::from_secs(600), 3, 10_000_000);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for i in 0..THROTTLE_KEYS + 10 {
+            assert!(t.begin(&format!("n{i}"), Some(a)).is_ok());
+        }
+        let map = t.failures.lock().unwrap();
+        assert!(map.len() <= THROTTLE_KEYS, "{}", map.len());
+        assert!(
+            map.contains_key(&format!("name:n{}", THROTTLE_KEYS + 9)),
+            "the newest stay"
+        );
+        assert!(!map.contains_key("name:n0"), "the oldest go");
+    }
+
+    #[test]
+    fn pruning_drops_names_whose_failures_left_the_window() {
+        let t = LoginThrottle::new(Duration::ZERO, 3, 5);
+        assert!(t.begin("alice", None).is_ok());
+        t.prune();
+        assert!(t.failures.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -47,11 +47,61 @@ pub(crate) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 
 /// A name for people: non-blank, at most `max` characters, no control characters.
 pub(crate) fn check_name(field: &str, name: &str, max: usize) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > max || name.chars().any(char::is_control) {
+    check_printable(field, name, max, ErrorCode::InvalidName)
+}
+
+/// Non-blank, at most `max` characters, no control characters; else a 400 with `code`.
+pub(crate) fn check_printable(field: &str, value: &str, max: usize, code: ErrorCode) -> Result<()> {
+    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
+    {
         return Err(Error::bad(
-            ErrorCode::InvalidName,
+            code,
             format!("`{field}` must be 1–{max} printable characters"),
         ));
     }
     Ok(())
+}
+
+/// Runs a closure when dropped: after a store call returns, or when the request future is
+/// dropped midway (the client went away, the shutdown drain ended). Cache invalidations that
+/// must follow a commit use it, because a commit can land even when its caller never resumes.
+pub(crate) struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    pub(crate) fn new(f: F) -> Self {
+        OnDrop(Some(f))
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::OnDrop;
+
+    #[tokio::test]
+    async fn on_drop_runs_when_the_guarded_future_is_cancelled_midway() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let (armed, is_armed) = tokio::sync::oneshot::channel();
+        let work = tokio::spawn(async move {
+            let _guard = OnDrop::new(move || flag.store(true, Ordering::SeqCst));
+            let _ = armed.send(());
+            std::future::pending::<()>().await;
+        });
+        is_armed.await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst));
+        work.abort();
+        let _ = work.await;
+        assert!(ran.load(Ordering::SeqCst));
+    }
 }

@@ -35,17 +35,8 @@ impl Drop for WaitingGuard<'_> {
 
 /// Re-reads a kind's payload so that unknown fields are named like in any other body.
 fn payload_of<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T> {
-    let de = value.clone();
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if path == "." || path.is_empty() {
-            format!("invalid `payload`: {inner}")
-        } else {
-            format!("invalid field `payload.{path}`: {inner}")
-        };
-        Error::bad(ErrorCode::InvalidBody, message)
-    })
+    serde_path_to_error::deserialize(value.clone())
+        .map_err(|e| crate::error::invalid_json(e, "payload"))
 }
 
 /// An inventory needs the site code and console path from the connector's site settings.
@@ -206,6 +197,12 @@ impl AppState {
         let slot = self.waiters.get(connector);
         let mut shutdown = self.shutdown.clone();
         let lease_ms = i64::from(self.config.lease_secs) * 1000;
+        // The credential this poll authenticated with: a wake-up after the secret was rotated
+        // must end the poll, not lease a job to the old secret's holder.
+        let secret_hash = self
+            .connector_auth_row(connector)
+            .await?
+            .map(|row| row.secret_hash);
         loop {
             let mut notified = pin!(slot.notify.notified());
             notified.as_mut().enable();
@@ -231,6 +228,9 @@ impl AppState {
                 _ = notified => {
                     // Woken: the connector may have been disabled or re-keyed meanwhile.
                     match self.connector_auth_row(connector).await? {
+                        Some(row) if Some(&row.secret_hash) != secret_hash.as_ref() => {
+                            return Err(Error::Unauthorized("invalid connector credentials"));
+                        }
                         Some(row) if row.enabled => continue,
                         Some(_) => return Err(Error::forbidden("this connector is disabled")),
                         None => return Err(Error::Unauthorized("invalid connector credentials")),

@@ -20,6 +20,9 @@ pub enum IdentityError {
     /// The change would leave no enabled administrator.
     #[error("this would leave the hub without an enabled administrator")]
     LastAdmin,
+    /// The technician already holds this many live (neither revoked nor expired) keys.
+    #[error("a technician may hold at most {0} live keys; revoke one first")]
+    TooManyKeys(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -80,9 +83,21 @@ pub struct NewSession {
     pub user_agent: Option<String>,
 }
 
+/// Whether anyone can still administer the hub (checked at every start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// No technician yet: the hub's first start.
+    FirstStart,
+    /// An enabled administrator has a password or a live API key.
+    Usable,
+    /// No enabled administrator has a password or a live key (a first start cut short, or
+    /// every key revoked): `admin` is the first enabled administrator, if any.
+    Unusable { admin: Option<Uuid> },
+}
+
 #[async_trait]
 pub trait IdentityStore {
-    async fn technician_count(&self) -> Result<i64, StoreError>;
+    async fn admin_access(&self, now_ms: i64) -> Result<AdminAccess, StoreError>;
 
     /// [`IdentityError::NameTaken`] if the name is in use.
     async fn create_technician(
@@ -119,7 +134,10 @@ pub trait IdentityStore {
         password_hash: Option<&str>,
     ) -> Result<(), IdentityError>;
 
-    /// [`IdentityError::NameTaken`] if the technician has a key of that name.
+    /// [`IdentityError::NameTaken`] if the technician has a key of that name;
+    /// [`IdentityError::TooManyKeys`] if they hold `max_live` live keys already (counted in
+    /// the same transaction, so concurrent creations cannot pass the cap).
+    #[allow(clippy::too_many_arguments)]
     async fn create_api_key(
         &self,
         actor: &Actor,
@@ -128,6 +146,7 @@ pub trait IdentityStore {
         name: &str,
         secret_hash: &[u8],
         expires_at_ms: Option<i64>,
+        max_live: usize,
     ) -> Result<ApiKey, IdentityError>;
 
     /// Replaces a live key's secret: the old one dies at once.

@@ -34,7 +34,8 @@ pub use audit::{Actor, AuditStore};
 pub use connectors::{ConnectorAuthRow, ConnectorStore};
 pub use devices::{CatalogError, DeviceAuthRow, DeviceStore, EnrollError};
 pub use identity::{
-    ApiKeyAuthRow, IdentityError, IdentityStore, NewSession, SessionAuthRow, TechnicianInsert,
+    AdminAccess, ApiKeyAuthRow, IdentityError, IdentityStore, NewSession, SessionAuthRow,
+    TechnicianInsert,
 };
 pub use inventory::InventoryStore;
 pub use jobs::{JobError, JobInsert, JobStore, MAX_PROGRESS_EVENTS, Sweep};

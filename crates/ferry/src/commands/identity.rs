@@ -216,6 +216,7 @@ async fn key(cmd: KeyCmd) -> anyhow::Result<()> {
                     &NewApiKey {
                         name,
                         expires_in_secs: expires_in,
+                        current_password: None,
                     },
                 )
                 .await?;

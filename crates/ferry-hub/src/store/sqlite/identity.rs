@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::{SqliteStore, audit, corrupt, parse_uuid, to_json};
 use crate::store::{
-    Actor, ApiKeyAuthRow, IdentityError, IdentityStore, NewSession, SessionAuthRow, StoreError,
-    TechnicianInsert,
+    Actor, AdminAccess, ApiKeyAuthRow, IdentityError, IdentityStore, NewSession, SessionAuthRow,
+    StoreError, TechnicianInsert,
 };
 use crate::time_util::{from_ms, now_ms};
 
@@ -100,10 +100,35 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
-    async fn technician_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM technicians")
+    async fn admin_access(&self, now_ms: i64) -> Result<AdminAccess, StoreError> {
+        let technicians: i64 = sqlx::query_scalar("SELECT count(*) FROM technicians")
             .fetch_one(&self.write)
-            .await?)
+            .await?;
+        if technicians == 0 {
+            return Ok(AdminAccess::FirstStart);
+        }
+        let usable: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM technicians t WHERE t.role = 'admin' AND t.enabled = 1 \
+             AND (t.password_hash IS NOT NULL OR EXISTS (SELECT 1 FROM api_keys k \
+                  WHERE k.technician_id = t.id AND k.revoked_at IS NULL \
+                  AND (k.expires_at IS NULL OR k.expires_at > ?)))",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.write)
+        .await?;
+        if usable > 0 {
+            return Ok(AdminAccess::Usable);
+        }
+        let admin: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM technicians WHERE role = 'admin' AND enabled = 1 \
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .fetch_optional(&self.write)
+        .await?;
+        let admin = admin
+            .map(|id| Uuid::parse_str(&id).map_err(|_| corrupt("technician id")))
+            .transpose()?;
+        Ok(AdminAccess::Unusable { admin })
     }
 
     async fn create_technician(
@@ -273,10 +298,22 @@ impl IdentityStore for SqliteStore {
         name: &str,
         secret_hash: &[u8],
         expires_at_ms: Option<i64>,
+        max_live: usize,
     ) -> Result<ApiKey, IdentityError> {
         let mut tx = self.begin().await?;
         if technician_in(&mut tx, technician).await?.is_none() {
             return Err(IdentityError::NotFound);
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE technician_id = ? AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(technician.to_string())
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
+            return Err(IdentityError::TooManyKeys(max_live));
         }
         let inserted = sqlx::query(
             "INSERT INTO api_keys (id, technician_id, name, secret_hash, created_at, expires_at) \

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../../../migrations/sqlite/0007_identity.sql"),
     ),
+    (
+        8,
+        "package_detection",
+        include_str!("../../../migrations/sqlite/0008_package_detection.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -131,6 +136,11 @@ impl Backend for SqliteStore {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    migrate_to(pool, i64::MAX).await
+}
+
+/// Applies the pending migrations up to `last` (tests stop early to write old-format rows).
+async fn migrate_to(pool: &SqlitePool, last: i64) -> Result<(), StoreError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
     )
@@ -144,7 +154,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     if current > newest {
         return Err(StoreError::TooNew(current));
     }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
         let fail = |source| StoreError::Migrate {
             version,
             name,
@@ -179,4 +189,68 @@ fn parse_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, 
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    async fn memory_pool() -> SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::from_str("sqlite::memory:").unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn detection_after_upgrade(detection: &str) -> serde_json::Value {
+        let pool = memory_pool().await;
+        migrate_to(&pool, 7).await.unwrap();
+        let metadata = format!(r#"{{"vendor":"V","detection":{detection}}}"#);
+        sqlx::query(
+            "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at) \
+             VALUES ('p', 'p.zip', 1, 'abc', ?, 'admin', 0)",
+        )
+        .bind(metadata)
+        .execute(&pool)
+        .await
+        .unwrap();
+        migrate(&pool).await.unwrap();
+        let stored: String = sqlx::query_scalar("SELECT metadata FROM packages")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored["vendor"], "V", "the rest is kept");
+        stored["detection"].clone()
+    }
+
+    #[tokio::test]
+    async fn a_detection_merged_from_two_kinds_is_cleared_on_upgrade() {
+        let both = r#"{"msi_product_code":"{A}","script":{"language":"powershell","text":"x"}}"#;
+        assert_eq!(detection_after_upgrade(both).await, serde_json::Value::Null);
+        assert_eq!(detection_after_upgrade("{}").await, serde_json::Value::Null);
+        let no_text = r#"{"script":{"language":"powershell"}}"#;
+        assert_eq!(
+            detection_after_upgrade(no_text).await,
+            serde_json::Value::Null
+        );
+    }
+
+    #[tokio::test]
+    async fn a_valid_detection_survives_the_upgrade() {
+        for valid in [
+            r#"{"msi_product_code":"{A}"}"#,
+            r#"{"script":{"language":"PowerShell","text":"x"}}"#,
+        ] {
+            let kept = detection_after_upgrade(valid).await;
+            assert_eq!(
+                kept,
+                serde_json::from_str::<serde_json::Value>(valid).unwrap()
+            );
+            let typed: Option<ferry_proto::package::DetectionSpec> =
+                serde_json::from_value(kept).unwrap();
+            assert!(typed.is_some());
+        }
+    }
 }
