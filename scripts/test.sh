@@ -30,6 +30,15 @@ if ! have clamscan; then
     || echo "ClamAV could not be installed; its tests will say they were skipped"
 fi
 
+# Third-party writers the package tests build real inputs with: Debian's `wixl` (MSIs, from
+# msitools) and mingw's `windres` + `gcc` (EXEs with version resources; the same toolchain
+# builds Ferry for Windows). Without them those tests skip, and fail under CI=true.
+if ! have wixl || ! have x86_64-w64-mingw32-windres; then
+  echo "== installing wixl and mingw-w64"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wixl gcc-mingw-w64-x86-64) \
+    || echo "wixl/mingw-w64 could not be installed; the tests that need them will say they were skipped"
+fi
+
 # PostgreSQL and NATS (JetStream) on 127.0.0.1, for the cluster-mode tests. Start them if down;
 # a machine without them still runs every single-node test.
 if have pg_ctlcluster && [ -d /etc/postgresql ]; then

@@ -46,7 +46,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The URL the hub is serving on, written once it listens (useful with port 0).
 pub const URL_FILE: &str = "hub.url";
 pub const BLOB_DIR: &str = "blobs";
-/// Unfinished uploads (`<id>.part`).
+/// Unfinished uploads (`<id>.part`), and the temporary copies of entries a package
+/// inspection reads (`*.tmp`, removed at once; leftovers of a killed hub go at the next start).
 pub const UPLOAD_DIR: &str = "uploads";
 
 pub struct Shared {
@@ -229,6 +230,14 @@ fn announce(data_dir: &Path, url: &str) -> anyhow::Result<()> {
 fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join(UPLOAD_DIR))
         .with_context(|| format!("creating data dir {}", dir.display()))?;
+    // Inspection copies are unlinked as soon as they are opened; one is left only by a kill.
+    if let Ok(entries) = std::fs::read_dir(dir.join(UPLOAD_DIR)) {
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     std::fs::create_dir_all(dir.join(BLOB_DIR))
         .with_context(|| format!("creating data dir {}", dir.display()))?;
     #[cfg(unix)]

@@ -1,55 +1,83 @@
 //! What the hub learns from an uploaded package, through `ferry-package`: the archive is
-//! validated entry by entry, the primary MSI's Property table is read, and metadata is
-//! proposed. A malformed archive refuses the package; an unreadable MSI only means "metadata
-//! unknown".
+//! validated entry by entry, then [`ferry_package::examine`] reads the wrapper script, the
+//! chosen MSI and its transforms, or the EXE installer, and proposes metadata. A malformed
+//! archive refuses the package; an unreadable file inside it only means "metadata unknown".
 
 use std::io::{BufReader, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use ferry_package::{Limits, copy_entry, inspect as inspect_zip, propose, read_msi};
+use ferry_package::{Limits, PackageError, ReadSeek, copy_entry, examine, inspect as inspect_zip};
 use ferry_proto::package::PackageMetadata;
 
-/// Inspects the finished upload at `path` (on a blocking thread: zip and MSI parsing are
-/// synchronous and CPU-bound). `Err` carries the sentence for the client.
-pub async fn inspect(path: &Path) -> Result<PackageMetadata, String> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || inspect_blocking(&path))
+/// Inspects the package file at `path` (on a blocking thread: zip, MSI and script parsing are
+/// synchronous and CPU-bound), reading metadata from `msi_choice` when given. Entries are
+/// copied to temporary files in `scratch`. `Err` carries the sentence for the client.
+pub async fn inspect(
+    path: &Path,
+    scratch: &Path,
+    msi_choice: Option<&str>,
+) -> Result<PackageMetadata, String> {
+    let (path, scratch) = (path.to_owned(), scratch.to_owned());
+    let choice = msi_choice.map(str::to_owned);
+    tokio::task::spawn_blocking(move || inspect_blocking(&path, &scratch, choice.as_deref()))
         .await
         .map_err(|e| format!("inspection failed: {e}"))?
 }
 
-fn inspect_blocking(path: &Path) -> Result<PackageMetadata, String> {
+fn inspect_blocking(
+    path: &Path,
+    scratch: &Path,
+    msi_choice: Option<&str>,
+) -> Result<PackageMetadata, String> {
     let limits = Limits::default();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the upload: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the package: {e}"))?;
     let mut reader = BufReader::new(file);
     let inventory =
         inspect_zip(&mut reader, &limits).map_err(|e| format!("not a valid package: {e}"))?;
-    let msi = inventory.layout.primary_msi().and_then(|msi_path| {
-        // The MSI is copied out to a temporary file next to the upload (never whole in memory),
-        // read, and removed.
-        let tmp = path.with_extension("msi.tmp");
+    let scratch = Scratch::new(scratch);
+    let mut open = |name: &str| -> Result<Box<dyn ReadSeek>, PackageError> {
+        // Each entry is copied out to a temporary file (an MSI may be gigabytes: never whole
+        // in memory), opened, and unlinked at once; the open handle keeps it readable until
+        // the reader is dropped.
+        reader.rewind().map_err(PackageError::Read)?;
+        let tmp = scratch.next();
         let result = (|| {
-            reader.rewind().ok()?;
-            let mut out = std::fs::File::create(&tmp).ok()?;
-            copy_entry(&mut reader, msi_path, &limits, &mut out).ok()?;
-            let file = std::fs::File::open(&tmp).ok()?;
-            match read_msi(BufReader::new(file)) {
-                Ok(props) => Some(props),
-                Err(e) => {
-                    tracing::info!(msi = msi_path, error = %e, "MSI metadata unknown");
-                    None
-                }
-            }
+            let mut out = std::fs::File::create(&tmp).map_err(PackageError::Read)?;
+            copy_entry(&mut reader, name, &limits, &mut out)?;
+            let file = std::fs::File::open(&tmp).map_err(PackageError::Read)?;
+            Ok(Box::new(BufReader::new(file)) as Box<dyn ReadSeek>)
         })();
         let _ = std::fs::remove_file(&tmp);
         result
-    });
-    Ok(PackageMetadata {
-        proposal: propose(&inventory, msi.as_ref()),
-        msi_properties: msi,
-        file_count: inventory.file_count as u64,
-        total_size: inventory.total_size,
-        overridden: Vec::new(),
-        imported_from: None,
-    })
+    };
+    let metadata = examine(&inventory, &mut open, msi_choice)
+        .map_err(|e| format!("cannot read the package: {e}"))?;
+    for note in &metadata.proposal.notes {
+        tracing::info!(package = %path.display(), note, "package inspection");
+    }
+    Ok(metadata)
+}
+
+/// Names for the temporary copies of one inspection's entries: `<dir>/<uuid>.entry-<n>.tmp`
+/// (unique across concurrent inspections).
+struct Scratch {
+    dir: PathBuf,
+    id: uuid::Uuid,
+    n: std::cell::Cell<u32>,
+}
+
+impl Scratch {
+    fn new(dir: &Path) -> Self {
+        Scratch {
+            dir: dir.to_owned(),
+            id: uuid::Uuid::new_v4(),
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    fn next(&self) -> PathBuf {
+        let n = self.n.get();
+        self.n.set(n + 1);
+        self.dir.join(format!("{}.entry-{n}.tmp", self.id))
+    }
 }

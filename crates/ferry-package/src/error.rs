@@ -141,6 +141,24 @@ pub enum PackageError {
     #[error("reading the MSI took longer than {seconds} s; gave up")]
     MsiTimeout { seconds: f64 },
 
+    /// A file Ferry reads metadata from (a transform, an installer) is above its cap.
+    #[error(
+        "the {what} is {size} bytes, more than the limit of {limit} bytes for metadata reading"
+    )]
+    TooLargeToRead {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+
+    /// A file Ferry reads metadata from is not what it claims or is damaged.
+    #[error("the {what} is unreadable: {reason}")]
+    Unreadable { what: &'static str, reason: String },
+
+    /// A parser panicked on this input; caught and turned into an error.
+    #[error("the {what} is unreadable: the parser gave up on malformed data")]
+    ParserPanicked { what: &'static str },
+
     /// Building a sample package failed (should not happen).
     #[error("could not build the sample package: {0}")]
     Sample(String),

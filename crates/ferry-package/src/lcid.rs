@@ -106,6 +106,100 @@ pub fn language_from_product_language(value: &str) -> Option<(u32, String)> {
     Some((lcid, name))
 }
 
+/// Language codes (`EN`, `de`, `EN-US`, `pt-BR`, as PSADT's `$appLang` holds them) to the LCID
+/// of the language they name. A code without a region means the language's main region
+/// (`EN` → English (United States), `DE` → German (Germany)), as Windows resolves a neutral
+/// culture. Unknown codes give `None`: nothing is guessed.
+const CODES: &[(&str, u32)] = &[
+    ("ar", 1025),
+    ("ar-sa", 1025),
+    ("bg", 1026),
+    ("bg-bg", 1026),
+    ("ca", 1027),
+    ("cs", 1029),
+    ("cs-cz", 1029),
+    ("da", 1030),
+    ("da-dk", 1030),
+    ("de", 1031),
+    ("de-at", 3079),
+    ("de-ch", 2055),
+    ("de-de", 1031),
+    ("el", 1032),
+    ("el-gr", 1032),
+    ("en", 1033),
+    ("en-au", 3081),
+    ("en-ca", 4105),
+    ("en-gb", 2057),
+    ("en-ie", 6153),
+    ("en-in", 16393),
+    ("en-nz", 5129),
+    ("en-us", 1033),
+    ("en-za", 7177),
+    ("es", 3082),
+    ("es-es", 3082),
+    ("es-mx", 2058),
+    ("et", 1061),
+    ("fi", 1035),
+    ("fi-fi", 1035),
+    ("fr", 1036),
+    ("fr-be", 2060),
+    ("fr-ca", 3084),
+    ("fr-ch", 4108),
+    ("fr-fr", 1036),
+    ("he", 1037),
+    ("hr", 1050),
+    ("hu", 1038),
+    ("hu-hu", 1038),
+    ("it", 1040),
+    ("it-ch", 2064),
+    ("it-it", 1040),
+    ("ja", 1041),
+    ("ja-jp", 1041),
+    ("ko", 1042),
+    ("ko-kr", 1042),
+    ("lt", 1063),
+    ("lv", 1062),
+    ("nb", 1044),
+    ("nb-no", 1044),
+    ("nl", 1043),
+    ("nl-be", 2067),
+    ("nl-nl", 1043),
+    ("no", 1044),
+    ("pl", 1045),
+    ("pl-pl", 1045),
+    ("pt", 2070),
+    ("pt-br", 1046),
+    ("pt-pt", 2070),
+    ("ro", 1048),
+    ("ru", 1049),
+    ("ru-ru", 1049),
+    ("sk", 1051),
+    ("sl", 1060),
+    ("sr", 2074),
+    ("sv", 1053),
+    ("sv-se", 1053),
+    ("th", 1054),
+    ("tr", 1055),
+    ("tr-tr", 1055),
+    ("uk", 1058),
+    ("uk-ua", 1058),
+    ("zh", 2052),
+    ("zh-cn", 2052),
+    ("zh-hk", 3076),
+    ("zh-tw", 1028),
+];
+
+/// The LCID and name for a language code such as `EN`, `de-CH` or `PT-BR` (case and `_`
+/// versus `-` do not matter). `None` for codes not in the table.
+pub fn language_from_code(code: &str) -> Option<(u32, String)> {
+    let key = code.trim().to_ascii_lowercase().replace('_', "-");
+    let lcid = CODES
+        .binary_search_by_key(&key.as_str(), |(c, _)| c)
+        .ok()
+        .map(|i| CODES[i].1)?;
+    Some((lcid, language_name(lcid)?.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +207,30 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique() {
         assert!(TABLE.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(CODES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(CODES.iter().all(|(_, id)| language_name(*id).is_some()));
+    }
+
+    #[test]
+    fn psadt_language_codes_name_their_language() {
+        assert_eq!(
+            language_from_code("EN"),
+            Some((1033, "English(United States)".to_string()))
+        );
+        assert_eq!(
+            language_from_code("de"),
+            Some((1031, "German(Germany)".to_string()))
+        );
+        assert_eq!(
+            language_from_code("EN-GB"),
+            Some((2057, "English(United Kingdom)".to_string()))
+        );
+        assert_eq!(
+            language_from_code("pt_BR"),
+            Some((1046, "Portuguese(Brazil)".to_string()))
+        );
+        assert_eq!(language_from_code("xx"), None);
+        assert_eq!(language_from_code(""), None);
     }
 
     #[test]

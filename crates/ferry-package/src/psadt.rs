@@ -11,7 +11,8 @@
 //!   `AppDeployToolkit/` folder beside it.
 //!
 //! A script alone, without its toolkit folder, is not taken for a wrapper. MSI files are listed
-//! with those under the wrapper's `Files/` folder first.
+//! with those under the wrapper's `Files/` folder first; transforms (`.mst`), patches (`.msp`)
+//! and EXE installers (in `Files/`, or at the root without a wrapper) are listed too.
 
 use std::collections::BTreeSet;
 
@@ -31,6 +32,10 @@ pub struct Wrapper {
     pub root: String,
     /// True when the launcher is a `.exe`; false when only the `.ps1` is there.
     pub has_exe: bool,
+    /// Relative path of the wrapper script (`Deploy-Application.ps1`,
+    /// `Invoke-AppDeployToolkit.ps1`), when the package has it.
+    #[serde(default)]
+    pub script: Option<String>,
 }
 
 /// What the file names say about the package.
@@ -40,12 +45,25 @@ pub struct PackageLayout {
     pub wrapper: Option<Wrapper>,
     /// Relative paths of the `.msi` files, best candidate first (under the wrapper's `Files/`).
     pub msi_files: Vec<String>,
+    /// Relative paths of the `.mst` transforms.
+    #[serde(default)]
+    pub transforms: Vec<String>,
+    /// Relative paths of the `.msp` patches.
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// EXE installers: with a wrapper, the `.exe` files in its `Files/` folder; without one,
+    /// the `.exe` files at the package root.
+    #[serde(default)]
+    pub exe_files: Vec<String>,
 }
 
 impl PackageLayout {
-    /// The MSI to read metadata from: the first of [`PackageLayout::msi_files`].
-    pub fn primary_msi(&self) -> Option<&str> {
-        self.msi_files.first().map(String::as_str)
+    /// The only MSI, when there is exactly one.
+    pub fn single_msi(&self) -> Option<&str> {
+        match self.msi_files.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
     }
 }
 
@@ -72,17 +90,34 @@ pub fn detect<'a>(file_names: impl IntoIterator<Item = &'a str>) -> PackageLayou
         }
     }
 
-    let mut msi_files: Vec<String> = names
-        .iter()
-        .filter(|n| n.to_lowercase().ends_with(".msi"))
-        .map(|n| n.to_string())
-        .collect();
-    msi_files.sort();
-    if let Some(w) = &wrapper {
-        let files_prefix = join(&w.root, "files/");
-        msi_files.sort_by_key(|n| !n.to_lowercase().starts_with(&files_prefix));
+    let with_extension = |ext: &str| -> Vec<String> {
+        let mut found: Vec<String> = names
+            .iter()
+            .filter(|n| n.to_lowercase().ends_with(ext))
+            .map(|n| n.to_string())
+            .collect();
+        found.sort();
+        found
+    };
+    let mut msi_files = with_extension(".msi");
+    let files_prefix = wrapper.as_ref().map(|w| join(&w.root, "files/"));
+    if let Some(prefix) = &files_prefix {
+        msi_files.sort_by_key(|n| !n.to_lowercase().starts_with(prefix));
     }
-    PackageLayout { wrapper, msi_files }
+    let exe_files = with_extension(".exe")
+        .into_iter()
+        .filter(|n| match &files_prefix {
+            Some(prefix) => n.to_lowercase().starts_with(prefix),
+            None => !n.contains('/'),
+        })
+        .collect();
+    PackageLayout {
+        wrapper,
+        msi_files,
+        transforms: with_extension(".mst"),
+        patches: with_extension(".msp"),
+        exe_files,
+    }
 }
 
 fn join(root: &str, rest: &str) -> String {
@@ -117,6 +152,14 @@ fn wrapper_at(root: &str, lower: &BTreeSet<String>, names: &[&str]) -> Option<Wr
         }
         let exe = join(root, &format!("{stem}.exe"));
         let ps1 = join(root, &format!("{stem}.ps1"));
+        // Paths as spelled in the archive.
+        let spelled = |lower_path: &str| {
+            names
+                .iter()
+                .find(|n| n.to_lowercase() == lower_path)
+                .map_or(lower_path.to_owned(), |n| n.to_string())
+        };
+        let script = lower.contains(&ps1).then(|| spelled(&ps1));
         let found = if lower.contains(&exe) {
             Some((exe, true))
         } else if lower.contains(&ps1) {
@@ -125,11 +168,7 @@ fn wrapper_at(root: &str, lower: &BTreeSet<String>, names: &[&str]) -> Option<Wr
             None
         };
         if let Some((path_lower, has_exe)) = found {
-            // Report the path as spelled in the archive.
-            let path = names
-                .iter()
-                .find(|n| n.to_lowercase() == path_lower)
-                .map_or(path_lower.clone(), |n| n.to_string());
+            let path = spelled(&path_lower);
             let root_spelled = match path.rsplit_once('/') {
                 Some((r, _)) => r.to_string(),
                 None => String::new(),
@@ -139,6 +178,7 @@ fn wrapper_at(root: &str, lower: &BTreeSet<String>, names: &[&str]) -> Option<Wr
                 path,
                 root: root_spelled,
                 has_exe,
+                script,
             });
         }
     }

@@ -7,14 +7,35 @@ use std::io::Cursor;
 
 use ferry_package::sample::{self, SAMPLE_MSI_PATH, SAMPLE_PRODUCT_CODE};
 use ferry_package::{
-    DetectionSpec, Installer, Limits, MsiProperties, WrapperKind, copy_entry, extract, inspect,
-    propose, read_msi,
+    DetectionSpec, Findings, Installer, Limits, MsiFinding, MsiProperties, PackageLayout, Proposal,
+    WrapperKind, copy_entry, examine, extract, inspect, open_in_memory, propose, read_msi,
 };
 
 fn sample_msi_props(zip: &[u8], path: &str) -> MsiProperties {
     let mut bytes = Vec::new();
     copy_entry(Cursor::new(zip), path, &Limits::default(), &mut bytes).unwrap();
     read_msi(Cursor::new(bytes)).unwrap()
+}
+
+/// The proposal for a zip in memory, read as the hub reads it.
+fn examined(zip: &[u8]) -> Proposal {
+    let inv = inspect(Cursor::new(zip), &Limits::default()).unwrap();
+    examine(&inv, &mut open_in_memory(zip), None)
+        .unwrap()
+        .proposal
+}
+
+/// The proposal for a layout whose first MSI has `props`.
+fn with_msi(layout: &PackageLayout, props: &MsiProperties) -> Proposal {
+    let found = Findings {
+        msi: Some(MsiFinding {
+            path: layout.msi_files[0].clone(),
+            properties: props.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    propose(layout, &found)
 }
 
 #[test]
@@ -40,9 +61,7 @@ fn sample_msi_reads_back_its_properties() {
 #[test]
 fn sample_proposes_the_source_document_package() {
     let zip = sample::filezilla_like().unwrap();
-    let inv = inspect(Cursor::new(&zip), &Limits::default()).unwrap();
-    let props = sample_msi_props(&zip, inv.layout.primary_msi().unwrap());
-    let p = propose(&inv, Some(&props));
+    let p = examined(&zip);
     assert_eq!(
         p.package_name.as_deref(),
         Some("TimKosse_FileZilla_3.46.3_English(United States)")
@@ -75,9 +94,7 @@ fn sample_proposes_the_source_document_package() {
 #[test]
 fn sample_proposal_snapshot() {
     let zip = sample::filezilla_like().unwrap();
-    let inv = inspect(Cursor::new(&zip), &Limits::default()).unwrap();
-    let props = sample_msi_props(&zip, SAMPLE_MSI_PATH);
-    insta::assert_json_snapshot!(propose(&inv, Some(&props)));
+    insta::assert_json_snapshot!(examined(&zip));
 }
 
 #[test]
@@ -126,8 +143,8 @@ fn psadt_v4_inside_a_top_level_folder_is_detected() {
     assert_eq!(w.kind, WrapperKind::PsadtV4);
     assert_eq!(w.path, "MyApp/Invoke-AppDeployToolkit.exe");
     assert_eq!(w.root, "MyApp");
-    assert_eq!(inv.layout.primary_msi(), Some("MyApp/Files/app.msi"));
-    let p = propose(&inv, None);
+    assert_eq!(inv.layout.msi_files[0], "MyApp/Files/app.msi");
+    let p = propose(&inv.layout, &Findings::default());
     assert_eq!(
         p.install_command.as_deref(),
         Some("\"MyApp\\Invoke-AppDeployToolkit.exe\" -DeploymentType Install")
@@ -142,10 +159,7 @@ fn psadt_v4_at_root_uses_invoke_appdeploytoolkit() {
         ("Invoke-AppDeployToolkit.exe", b"x"),
         ("PSAppDeployToolkit/PSAppDeployToolkit.psm1", b"x"),
     ]);
-    let p = propose(
-        &inspect(Cursor::new(&zip), &Limits::default()).unwrap(),
-        None,
-    );
+    let p = examined(&zip);
     assert_eq!(
         p.install_command.as_deref(),
         Some("Invoke-AppDeployToolkit.exe -DeploymentType Install")
@@ -168,7 +182,7 @@ fn v3_with_only_the_script_runs_it_through_powershell() {
         "Deploy-Application.ps1",
         "AppDeployToolkit/AppDeployToolkitMain.ps1",
     ]);
-    let p = ferry_package::propose::propose_for_layout(&layout, None);
+    let p = propose(&layout, &Findings::default());
     assert_eq!(
         p.install_command.as_deref(),
         Some(
@@ -184,7 +198,7 @@ fn bare_msi_proposes_msiexec_commands() {
     let zip = common::stored(&[("FileZilla 3.46.3.msi", &msi)]);
     let inv = inspect(Cursor::new(&zip), &Limits::default()).unwrap();
     assert_eq!(inv.layout.wrapper, None);
-    let p = propose(&inv, Some(&props));
+    let p = examined(&zip);
     assert_eq!(p.installer, Some(Installer::Msi));
     assert_eq!(
         p.install_command.as_deref(),
@@ -201,14 +215,14 @@ fn unknown_language_is_the_number_and_german_is_named() {
     let layout = ferry_package::detect(["a.msi"]);
     let mut props = sample::filezilla_properties();
     props.product_language = Some("4242".to_string());
-    let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
+    let p = with_msi(&layout, &props);
     assert_eq!(p.language.as_deref(), Some("4242"));
     assert_eq!(
         p.package_name.as_deref(),
         Some("TimKosse_FileZilla_3.46.3_4242")
     );
     props.product_language = Some("1031".to_string());
-    let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
+    let p = with_msi(&layout, &props);
     assert_eq!(p.language.as_deref(), Some("German(Germany)"));
 }
 
@@ -217,7 +231,7 @@ fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
     let layout = ferry_package::detect(["a.msi"]);
     let mut props = sample::filezilla_properties();
     props.product_code = Some("{not-a-guid}'; Remove-Item C:\\ -Recurse; '".to_string());
-    let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
+    let p = with_msi(&layout, &props);
     assert_eq!(p.product_code, None);
     assert_eq!(p.uninstall_command, None);
     match p.detection {
@@ -232,8 +246,7 @@ fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
 #[test]
 fn proposal_serialises_with_snake_case_names() {
     let layout = ferry_package::detect(["a.msi"]);
-    let p =
-        ferry_package::propose::propose_for_layout(&layout, Some(&sample::filezilla_properties()));
+    let p = with_msi(&layout, &sample::filezilla_properties());
     let v = serde_json::to_value(&p).unwrap();
     assert_eq!(v["installer"], "msi");
     assert_eq!(v["detection"]["msi_product_code"], SAMPLE_PRODUCT_CODE);
@@ -246,7 +259,7 @@ fn package_name_leaves_out_characters_windows_folders_cannot_hold() {
     let mut props = sample::filezilla_properties();
     props.manufacturer = Some("ACME / Widgets: \"Inc\"".to_string());
     props.product_name = Some("Tool*?<>|".to_string());
-    let p = ferry_package::propose::propose_for_layout(&layout, Some(&props));
+    let p = with_msi(&layout, &props);
     assert_eq!(
         p.package_name.as_deref(),
         Some("ACMEWidgetsInc_Tool_3.46.3_English(United States)")

@@ -402,3 +402,197 @@ async fn abandoned_uploads_are_removed_when_a_new_one_opens() {
     assert_eq!(r.status(), 404);
     assert_eq!(part_files(&hub), 0);
 }
+
+/// A PSADT v3 package whose script names its application and whose `Files/` holds `files`.
+fn v3_package(script: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut entries: Vec<(String, Vec<u8>)> = vec![
+        ("Deploy-Application.exe".into(), b"launcher".to_vec()),
+        ("Deploy-Application.ps1".into(), script.as_bytes().to_vec()),
+        (
+            "AppDeployToolkit/AppDeployToolkitMain.ps1".into(),
+            b"# toolkit".to_vec(),
+        ),
+    ];
+    entries.extend(files.iter().map(|(n, d)| (format!("Files/{n}"), d.clone())));
+    let refs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    ferry_package::sample::zip_of(&refs).unwrap()
+}
+
+fn msi(name: &str, code: &str) -> Vec<u8> {
+    ferry_package::sample::msi(&ferry_package::MsiProperties {
+        product_name: Some(name.into()),
+        product_version: Some("2.0.1".into()),
+        manufacturer: Some("Contoso".into()),
+        product_code: Some(code.into()),
+        upgrade_code: None,
+        product_language: Some("1033".into()),
+    })
+    .unwrap()
+}
+
+async fn patch_package(hub: &TestHub, id: &str, metadata: Value) -> (u16, Value) {
+    let r = hub
+        .admin(Method::PATCH, &format!("/api/v1/packages/{id}"))
+        .json(&json!({ "metadata": metadata }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_exe_package_shows_where_each_proposed_value_came_from() {
+    let hub = TestHub::start("").await;
+    let script = "[String]$appVendor = 'Igor Pavlov'\n[String]$appName = '7-Zip'\n\
+                  [String]$appVersion = '23.01'\n[String]$appLang = 'EN'\n\
+                  [String]$appArch = 'x64'\n";
+    let zip = v3_package(script, &[("7z2301-x64.exe", b"MZ installer".to_vec())]);
+    let package = hub.upload_package(zip).await;
+    let m = &package["metadata"];
+    assert_eq!(
+        m["package_name"],
+        "IgorPavlov_7-Zip_23.01_English(United States)"
+    );
+    assert_eq!(m["sources"]["vendor"], "psadt_script");
+    assert_eq!(m["sources"]["package_name"], "derived");
+    assert_eq!(m["sources"]["install_command"], "layout");
+    assert!(
+        m["detection"]["script"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("IsInstalled")
+    );
+    let id = package["id"].as_str().unwrap();
+    let out = std::process::Command::new(common::FERRY)
+        .args([
+            "package", "show", id, "--hub", &hub.url, "--token", &hub.token,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vendor_line = text.lines().find(|l| l.starts_with("vendor")).unwrap();
+    assert!(
+        vendor_line.contains("Igor Pavlov") && vendor_line.ends_with("psadt_script"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn choosing_one_of_several_msis_reads_the_package_again_and_keeps_hand_set_fields() {
+    let hub = TestHub::start("").await;
+    let zip = v3_package(
+        "# installs through a helper function",
+        &[
+            (
+                "alpha.msi",
+                msi("Alpha Tool", "{11111111-2222-4333-8444-555555555555}"),
+            ),
+            (
+                "beta.msi",
+                msi("Beta Tool", "{22222222-3333-4444-8555-666666666666}"),
+            ),
+        ],
+    );
+    let package = hub.upload_package(zip).await;
+    let id = package["id"].as_str().unwrap().to_owned();
+    assert_eq!(package["metadata"]["msi_file"], Value::Null);
+    assert_eq!(
+        package["metadata"]["msi_files"],
+        json!(["Files/alpha.msi", "Files/beta.msi"])
+    );
+    assert!(
+        package["metadata"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("choose")
+    );
+
+    let (status, edited) = patch_package(&hub, &id, json!({ "vendor": "Contoso IT" })).await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(edited["metadata"]["sources"]["vendor"], "user");
+
+    let (status, body) = patch_package(&hub, &id, json!({ "msi_file": "Files/gamma.msi" })).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Files/alpha.msi")
+    );
+
+    let (status, chosen) = patch_package(&hub, &id, json!({ "msi_file": "Files/beta.msi" })).await;
+    assert_eq!(status, 200, "{chosen}");
+    let m = &chosen["metadata"];
+    assert_eq!(m["msi_file"], "Files/beta.msi");
+    assert_eq!(m["product"], "Beta Tool");
+    assert_eq!(m["sources"]["product"], "msi");
+    assert_eq!(
+        m["vendor"], "Contoso IT",
+        "a hand-set field survives the new reading"
+    );
+    assert_eq!(m["sources"]["vendor"], "user");
+    assert_eq!(
+        m["package_name"],
+        "ContosoIT_BetaTool_2.0.1_English(United States)"
+    );
+    assert_eq!(
+        m["detection"]["msi_product_code"],
+        "{22222222-3333-4444-8555-666666666666}"
+    );
+    let audit: Value = hub
+        .admin(Method::GET, "/api/v1/audit?action=package.update")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(audit.to_string().contains("msi_file"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_corrected_value_rebuilds_the_package_name_and_the_main_binary_a_file_rule() {
+    let hub = TestHub::start("").await;
+    let package = hub
+        .upload_package(ferry_package::sample::filezilla_like().unwrap())
+        .await;
+    let id = package["id"].as_str().unwrap().to_owned();
+    let (_, edited) = patch_package(&hub, &id, json!({ "vendor": "Contoso" })).await;
+    assert_eq!(
+        edited["metadata"]["package_name"],
+        "Contoso_FileZilla_3.46.3_English(United States)"
+    );
+    // An EXE package detects by the wrapper's registry marker until the main binary is known.
+    let script = "[String]$appVendor = 'Igor Pavlov'\n[String]$appName = '7-Zip'\n\
+                  [String]$appVersion = '23.01'\n[String]$appLang = 'EN'\n";
+    let exe = hub.upload_package(v3_package(script, &[])).await;
+    let id = exe["id"].as_str().unwrap().to_owned();
+    let marker = exe["metadata"]["detection"]["script"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(marker.contains("IsInstalled"));
+    let (status, edited) = patch_package(
+        &hub,
+        &id,
+        json!({ "main_binary": "%ProgramFiles%\\7-Zip\\7zFM.exe" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    let m = &edited["metadata"];
+    assert_eq!(m["sources"]["main_binary"], "user");
+    assert_eq!(m["sources"]["detection"], "derived");
+    let rule = m["detection"]["script"]["text"].as_str().unwrap();
+    assert!(
+        rule.contains("ExpandEnvironmentVariables('%ProgramFiles%\\7-Zip\\7zFM.exe')"),
+        "{rule}"
+    );
+    assert!(rule.contains("[version]'23.01'"), "{rule}");
+}

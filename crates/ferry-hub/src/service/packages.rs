@@ -18,7 +18,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ferry_proto::ErrorCode;
 use ferry_proto::job::{Job, JobPayload};
-use ferry_proto::package::{NewUpload, Package, UpdatePackage, Upload, UploadState};
+use ferry_proto::package::{
+    NewUpload, Package, PackageMetadata, UpdatePackage, Upload, UploadState,
+};
 use ferry_proto::push::{PushPayload, PushPreview, PushRequest};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -65,6 +67,11 @@ pub enum PushOutcome {
 }
 
 impl AppState {
+    /// Where package inspections copy the entries they read.
+    fn scratch_dir(&self) -> PathBuf {
+        self.config.data_dir.join(crate::UPLOAD_DIR)
+    }
+
     fn part_path(&self, id: Uuid) -> PathBuf {
         self.config
             .data_dir
@@ -300,7 +307,7 @@ impl AppState {
             ))
             .await);
         }
-        let metadata = match crate::packages::inspect(&path).await {
+        let metadata = match crate::packages::inspect(&path, &self.scratch_dir(), None).await {
             Ok(m) => m,
             Err(message) => {
                 return Err(discard(Error::unprocessable(
@@ -352,6 +359,9 @@ impl AppState {
 
     /// Corrects what the hub proposed (pushes then start from the corrected values). Values
     /// of the wrong kind are refused by the type, naming the field; texts are bounded here.
+    /// Choosing another MSI (`msi_file`) reads the package again and proposes anew, keeping
+    /// the fields set by hand. What is built from other fields (package name, detection) is
+    /// built again, unless set by hand.
     pub async fn update_package(
         &self,
         actor: &Actor,
@@ -371,8 +381,39 @@ impl AppState {
                 ));
             }
         }
+        let fresh = match &req.metadata.msi_file {
+            None => None,
+            Some(choice) => {
+                let package = self.package(id).await?;
+                if !package.metadata.proposal.msi_files.contains(choice) {
+                    return Err(Error::bad(
+                        ErrorCode::InvalidField,
+                        format!(
+                            "`metadata.msi_file` must be one of the package's MSIs: {}",
+                            package.metadata.proposal.msi_files.join(", ")
+                        ),
+                    ));
+                }
+                let blob = self.blobs.path(&package.sha256);
+                let fresh = crate::packages::inspect(&blob, &self.scratch_dir(), Some(choice))
+                    .await
+                    .map_err(|m| Error::unprocessable(ErrorCode::InvalidPackage, m))?;
+                Some(fresh)
+            }
+        };
+        let patch = &req.metadata;
+        let edit = move |metadata: &mut PackageMetadata| {
+            let mut fields = Vec::new();
+            if let Some(fresh) = &fresh {
+                metadata.rebase(fresh.clone());
+                fields.push("msi_file");
+            }
+            fields.extend(metadata.apply(patch).iter().map(|f| f.as_str()));
+            ferry_package::derive(&mut metadata.proposal);
+            fields
+        };
         self.store
-            .update_package_metadata(actor, id, &req.metadata)
+            .update_package_metadata(actor, id, &edit)
             .await?
             .ok_or(Error::NotFound("package"))
     }

@@ -2,12 +2,14 @@
 
 use async_trait::async_trait;
 use ferry_proto::ops::PackageRef;
-use ferry_proto::package::{
-    ImportSource, MetadataPatch, NewUpload, Package, PackageMetadata, Upload,
-};
+use ferry_proto::package::{ImportSource, NewUpload, Package, PackageMetadata, Upload};
 use uuid::Uuid;
 
 use super::{Actor, StoreError};
+
+/// An edit of a package's metadata, run inside the store's transaction; returns the names of
+/// the fields it changed, for the audit entry.
+pub type MetadataEdit<'a> = dyn Fn(&mut PackageMetadata) -> Vec<&'static str> + Send + Sync + 'a;
 
 #[async_trait]
 pub trait PackageStore {
@@ -39,12 +41,14 @@ pub trait PackageStore {
         metadata: &PackageMetadata,
     ) -> Result<(Package, bool), StoreError>;
 
-    /// Applies an administrator's corrections. `None` if there is no such package.
+    /// Changes a package's metadata with `edit` inside one transaction (read, edit, write,
+    /// audit `package.update` with the field names `edit` returns). `None` if there is no such
+    /// package.
     async fn update_package_metadata(
         &self,
         actor: &Actor,
         id: Uuid,
-        patch: &MetadataPatch,
+        edit: &MetadataEdit<'_>,
     ) -> Result<Option<Package>, StoreError>;
 
     /// Records where an imported package came from, but only for a package whose upload the

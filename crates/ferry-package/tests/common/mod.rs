@@ -7,6 +7,8 @@ use std::path::Path;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
+pub mod packaging;
+
 /// A zip with the given entries written as-is (no name sanitising), stored or deflated.
 pub fn zip_with(entries: &[(&str, &[u8])], method: CompressionMethod) -> Vec<u8> {
     let mut w = ZipWriter::new(Cursor::new(Vec::new()));

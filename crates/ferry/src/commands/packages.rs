@@ -1,11 +1,14 @@
-//! `ferry package upload|list|show`: the CLI side of resumable uploads.
+//! `ferry package upload|list|show|set`: the CLI side of resumable uploads, and of what the
+//! hub proposed from a package (with where each value came from) and its corrections.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_client::transfer::UploadOptions;
-use ferry_proto::package::Package;
+use ferry_proto::package::{
+    DetectionSpec, MetadataField, MetadataPatch, Package, Proposal, UpdatePackage,
+};
 use uuid::Uuid;
 
 use crate::admin_client::{AdminClient, HubArgs};
@@ -27,12 +30,55 @@ pub enum PackageCmd {
         #[command(flatten)]
         hub: HubArgs,
     },
-    /// Show one package with the metadata the hub found.
+    /// Show one package: the metadata the hub proposed, where each value came from
+    /// (`psadt_script`, `msi`, `msi+transform`, `exe_version`, `layout`, `derived`, `user`),
+    /// and what it could not read.
     Show {
         id: Uuid,
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Correct the proposal: each option given replaces that field (its source becomes
+    /// `user`); `--clear FIELD` empties one. `--msi-file` chooses which of several MSIs the
+    /// proposal comes from (the hub reads the package again).
+    Set(Box<SetArgs>),
+}
+
+/// `ferry package set`'s options.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    id: Uuid,
+    #[arg(long)]
+    vendor: Option<String>,
+    #[arg(long)]
+    product: Option<String>,
+    #[arg(long)]
+    version: Option<String>,
+    #[arg(long)]
+    language: Option<String>,
+    #[arg(long)]
+    architecture: Option<String>,
+    #[arg(long)]
+    revision: Option<String>,
+    #[arg(long)]
+    package_name: Option<String>,
+    #[arg(long)]
+    install_command: Option<String>,
+    #[arg(long)]
+    uninstall_command: Option<String>,
+    /// Where the main binary is once installed (`%ProgramFiles%\App\app.exe`): detection
+    /// then checks its file version.
+    #[arg(long)]
+    main_binary: Option<String>,
+    /// Which MSI of the package to read metadata from.
+    #[arg(long)]
+    msi_file: Option<String>,
+    /// Fields to empty (repeatable): vendor, product, version, language, architecture,
+    /// revision, package_name, install_command, uninstall_command, main_binary, detection.
+    #[arg(long, value_name = "FIELD")]
+    clear: Vec<String>,
+    #[command(flatten)]
+    hub: HubArgs,
 }
 
 pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
@@ -57,10 +103,163 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
             let p: Package = crate::admin_client::connect(&hub)?
                 .get(&format!("/api/v1/packages/{id}"))
                 .await?;
-            println!("{}", serde_json::to_string_pretty(&p)?);
+            emit(&p, print_package)?;
+        }
+        PackageCmd::Set(args) => {
+            let SetArgs {
+                id,
+                vendor,
+                product,
+                version,
+                language,
+                architecture,
+                revision,
+                package_name,
+                install_command,
+                uninstall_command,
+                main_binary,
+                msi_file,
+                clear,
+                hub,
+            } = *args;
+            let mut patch = MetadataPatch {
+                vendor: vendor.map(Some),
+                product: product.map(Some),
+                version: version.map(Some),
+                language: language.map(Some),
+                architecture: architecture.map(Some),
+                revision: revision.map(Some),
+                package_name: package_name.map(Some),
+                install_command: install_command.map(Some),
+                uninstall_command: uninstall_command.map(Some),
+                main_binary: main_binary.map(Some),
+                msi_file,
+                ..MetadataPatch::default()
+            };
+            for field in &clear {
+                let slot = match field.as_str() {
+                    "vendor" => &mut patch.vendor,
+                    "product" => &mut patch.product,
+                    "version" => &mut patch.version,
+                    "language" => &mut patch.language,
+                    "architecture" => &mut patch.architecture,
+                    "revision" => &mut patch.revision,
+                    "package_name" => &mut patch.package_name,
+                    "install_command" => &mut patch.install_command,
+                    "uninstall_command" => &mut patch.uninstall_command,
+                    "main_binary" => &mut patch.main_binary,
+                    "detection" => {
+                        patch.detection = Some(None);
+                        continue;
+                    }
+                    other => anyhow::bail!("--clear {other}: not a field that can be emptied"),
+                };
+                *slot = Some(None);
+            }
+            let p: Package = crate::admin_client::connect(&hub)?
+                .patch(
+                    &format!("/api/v1/packages/{id}"),
+                    &UpdatePackage { metadata: patch },
+                )
+                .await?;
+            emit(&p, print_package)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A package for people: each proposed field with its value and source, then the files the
+/// proposal chose among, then what could not be read.
+fn print_package(p: &Package) {
+    let m = &p.metadata;
+    let pr = &m.proposal;
+    println!("package   {}", p.id);
+    println!(
+        "file      {} ({} bytes, sha256 {})",
+        p.filename, p.size, p.sha256
+    );
+    println!();
+    let detection = pr.detection.as_ref().map(|d| match d {
+        DetectionSpec::MsiProductCode(code) => format!("MSI product code {code}"),
+        DetectionSpec::Script { text, .. } => {
+            let first = text.lines().next().unwrap_or("");
+            format!("script: {first} …")
+        }
+    });
+    let installer = pr.installer.map(|i| format!("{i:?}").to_lowercase());
+    let rows: [(MetadataField, Option<&str>); 13] = [
+        (MetadataField::Vendor, pr.vendor.as_deref()),
+        (MetadataField::Product, pr.product.as_deref()),
+        (MetadataField::Version, pr.version.as_deref()),
+        (MetadataField::Language, pr.language.as_deref()),
+        (MetadataField::Architecture, pr.architecture.as_deref()),
+        (MetadataField::Revision, pr.revision.as_deref()),
+        (MetadataField::PackageName, pr.package_name.as_deref()),
+        (MetadataField::Installer, installer.as_deref()),
+        (MetadataField::InstallCommand, pr.install_command.as_deref()),
+        (
+            MetadataField::UninstallCommand,
+            pr.uninstall_command.as_deref(),
+        ),
+        (MetadataField::MainBinary, pr.main_binary.as_deref()),
+        (MetadataField::Detection, detection.as_deref()),
+        (MetadataField::ProductCode, pr.product_code.as_deref()),
+    ];
+    for (field, value) in rows {
+        let source = pr.source(field).map_or("", |s| s.as_str());
+        println!(
+            "{:<18} {:<60} {}",
+            field.as_str(),
+            value.unwrap_or("-"),
+            source
+        );
+    }
+    if let Some(note) = &pr.detection_note {
+        println!("{:<18} {note}", "");
+    }
+    print_files(pr);
+    if let Some(source) = &m.imported_from {
+        println!(
+            "imported from ConfigMgr application {:?} ({})",
+            source.name, source.model_name
+        );
+    }
+    if !pr.notes.is_empty() {
+        println!();
+        println!("notes:");
+        for note in &pr.notes {
+            println!("  - {note}");
+        }
+    }
+}
+
+fn print_files(pr: &Proposal) {
+    let list = |files: &[String]| files.join(", ");
+    println!();
+    if let Some(w) = &pr.wrapper_path {
+        println!("wrapper      {w}");
+    }
+    if !pr.msi_files.is_empty() {
+        let chosen = pr.msi_file.as_deref().unwrap_or("none chosen");
+        println!("MSI files    {} (read: {chosen})", list(&pr.msi_files));
+    }
+    if !pr.transforms.is_empty() {
+        println!(
+            "transforms   {} (applied: {})",
+            list(&pr.transforms),
+            if pr.transforms_applied.is_empty() {
+                "none".to_owned()
+            } else {
+                list(&pr.transforms_applied)
+            }
+        );
+    }
+    if !pr.patches.is_empty() {
+        println!("patches      {}", list(&pr.patches));
+    }
+    if let Some(exe) = &pr.exe_file {
+        println!("EXE read     {exe}");
+    }
 }
 
 /// Uploads `path` and returns the package (resumable and verified: `ferry-client`'s upload),

@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "package_detection",
         include_str!("../../../migrations/sqlite/0008_package_detection.sql"),
     ),
+    (
+        9,
+        "metadata_sources",
+        include_str!("../../../migrations/sqlite/0009_metadata_sources.sql"),
+    ),
 ];
 
 #[derive(Clone)]

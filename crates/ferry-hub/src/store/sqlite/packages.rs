@@ -3,14 +3,14 @@
 use async_trait::async_trait;
 use ferry_proto::ops::PackageRef;
 use ferry_proto::package::{
-    ImportSource, MetadataPatch, NewUpload, Package, PackageMetadata, Upload, UploadState,
+    ImportSource, NewUpload, Package, PackageMetadata, Upload, UploadState,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{SqliteStore, audit, parse_json, parse_opt_uuid, parse_uuid, to_json};
-use crate::store::{Actor, PackageStore, StoreError};
+use crate::store::{Actor, MetadataEdit, PackageStore, StoreError};
 use crate::time_util::{from_ms, now_ms};
 
 #[async_trait]
@@ -202,19 +202,18 @@ impl PackageStore for SqliteStore {
         &self,
         actor: &Actor,
         id: Uuid,
-        patch: &MetadataPatch,
+        edit: &MetadataEdit<'_>,
     ) -> Result<Option<Package>, StoreError> {
         let mut tx = self.begin().await?;
         let Some(mut metadata) = package_metadata_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        let touched = metadata.apply(patch);
+        let fields = edit(&mut metadata);
         sqlx::query("UPDATE packages SET metadata = ? WHERE id = ?")
             .bind(to_json(&metadata)?)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        let fields: Vec<&str> = touched.iter().map(|f| f.as_str()).collect();
         audit(
             &mut tx,
             actor,
