@@ -12,28 +12,40 @@ use ferry_proto::package::PackageMetadata;
 /// Inspects the package file at `path` (on a blocking thread: zip, MSI and script parsing are
 /// synchronous and CPU-bound), reading metadata from `msi_choice` when given. Entries are
 /// copied to temporary files in `scratch`. `Err` carries the sentence for the client.
+/// Why a package could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The file is not a valid package (the sentence for the client).
+    #[error("{0}")]
+    Invalid(String),
+    /// The MSI asked for is not in the package.
+    #[error("the package holds no MSI {0:?}")]
+    NoSuchMsi(String),
+}
+
 pub async fn inspect(
     path: &Path,
     scratch: &Path,
     msi_choice: Option<&str>,
-) -> Result<PackageMetadata, String> {
+) -> Result<PackageMetadata, InspectError> {
     let (path, scratch) = (path.to_owned(), scratch.to_owned());
     let choice = msi_choice.map(str::to_owned);
     tokio::task::spawn_blocking(move || inspect_blocking(&path, &scratch, choice.as_deref()))
         .await
-        .map_err(|e| format!("inspection failed: {e}"))?
+        .map_err(|e| InspectError::Invalid(format!("inspection failed: {e}")))?
 }
 
 fn inspect_blocking(
     path: &Path,
     scratch: &Path,
     msi_choice: Option<&str>,
-) -> Result<PackageMetadata, String> {
+) -> Result<PackageMetadata, InspectError> {
     let limits = Limits::default();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the package: {e}"))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| InspectError::Invalid(format!("cannot read the package: {e}")))?;
     let mut reader = BufReader::new(file);
-    let inventory =
-        inspect_zip(&mut reader, &limits).map_err(|e| format!("not a valid package: {e}"))?;
+    let inventory = inspect_zip(&mut reader, &limits)
+        .map_err(|e| InspectError::Invalid(format!("not a valid package: {e}")))?;
     let scratch = Scratch::new(scratch);
     let mut open = |name: &str| -> Result<Box<dyn ReadSeek>, PackageError> {
         // Each entry is copied out to a temporary file (an MSI may be gigabytes: never whole
@@ -50,8 +62,10 @@ fn inspect_blocking(
         let _ = std::fs::remove_file(&tmp);
         result
     };
-    let metadata = examine(&inventory, &mut open, msi_choice)
-        .map_err(|e| format!("cannot read the package: {e}"))?;
+    let metadata = examine(&inventory, &mut open, msi_choice).map_err(|e| match e {
+        PackageError::EntryNotFound { name } => InspectError::NoSuchMsi(name),
+        other => InspectError::Invalid(format!("cannot read the package: {other}")),
+    })?;
     for note in &metadata.proposal.notes {
         tracing::info!(package = %path.display(), note, "package inspection");
     }

@@ -10,15 +10,18 @@
 //! 1. **Wrapper script** (`Deploy-Application.ps1`, `Invoke-AppDeployToolkit.ps1`): read as
 //!    data ([`crate::script`]), at most [`MAX_SCRIPT_BYTES`].
 //! 2. **MSI**: the one the caller chose; else the one the script installs (matched by file
-//!    name); else the only one; else none, with a note listing them ("choose one").
-//! 3. **Transforms**: those the script names for that MSI; else the only `.mst` in the MSI's
-//!    folder; several there and none named: listed, not applied (they are often
-//!    alternatives, such as one per language). Their Property changes are applied in order.
-//! 4. **EXE**: only with no MSI read and no application named by the script: the one the
+//!    name); else the only one — unless the script names the application itself and never
+//!    installs that MSI (a prerequisite such as a runtime: its product code would detect the
+//!    wrong product); else none, with a note listing them ("choose one").
+//! 3. **Transforms**: those the script's install call of that MSI names; without a wrapper,
+//!    the only `.mst` beside the MSI (the proposed command line applies it). Their Property
+//!    changes are applied in order.
+//! 4. **EXE**: only when the package has no MSI and the script names nothing: the one the
 //!    script starts, else the only one in `Files/` (or at the root without a wrapper).
 //!
 //! Nothing read here can refuse the package (the archive was validated before): an
-//! unreadable file becomes a note, and the proposal simply has less in it.
+//! unreadable or oversized file becomes a note, and the proposal simply has less in it. Each
+//! file's size is checked against its reader's cap before it is opened (copied out).
 
 use std::io::{Read, Seek};
 
@@ -27,10 +30,10 @@ use ferry_proto::package::PackageMetadata;
 use crate::archive::ZipInventory;
 use crate::error::PackageError;
 use crate::exe::read_exe_version;
-use crate::msifile::read_msi;
+use crate::msifile::{MSI_MAX_BYTES, read_msi};
 use crate::propose::{Findings, MsiFinding, propose};
 use crate::script::{MAX_SCRIPT_BYTES, ScriptFacts, read_script};
-use crate::transform::read_transform;
+use crate::transform::{MST_MAX_BYTES, read_transform};
 
 /// A file opened for reading, from any source.
 pub trait ReadSeek: Read + Seek {}
@@ -55,6 +58,13 @@ pub fn examine(
             name: choice.to_owned(),
         });
     }
+    let size_of = |name: &str| {
+        inventory
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .map_or(0, |e| e.size)
+    };
     let mut found = Findings::default();
     let script = layout
         .wrapper
@@ -62,33 +72,64 @@ pub fn examine(
         .and_then(|w| Some((w.kind, w.script.clone()?)));
     if let Some((kind, path)) = script {
         found.script = Some(read_wrapper_script(
-            inventory,
             &path,
+            size_of(&path),
             kind,
             open,
             &mut found.notes,
         ));
     }
     let facts = found.script.clone().unwrap_or_default();
-    for note in &facts.notes {
-        found.notes.push(note.clone());
-    }
+    found.notes.extend(facts.notes.iter().cloned());
 
+    let installed: Vec<String> = facts.msi_installs.iter().map(|i| i.path.clone()).collect();
     let msi_path = match msi_choice {
         Some(choice) => Some(choice.to_owned()),
-        None => choose(&layout.msi_files, &facts.msi_paths, "MSI", &mut found.notes),
+        None => match choose(&layout.msi_files, &installed, "MSI", &mut found.notes) {
+            Some(Chosen::Named(path)) => Some(path),
+            Some(Chosen::Only(path)) if facts.declares_application() && !facts.zero_config => {
+                found.notes.push(format!(
+                    "{path} is not installed by the wrapper's script, which names the application \
+                     itself: it was not read (a prerequisite's product code would detect the wrong \
+                     product); choose it (`msi_file`) if it is the application"
+                ));
+                None
+            }
+            Some(Chosen::Only(path)) => Some(path),
+            None => None,
+        },
     };
     let mut raw_msi = None;
     if let Some(path) = &msi_path {
-        match open(path).and_then(read_msi) {
+        let size = size_of(path);
+        let read = if size > MSI_MAX_BYTES {
+            Err(PackageError::MsiTooLarge {
+                size,
+                limit: MSI_MAX_BYTES,
+            })
+        } else {
+            open(path).and_then(read_msi)
+        };
+        match read {
             Ok(props) => {
                 let mut finding = MsiFinding {
                     path: path.clone(),
                     properties: props.clone(),
                     ..Default::default()
                 };
-                for transform in transforms_for(layout, path, &facts, &mut found.notes) {
-                    match open(&transform).and_then(read_transform) {
+                let transforms = transforms_for(layout, path, &facts, &mut found.notes);
+                for transform in transforms {
+                    let size = size_of(&transform);
+                    let read = if size > MST_MAX_BYTES {
+                        Err(PackageError::TooLargeToRead {
+                            what: "transform",
+                            size,
+                            limit: MST_MAX_BYTES,
+                        })
+                    } else {
+                        open(&transform).and_then(read_transform)
+                    };
+                    match read {
                         Ok(t) => {
                             finding.changed.extend(t.apply(&mut finding.properties));
                             finding.transforms_applied.push(transform);
@@ -113,10 +154,23 @@ pub fn examine(
         );
     }
 
-    if found.msi.is_none() && !facts.declares_application() {
-        let exe = choose(&layout.exe_files, &facts.exe_paths, "EXE", &mut found.notes);
+    if layout.msi_files.is_empty() && !facts.declares_application() {
+        let exe = match choose(&layout.exe_files, &facts.exe_paths, "EXE", &mut found.notes) {
+            Some(Chosen::Named(path) | Chosen::Only(path)) => Some(path),
+            None => None,
+        };
         if let Some(path) = exe {
-            match open(&path).and_then(read_exe_version) {
+            let size = size_of(&path);
+            let read = if size > EXE_MAX_BYTES {
+                Err(PackageError::TooLargeToRead {
+                    what: "installer",
+                    size,
+                    limit: EXE_MAX_BYTES,
+                })
+            } else {
+                open(&path).and_then(read_exe_version)
+            };
+            match read {
                 Ok(Some(version)) => found.exe = Some((path, version)),
                 Ok(None) => found.notes.push(format!(
                     "{path} has no version resource; nothing to read from it"
@@ -127,7 +181,7 @@ pub fn examine(
     }
 
     let mut proposal = propose(layout, &found);
-    // The chosen MSI is reported even when unreadable: it is the one the user picked.
+    // The MSI picked is reported even when unreadable: it is the one the proposal is about.
     if proposal.msi_file.is_none() {
         proposal.msi_file = msi_path;
     }
@@ -140,19 +194,17 @@ pub fn examine(
     })
 }
 
+/// Largest EXE whose version resource is read: a PE image cannot address more than 4 GiB.
+pub const EXE_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Reads the wrapper script into memory (bounded) and its declarations.
 fn read_wrapper_script(
-    inventory: &ZipInventory,
     path: &str,
+    size: u64,
     kind: ferry_proto::package::WrapperKind,
     open: &mut Open<'_>,
     notes: &mut Vec<String>,
 ) -> ScriptFacts {
-    let size = inventory
-        .entries
-        .iter()
-        .find(|e| e.name == path)
-        .map_or(0, |e| e.size);
     if size > MAX_SCRIPT_BYTES as u64 {
         notes.push(format!(
             "{path} is {size} bytes, more than the {MAX_SCRIPT_BYTES} read; its variables were not read"
@@ -208,6 +260,31 @@ fn file_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
+/// How [`choose`] picked a file.
+enum Chosen {
+    /// The script names it.
+    Named(String),
+    /// The only candidate.
+    Only(String),
+}
+
+/// At most this many names in a note's list.
+const LISTED: usize = 10;
+
+/// `files` for a note: the first few, and how many more.
+fn listed(files: &[&str]) -> String {
+    let mut out = files
+        .iter()
+        .take(LISTED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > LISTED {
+        out.push_str(&format!(" and {} more", files.len() - LISTED));
+    }
+    out
+}
+
 /// Picks one of `files`: the first the script names (by file name, without case) that
 /// matches exactly one file; else the only file; else none, noting why.
 fn choose(
@@ -215,20 +292,21 @@ fn choose(
     named: &[String],
     what: &str,
     notes: &mut Vec<String>,
-) -> Option<String> {
+) -> Option<Chosen> {
     for name in named {
-        let matches: Vec<&String> = files
+        let matches: Vec<&str> = files
             .iter()
             .filter(|f| file_name(f).eq_ignore_ascii_case(file_name(name)))
+            .map(String::as_str)
             .collect();
         match matches.as_slice() {
-            [one] => return Some((*one).clone()),
+            [one] => return Some(Chosen::Named((*one).to_owned())),
             [] => {}
             several => {
-                let list: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
                 notes.push(format!(
-                    "the wrapper installs {name}, which matches several files ({}); choose one",
-                    list.join(", ")
+                    "the wrapper uses {}, which matches several files ({}); choose one",
+                    file_name(name),
+                    listed(several)
                 ));
                 return None;
             }
@@ -236,59 +314,87 @@ fn choose(
     }
     match files {
         [] => None,
-        [one] => Some(one.clone()),
+        [one] => Some(Chosen::Only(one.clone())),
         several => {
-            notes.push(format!(
-                "{} {what} files found ({}) and the wrapper script names none of them: choose the one to read{}",
-                several.len(),
-                several.join(", "),
-                if what == "MSI" { " (`msi_file`)" } else { "" }
-            ));
+            let names: Vec<&str> = several.iter().map(String::as_str).collect();
+            notes.push(if what == "MSI" {
+                format!(
+                    "{} MSI files found ({}) and the wrapper script installs none of them: choose the one the proposal comes from (`msi_file`)",
+                    several.len(),
+                    listed(&names)
+                )
+            } else {
+                format!(
+                    "{} {what} files found ({}) and the wrapper script starts none of them: nothing was read; set the metadata by hand",
+                    several.len(),
+                    listed(&names)
+                )
+            });
             None
         }
     }
 }
 
-/// The transforms to apply to the MSI at `msi`: those the script names (matched by file
-/// name), else the only one in the MSI's folder.
+/// The transforms to apply to the MSI at `msi`: with a wrapper, those its install call of
+/// that MSI names (matched by file name); without one, the only `.mst` beside the MSI.
 fn transforms_for(
     layout: &crate::psadt::PackageLayout,
     msi: &str,
     facts: &ScriptFacts,
     notes: &mut Vec<String>,
 ) -> Vec<String> {
-    let mut chosen = Vec::new();
-    for name in &facts.transform_paths {
-        if let Some(t) = layout
+    let find = |name: &str| {
+        layout
             .transforms
             .iter()
             .find(|t| file_name(t).eq_ignore_ascii_case(file_name(name)))
-            && !chosen.contains(t)
-        {
-            chosen.push(t.clone());
+    };
+    let mut chosen: Vec<String> = Vec::new();
+    if layout.wrapper.is_some() {
+        let calls = facts
+            .msi_installs
+            .iter()
+            .filter(|i| file_name(&i.path).eq_ignore_ascii_case(file_name(msi)));
+        for name in calls.flat_map(|i| i.transforms.iter()) {
+            match find(name) {
+                Some(t) if !chosen.contains(t) => chosen.push(t.clone()),
+                Some(_) => {}
+                None => notes.push(format!(
+                    "the wrapper applies transform {}, which the package does not hold",
+                    file_name(name)
+                )),
+            }
+        }
+    } else {
+        let folder = msi.rsplit_once('/').map_or("", |(f, _)| f);
+        let beside: Vec<&str> = layout
+            .transforms
+            .iter()
+            .filter(|t| t.rsplit_once('/').map_or("", |(f, _)| f) == folder)
+            .map(String::as_str)
+            .collect();
+        match beside.as_slice() {
+            [one] => chosen.push((*one).to_owned()),
+            [] => {}
+            several => notes.push(format!(
+                "several transforms beside {msi} ({}): none applied; name them in the install command",
+                listed(several)
+            )),
         }
     }
-    if !chosen.is_empty() {
-        return chosen;
-    }
-    let folder = msi.rsplit_once('/').map_or("", |(f, _)| f);
-    let beside: Vec<&String> = layout
-        .transforms
-        .iter()
-        .filter(|t| t.rsplit_once('/').map_or("", |(f, _)| f) == folder)
-        .collect();
-    match beside.as_slice() {
-        [one] => vec![(*one).clone()],
-        [] => Vec::new(),
-        several => {
-            let list: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
+    // msiexec's TRANSFORMS list is `;`-separated and reads a leading `@`, `|` or `:` as a
+    // prefix: a name holding those cannot be passed on, so it is not applied either.
+    chosen.retain(|t| {
+        let name = file_name(t);
+        let usable = !name.contains([';', '"']) && !name.starts_with(['@', '|', ':']);
+        if !usable {
             notes.push(format!(
-                "several transforms beside {msi} ({}) and the wrapper names none: none applied",
-                list.join(", ")
+                "transform {t} has a name msiexec cannot be given (`;`, `\"` or a leading `@|:`): not applied"
             ));
-            Vec::new()
         }
-    }
+        usable
+    });
+    chosen
 }
 
 /// An [`Open`] over a zip held in memory (the demo, the CLI's `package inspect`, tests).
@@ -323,15 +429,15 @@ mod tests {
     fn the_named_file_wins_then_the_only_one() {
         let files = vec!["Files/a.msi".to_owned(), "Files/b.msi".to_owned()];
         let mut notes = Vec::new();
-        assert_eq!(
-            choose(&files, &["$dirFiles\\B.MSI".to_owned()], "MSI", &mut notes).as_deref(),
-            Some("Files/b.msi")
-        );
-        assert_eq!(choose(&files, &[], "MSI", &mut notes), None);
+        assert!(matches!(
+            choose(&files, &["$dirFiles\\B.MSI".to_owned()], "MSI", &mut notes),
+            Some(Chosen::Named(p)) if p == "Files/b.msi"
+        ));
+        assert!(choose(&files, &[], "MSI", &mut notes).is_none());
         assert!(notes[0].contains("2 MSI files found"), "{notes:?}");
-        assert_eq!(
-            choose(&files[..1], &[], "MSI", &mut notes).as_deref(),
-            Some("Files/a.msi")
-        );
+        assert!(matches!(
+            choose(&files[..1], &[], "MSI", &mut notes),
+            Some(Chosen::Only(p)) if p == "Files/a.msi"
+        ));
     }
 }

@@ -5,11 +5,14 @@
 //! `CompanyName`, `ProductName`, `ProductVersion`, `FileVersion`, and the language of its
 //! strings.
 //!
-//! The PE file is parsed with the `object` crate, read lazily (only the headers, the section
-//! table and the resource data are touched, so a large installer costs a few reads). The
-//! resource tree is walked exactly three levels deep (type → name → language), so a resource
-//! directory that points back at itself cannot loop; the version block is parsed with every
-//! length checked against its parent, at most [`MAX_DEPTH`] levels and [`MAX_NODES`] nodes.
+//! The PE file is parsed with the `object` crate, read lazily: only the headers, the section
+//! table, the three resource directory tables on the way to the version resource and the
+//! resource itself (at most 64 KiB) are read, each in its own small read, so a 2 GB installer
+//! whose payload sits in its resource section costs a few kilobytes. The resource tree is
+//! walked exactly three levels deep (type → name → language), so a resource directory that
+//! points back at itself cannot loop; the version block is parsed with every length checked
+//! against its parent, four levels deep (`VS_VERSIONINFO` → `StringFileInfo` → table →
+//! string) and at most [`MAX_NODES`] nodes.
 //! Anything malformed is an [`PackageError::Unreadable`], never a panic (the parser also runs
 //! under `catch_unwind`).
 
@@ -17,15 +20,13 @@ use std::io::{Read, Seek};
 use std::panic::{self, AssertUnwindSafe};
 
 use object::read::ReadCache;
-use object::read::pe::{ImageNtHeaders, PeFile, ResourceDirectory};
+use object::read::pe::{ImageNtHeaders, PeFile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PackageError;
 
 /// Largest version resource read (real ones are a few kilobytes).
 const MAX_RESOURCE: u32 = 64 * 1024;
-/// Deepest nesting of version blocks (`VS_VERSIONINFO` → `StringFileInfo` → table → string).
-const MAX_DEPTH: usize = 4;
 /// Most blocks read from one resource.
 const MAX_NODES: usize = 1024;
 /// `RT_VERSION`.
@@ -74,66 +75,109 @@ fn version_of<'d, H: ImageNtHeaders, R: object::ReadRef<'d>>(
 ) -> Result<Option<ExeVersion>, PackageError> {
     let file = PeFile::<H, R>::parse(data).map_err(|e| unreadable(e.to_string()))?;
     let sections = file.section_table();
-    let Some(rsrc) = file
-        .data_directories()
-        .resource_directory(data, &sections)
-        .map_err(|e| unreadable(e.to_string()))?
-    else {
+    let Some(dir) = file.data_directory(object::pe::IMAGE_DIRECTORY_ENTRY_RESOURCE) else {
         return Ok(None);
     };
-    let Some(bytes) = version_resource(data, &sections, rsrc)? else {
+    let rva = dir.virtual_address.get(object::LittleEndian);
+    if rva == 0 {
+        return Ok(None);
+    }
+    let (base, _) = sections
+        .pe_file_range_at(rva)
+        .ok_or_else(|| unreadable("the resource directory is outside every section"))?;
+    let Some(bytes) = version_resource(data, &sections, u64::from(base))? else {
         return Ok(None);
     };
     parse_version_info(bytes).map(Some)
 }
 
+/// Most entries read from one resource directory table.
+const MAX_ENTRIES: u64 = 4096;
+
+/// One entry of a resource directory table: its id (named entries have none) and where it
+/// points, relative to the resource directory, with the high bit set for a subdirectory.
+struct Entry {
+    id: Option<u16>,
+    target: u32,
+}
+
+/// The entries of the table at `offset` (file offset), read in small pieces: never more than
+/// the table's own bytes, whatever the section claims.
+fn table<'d, R: object::ReadRef<'d>>(data: R, offset: u64) -> Result<Vec<Entry>, PackageError> {
+    let header = data
+        .read_bytes_at(offset, 16)
+        .map_err(|()| unreadable("a resource directory table is cut short"))?;
+    let named = u64::from(u16::from_le_bytes([header[12], header[13]]));
+    let ids = u64::from(u16::from_le_bytes([header[14], header[15]]));
+    let count = (named + ids).min(MAX_ENTRIES);
+    let raw = data
+        .read_bytes_at(offset + 16, count * 8)
+        .map_err(|()| unreadable("a resource directory table is cut short"))?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|e| {
+            let name = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            Entry {
+                id: (name & 0x8000_0000 == 0).then_some((name & 0xffff) as u16),
+                target: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            }
+        })
+        .collect())
+}
+
 /// The bytes of the first `RT_VERSION` resource: root → type 16 → first name → first
-/// language → data. Three fixed steps: a directory that points at itself cannot loop.
+/// language → data. Three fixed steps, each reading only its table: a directory that points
+/// at itself cannot loop, and a huge resource section costs nothing.
 fn version_resource<'d, R: object::ReadRef<'d>>(
     data: R,
     sections: &object::read::pe::SectionTable<'d>,
-    rsrc: ResourceDirectory<'d>,
+    base: u64,
 ) -> Result<Option<&'d [u8]>, PackageError> {
-    let err = |e: object::Error| unreadable(e.to_string());
-    let root = rsrc.root().map_err(err)?;
-    let Some(types) = root
-        .entries
-        .iter()
-        .find(|e| e.name_or_id().id() == Some(RT_VERSION))
-    else {
+    const SUBDIRECTORY: u32 = 0x8000_0000;
+    let subdirectory = |e: &Entry| -> Result<u64, PackageError> {
+        if e.target & SUBDIRECTORY == 0 {
+            return Err(unreadable(
+                "the version resource nests fewer than three levels",
+            ));
+        }
+        Ok(base + u64::from(e.target & !SUBDIRECTORY))
+    };
+    let root = table(data, base)?;
+    let Some(types) = root.iter().find(|e| e.id == Some(RT_VERSION)) else {
         return Ok(None);
     };
-    let Some(names) = types.data(rsrc).map_err(err)?.table() else {
-        return Err(unreadable("the version resource type is not a directory"));
-    };
-    let Some(name) = names.entries.first() else {
+    let names = table(data, subdirectory(types)?)?;
+    let Some(name) = names.first() else {
         return Ok(None);
     };
-    let Some(langs) = name.data(rsrc).map_err(err)?.table() else {
-        return Err(unreadable("the version resource is not a directory"));
-    };
-    let Some(lang) = langs.entries.first() else {
+    let langs = table(data, subdirectory(name)?)?;
+    let Some(lang) = langs.first() else {
         return Ok(None);
     };
-    let Some(entry) = lang.data(rsrc).map_err(err)?.data() else {
+    if lang.target & SUBDIRECTORY != 0 {
         return Err(unreadable(
             "the version resource nests deeper than three levels",
         ));
-    };
-    let rva = entry.offset_to_data.get(object::LittleEndian);
-    let size = entry.size.get(object::LittleEndian);
+    }
+    let entry = data
+        .read_bytes_at(base + u64::from(lang.target), 16)
+        .map_err(|()| unreadable("the version resource's data entry is cut short"))?;
+    let rva = u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]);
+    let size = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
     if size > MAX_RESOURCE {
         return Err(unreadable(format!(
             "the version resource declares {size} bytes, more than {MAX_RESOURCE}"
         )));
     }
-    let bytes = sections
-        .pe_data_at(data, rva)
+    let (offset, available) = sections
+        .pe_file_range_at(rva)
         .ok_or_else(|| unreadable("the version resource points outside the file"))?;
-    bytes
-        .get(..size as usize)
+    if size > available {
+        return Err(unreadable("the version resource runs past its section"));
+    }
+    data.read_bytes_at(u64::from(offset), u64::from(size))
         .map(Some)
-        .ok_or_else(|| unreadable("the version resource runs past its section"))
+        .map_err(|()| unreadable("the version resource runs past the end of the file"))
 }
 
 /// One block of a version resource: its key, value bytes and children.
@@ -263,7 +307,6 @@ fn parse_version_info(bytes: &[u8]) -> Result<ExeVersion, PackageError> {
             _ => {}
         }
     }
-    let _ = MAX_DEPTH; // the loops above go exactly this deep and no deeper
     // The table of the first declared translation, else the first table.
     let chosen = translations
         .first()
@@ -285,10 +328,10 @@ fn parse_version_info(bytes: &[u8]) -> Result<ExeVersion, PackageError> {
         product_version: get("ProductVersion"),
         file_version: get("FileVersion"),
         file_description: get("FileDescription"),
-        language_id: translations
-            .first()
-            .copied()
-            .or(Some(*lang))
+        // The language of the strings read: the chosen table's, else the first translation.
+        language_id: Some(*lang)
+            .filter(|l| *l != 0)
+            .or_else(|| translations.first().copied())
             .filter(|l| *l != 0),
     })
 }

@@ -271,13 +271,11 @@ pub fn derive(p: &mut Proposal) {
             FieldSource::Derived,
         );
     }
+    // The marker is what the seed's PSADT wrappers write; without a wrapper nothing writes it.
     p.registry_marker_script = match (&p.package_name, &p.vendor, &p.product, &p.version) {
-        (Some(name), Some(v), Some(pr), Some(ver)) => Some(registry_marker_script(
-            name,
-            &strip_spaces(v),
-            &strip_spaces(pr),
-            ver,
-        )),
+        (Some(name), Some(v), Some(pr), Some(ver)) if p.wrapper.is_some() => Some(
+            registry_marker_script(name, &strip_spaces(v), &strip_spaces(pr), ver),
+        ),
         _ => None,
     };
     if p.is_user_set(F::Detection) {
@@ -288,6 +286,12 @@ pub fn derive(p: &mut Proposal) {
         (Some(path), Some(version)) => file_version_script(path, version),
         _ => None,
     };
+    let unusable_binary = (p.main_binary.is_some() && file_rule.is_none()).then(|| {
+        format!(
+            "`main_binary` is set but the version {:?} is not numeric (1.2, 1.2.3 or 1.2.3.4), so its file version cannot be compared",
+            p.version.as_deref().unwrap_or("")
+        )
+    });
     let (detection, source, note) = if let Some(code) = &p.product_code {
         let source = p.source(F::ProductCode).unwrap_or(FieldSource::Msi);
         (
@@ -298,7 +302,11 @@ pub fn derive(p: &mut Proposal) {
     } else if let Some(text) = file_rule {
         (Some(powershell(text)), FieldSource::Derived, None)
     } else if let Some(text) = &p.registry_marker_script {
-        (Some(powershell(text.clone())), FieldSource::Derived, None)
+        (
+            Some(powershell(text.clone())),
+            FieldSource::Derived,
+            unusable_binary,
+        )
     } else {
         (None, FieldSource::Derived, Some(no_detection_reason(p)))
     };
@@ -328,12 +336,17 @@ fn no_detection_reason(p: &Proposal) -> String {
         ("vendor", p.vendor.is_none()),
         ("product", p.product.is_none()),
         ("version", p.version.is_none()),
-        ("language", p.language.is_none() && p.package_name.is_none()),
+        (
+            "language (for the package name)",
+            p.language.is_none() && p.package_name.is_none(),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, absent)| absent.then_some(name))
     .collect();
-    let marker = if missing.is_empty() {
+    let marker = if p.wrapper.is_none() {
+        "there is no wrapper to write the registry marker".to_owned()
+    } else if missing.is_empty() {
         "the registry marker could not be built".to_owned()
     } else {
         format!(
@@ -402,13 +415,19 @@ pub fn file_version_script(path: &str, version: &str) -> Option<String> {
 }
 
 /// A value as a registry key name component in [`registry_marker_script`]: `\\` and `/` become
-/// `_`, control characters are dropped.
+/// `_`, control characters are dropped, and `.` or `..` (which PowerShell's path handling
+/// would read as "this key" or "the parent") become `_`.
 pub fn marker_component(value: &str) -> String {
-    value
+    let part: String = value
         .chars()
         .filter(|c| !c.is_control())
         .map(|c| if c == '\\' || c == '/' { '_' } else { c })
-        .collect()
+        .collect();
+    if part.trim_matches('.').is_empty() {
+        "_".repeat(part.len().max(1))
+    } else {
+        part
+    }
 }
 
 // PowerShell's quote rule lives once, in ferry-sccm (the generator and the reader use it too).

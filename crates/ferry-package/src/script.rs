@@ -45,17 +45,28 @@ pub struct ScriptFacts {
     pub arch: Option<String>,
     pub lang: Option<String>,
     pub revision: Option<String>,
-    /// v4 with an empty `AppName`: the MSI drives (PSADT's Zero-Config MSI).
+    /// The application name is literally empty (v3 `$appName = ''`, v4 `AppName = ''`):
+    /// PSADT's Zero-Config MSI, where the MSI in `Files\` drives and the template's other
+    /// values are not the packager's.
     pub zero_config: bool,
-    /// File names the script installs with an MSI call (`-Path`/`-FilePath`), in order.
-    pub msi_paths: Vec<String>,
-    /// Transform files named in those calls (`-Transform`/`-Transforms`).
-    pub transform_paths: Vec<String>,
+    /// The MSIs the script installs (`-Path`/`-FilePath` of an install call), in order, each
+    /// with the transforms that call names.
+    pub msi_installs: Vec<MsiInstall>,
     /// Files the script starts as processes (`Execute-Process -Path`, `Start-ADTProcess
     /// -FilePath`), in order: the EXE installer among them.
     pub exe_paths: Vec<String>,
     /// What could not be read, for people (`$appRevision is not a literal: $(Get-Date)`).
     pub notes: Vec<String>,
+}
+
+/// One MSI install call of a wrapper script.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsiInstall {
+    /// The MSI as the script names it (`setup.msi`, or the file name after
+    /// `"$dirFiles\"`).
+    pub path: String,
+    /// The transforms the call applies (`-Transform 'a.mst;b.mst'`), in order.
+    pub transforms: Vec<String>,
 }
 
 impl ScriptFacts {
@@ -65,6 +76,11 @@ impl ScriptFacts {
     }
 }
 
+/// Most notes one script adds; a hostile script could otherwise add one per line.
+const MAX_NOTES: usize = 16;
+/// Most install calls and started processes remembered.
+const MAX_CALLS: usize = 64;
+
 /// A value read from the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Read {
@@ -73,10 +89,23 @@ enum Read {
     NotLiteral(String),
 }
 
-/// Reads the facts of a wrapper script of the given generation.
+/// Reads the facts of a wrapper script of the given generation. Never panics: a parser
+/// failure is a note.
 pub fn read_script(kind: WrapperKind, text: &str) -> ScriptFacts {
+    match std::panic::catch_unwind(|| read_unguarded(kind, text)) {
+        Ok(facts) => facts,
+        Err(_) => ScriptFacts {
+            notes: vec!["the wrapper script could not be read (parser failure)".to_owned()],
+            ..ScriptFacts::default()
+        },
+    }
+}
+
+fn read_unguarded(kind: WrapperKind, text: &str) -> ScriptFacts {
     let mut facts = ScriptFacts::default();
-    if text.len() > MAX_SCRIPT_BYTES {
+    // The cap is on bytes read from the package; decoded text (UTF-16 becomes up to 1.5x
+    // longer as UTF-8) gets room for that.
+    if text.len() > MAX_SCRIPT_BYTES * 3 / 2 {
         facts.notes.push(format!(
             "the wrapper script is {} bytes, more than the {MAX_SCRIPT_BYTES} read; its variables were not read",
             text.len()
@@ -90,7 +119,7 @@ pub fn read_script(kind: WrapperKind, text: &str) -> ScriptFacts {
         return facts;
     };
     let reader = Reader { src: text };
-    let mut v3 = Vec::new();
+    let mut v3: Vec<(String, Node)> = Vec::new();
     let mut v4 = None;
     // Depth-first, without recursion: a hostile script may nest deeply.
     let mut cursor = tree.walk();
@@ -100,7 +129,11 @@ pub fn read_script(kind: WrapperKind, text: &str) -> ScriptFacts {
             "assignment_expression" => {
                 if let Some((name, value)) = reader.assignment(node) {
                     match kind {
-                        WrapperKind::PsadtV3 => v3.push((name, value)),
+                        WrapperKind::PsadtV3 => {
+                            if VARIABLES.iter().any(|v| v.eq_ignore_ascii_case(&name)) {
+                                v3.push((name, value));
+                            }
+                        }
                         WrapperKind::PsadtV4 => {
                             if name.eq_ignore_ascii_case("adtSession")
                                 && v4.is_none()
@@ -127,82 +160,87 @@ pub fn read_script(kind: WrapperKind, text: &str) -> ScriptFacts {
             }
         }
     }
-    match kind {
-        WrapperKind::PsadtV3 => {
-            for (var, value) in v3 {
-                let slot = match var.to_ascii_lowercase().as_str() {
-                    "appvendor" => &mut facts.vendor,
-                    "appname" => &mut facts.name,
-                    "appversion" => &mut facts.version,
-                    "apparch" => &mut facts.arch,
-                    "applang" => &mut facts.lang,
-                    "apprevision" => &mut facts.revision,
-                    _ => continue,
-                };
-                take(
-                    slot,
-                    &format!("${var}"),
-                    reader.value(value),
-                    &mut facts.notes,
-                );
-            }
+    let (prefix, entries) = match kind {
+        WrapperKind::PsadtV3 => ("$", v3),
+        WrapperKind::PsadtV4 => ("$adtSession.", v4.unwrap_or_default()),
+    };
+    let mut app_name_empty = false;
+    let mut noted: Vec<String> = Vec::new();
+    for (key, value) in entries {
+        let lower = key.to_ascii_lowercase();
+        let slot = match lower.trim_start_matches("app") {
+            "vendor" => &mut facts.vendor,
+            "name" => &mut facts.name,
+            "version" => &mut facts.version,
+            "arch" => &mut facts.arch,
+            "lang" => &mut facts.lang,
+            "revision" => &mut facts.revision,
+            _ => continue,
+        };
+        if slot.is_some() || noted.contains(&lower) {
+            continue;
         }
-        WrapperKind::PsadtV4 => {
-            if let Some(entries) = v4 {
-                let mut app_name_seen = false;
-                for (key, value) in entries {
-                    let slot = match key.to_ascii_lowercase().as_str() {
-                        "appvendor" => &mut facts.vendor,
-                        "appname" => {
-                            app_name_seen = true;
-                            &mut facts.name
-                        }
-                        "appversion" => &mut facts.version,
-                        "apparch" => &mut facts.arch,
-                        "applang" => &mut facts.lang,
-                        "apprevision" => &mut facts.revision,
-                        _ => continue,
-                    };
-                    take(slot, &format!("$adtSession.{key}"), value, &mut facts.notes);
-                }
-                facts.zero_config = app_name_seen && facts.name.is_none();
-                if facts.zero_config {
-                    // Zero-Config: the other values are the template's, not the packager's.
-                    facts.vendor = None;
-                    facts.version = None;
-                    facts.arch = None;
-                    facts.lang = None;
-                    facts.revision = None;
-                }
-            }
+        let read = reader.value(value);
+        if lower == "appname" && read == Read::Literal(String::new()) && slot.is_none() {
+            app_name_empty = true;
         }
+        let what = format!("{prefix}{key}");
+        if take(slot, &what, read, &mut facts.notes) {
+            noted.push(lower);
+        }
+    }
+    facts.zero_config = app_name_empty && facts.name.is_none();
+    if facts.zero_config {
+        // Zero-Config: the other values are the template's, not the packager's.
+        facts.vendor = None;
+        facts.version = None;
+        facts.arch = None;
+        facts.lang = None;
+        facts.revision = None;
+    }
+    if facts.notes.len() > MAX_NOTES {
+        let more = facts.notes.len() - MAX_NOTES;
+        facts.notes.truncate(MAX_NOTES);
+        facts
+            .notes
+            .push(format!("… and {more} more notes about the wrapper script"));
     }
     facts
 }
 
-/// Keeps the first literal, non-empty value of a variable; notes a non-literal one.
-fn take(slot: &mut Option<String>, what: &str, value: Read, notes: &mut Vec<String>) {
-    if slot.is_some() {
-        return;
-    }
+/// The PSADT v3 variables read (v4 reads the same names as `$adtSession` keys).
+const VARIABLES: &[&str] = &[
+    "appVendor",
+    "appName",
+    "appVersion",
+    "appArch",
+    "appLang",
+    "appRevision",
+];
+
+/// Keeps the first literal, non-empty value of a variable; notes a non-literal one. Returns
+/// whether it added a note (one per variable is enough).
+fn take(slot: &mut Option<String>, what: &str, value: Read, notes: &mut Vec<String>) -> bool {
     match value {
         Read::Literal(v) => {
             let v = v.trim();
             if v.is_empty() {
-                return;
+                return false;
             }
             if v.chars().count() > MAX_VALUE_CHARS || v.chars().any(char::is_control) {
                 notes.push(format!(
                     "{what} is longer than {MAX_VALUE_CHARS} characters or holds control characters; ignored"
                 ));
-                return;
+                return true;
             }
             *slot = Some(v.to_owned());
+            false
         }
         Read::NotLiteral(text) => {
             notes.push(format!(
                 "{what} is not a literal ({text}); ignored, never evaluated"
             ));
+            true
         }
     }
 }
@@ -255,13 +293,25 @@ impl<'a> Reader<'a> {
         self.src.get(node.byte_range()).unwrap_or("")
     }
 
+    /// The start of a node's text for a note: at most 60 characters, control characters
+    /// shown escaped (a note is printed to terminals).
     fn short(&self, node: Node) -> String {
-        let t: String = self.text(node).chars().take(60).collect();
-        if self.text(node).chars().count() > 60 {
-            format!("{t}…")
-        } else {
-            t
+        let text = self.text(node);
+        let mut out: String = text
+            .chars()
+            .take(60)
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().collect::<Vec<char>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        if text.chars().nth(60).is_some() {
+            out.push('…');
         }
+        out
     }
 
     /// Goes down single-child wrappers to the expression itself.
@@ -322,7 +372,7 @@ impl<'a> Reader<'a> {
                 let plain = !inner
                     .chars()
                     .any(|c| matches!(c, '$' | '`' | '"' | '\u{201C}' | '\u{201D}' | '\u{201E}'));
-                if plain && node.named_child_count() == 1 {
+                if plain {
                     Read::Literal(inner.to_owned())
                 } else {
                     Read::NotLiteral(self.short(node))
@@ -332,8 +382,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The entries of `@{ Key = value; … }`, if `value` is one (nested tables are not read).
-    fn hash_literal(&self, value: Node<'a>) -> Option<Vec<(String, Read)>> {
+    /// The entries of `@{ Key = value; … }`, if `value` is one (nested tables are not read):
+    /// keys and their value nodes, read later only for the keys that matter.
+    fn hash_literal(&self, value: Node<'a>) -> Option<Vec<(String, Node<'a>)>> {
         let table = self.single(value);
         if table.kind() != "hash_literal_expression" {
             return None;
@@ -353,7 +404,9 @@ impl<'a> Reader<'a> {
                     continue;
                 };
                 let key = self.text(key).trim().trim_matches(['\'', '"']).to_owned();
-                entries.push((key, self.value(val)));
+                if VARIABLES.iter().any(|v| v.eq_ignore_ascii_case(&key)) {
+                    entries.push((key, val));
+                }
             }
         }
         Some(entries)
@@ -381,31 +434,74 @@ impl<'a> Reader<'a> {
             .named_children(&mut c)
             .filter(|n| n.kind() != "command_argument_sep")
             .collect();
+        let mut path = None;
+        let mut transforms = Vec::new();
+        let mut action = None;
         for pair in parts.windows(2) {
             if pair[0].kind() != "command_parameter" {
                 continue;
             }
+            // `-Path 'x'` and `-Path:'x'` alike.
             let parameter = self
                 .text(pair[0])
                 .trim_start_matches('-')
+                .trim_end_matches(':')
                 .to_ascii_lowercase();
-            let list = match parameter.as_str() {
-                "path" | "filepath" if msi => &mut facts.msi_paths,
-                "path" | "filepath" => &mut facts.exe_paths,
-                "transform" | "transforms" if msi => &mut facts.transform_paths,
-                _ => continue,
-            };
-            let value = match self.value(pair[1]) {
+            let value = match self.argument(pair[1]) {
                 Read::Literal(v) => Some(v),
                 Read::NotLiteral(_) => self.literal_tail(pair[1]),
             };
-            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-                // `-Transform 'a.mst;b.mst'` names several, as msiexec's TRANSFORMS does.
-                for one in v.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    list.push(one.to_owned());
+            let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            match parameter.as_str() {
+                "path" | "filepath" => path = Some(value.trim().to_owned()),
+                "transform" | "transforms" if msi => {
+                    // `-Transform 'a.mst;b.mst'` names several, as msiexec's TRANSFORMS does.
+                    transforms.extend(
+                        value
+                            .split(';')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    );
                 }
+                "action" => action = Some(value),
+                _ => {}
             }
         }
+        let Some(path) = path else {
+            return;
+        };
+        if msi {
+            // Only an install names the application's MSI (PSADT's default action); an
+            // uninstall of an old version or a repair does not.
+            let installs = action
+                .as_deref()
+                .is_none_or(|a| a.trim().eq_ignore_ascii_case("install"));
+            if installs && facts.msi_installs.len() < MAX_CALLS {
+                facts.msi_installs.push(MsiInstall { path, transforms });
+            }
+        } else if facts.exe_paths.len() < MAX_CALLS {
+            facts.exe_paths.push(path);
+        }
+    }
+
+    /// A command argument as a literal: a value, or a bare word (`-Path setup.msi`) with
+    /// nothing in it PowerShell would expand.
+    fn argument(&self, node: Node<'a>) -> Read {
+        if node.kind() == "generic_token" {
+            let text = self.text(node);
+            let plain = !text.chars().any(|c| {
+                matches!(c, '$' | '`' | '(' | ')' | '{' | '}' | '@' | '\'' | '"') || c.is_control()
+            });
+            return if plain {
+                Read::Literal(text.to_owned())
+            } else {
+                Read::NotLiteral(self.short(node))
+            };
+        }
+        self.value(node)
     }
 }
 
@@ -430,14 +526,24 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `$appVendor`, `${appVendor}`, `$script:appVendor` → `appVendor`.
+/// `$appVendor`, `${appVendor}`, `$script:appVendor` → `appVendor`. Other scopes
+/// (`$env:appName`, `$function:…`) are not the wrapper's variables.
 fn variable_name(text: &str) -> Option<String> {
     let name = text.strip_prefix('$')?;
     let name = name
         .strip_prefix('{')
         .and_then(|n| n.strip_suffix('}'))
         .unwrap_or(name);
-    let name = name.rsplit(':').next().unwrap_or(name);
+    let name = match name.split_once(':') {
+        Some((scope, rest)) => {
+            let scope = scope.to_ascii_lowercase();
+            if !matches!(scope.as_str(), "script" | "global" | "local" | "private") {
+                return None;
+            }
+            rest
+        }
+        None => name,
+    };
     (!name.is_empty()).then(|| name.to_owned())
 }
 
@@ -454,5 +560,6 @@ mod tests {
             Some("appVersion")
         );
         assert_eq!(variable_name("appVendor"), None);
+        assert_eq!(variable_name("$env:appName"), None);
     }
 }

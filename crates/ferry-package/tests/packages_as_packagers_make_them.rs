@@ -23,6 +23,15 @@ fn metadata(zip: &[u8], choice: Option<&str>) -> Result<PackageMetadata, Package
     examine(&inv, &mut open_in_memory(zip), choice)
 }
 
+/// A package of files at its root, no wrapper.
+fn bare(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(n, d)| ((*n).to_owned(), d.to_vec()))
+        .collect();
+    common::packaging::zip(&entries)
+}
+
 fn proposal(zip: &[u8]) -> Proposal {
     metadata(zip, None).unwrap().proposal
 }
@@ -226,7 +235,7 @@ fn a_v4_zero_config_wrapper_takes_its_values_from_the_msi() {
 #[test]
 fn the_packagers_script_values_win_over_the_msis() {
     let msi = own_msi("npp", "8.6.2.0", "Notepad++ Team", "1033", CODE_A);
-    let script = v3_script("Don Ho", "Notepad++", "8.6.2", "");
+    let script = v3_script("Don Ho", "Notepad++", "8.6.2", "") + "Execute-MSI -Path 'npp.msi'\n";
     let p = proposal(&v3(&script, &[("npp.msi", &msi)]));
     assert_eq!(p.vendor.as_deref(), Some("Don Ho"));
     assert_eq!(p.product.as_deref(), Some("Notepad++"));
@@ -485,10 +494,11 @@ fn several_unnamed_transforms_are_listed_not_applied() {
     let msi = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
     let de = transform(&[Change::Update("ProductLanguage", "1031")]);
     let fr = transform(&[Change::Update("ProductLanguage", "1036")]);
-    let p = proposal(&v3(
-        "",
-        &[("tool.msi", &msi), ("de.mst", &de), ("fr.mst", &fr)],
-    ));
+    let p = proposal(&bare(&[
+        ("tool.msi", &msi),
+        ("de.mst", &de),
+        ("fr.mst", &fr),
+    ]));
     assert!(p.transforms_applied.is_empty());
     assert_eq!(p.language.as_deref(), Some("English(United States)"));
     assert!(has_note(&p, "several transforms"), "{:?}", p.notes);
@@ -498,24 +508,21 @@ fn several_unnamed_transforms_are_listed_not_applied() {
 fn a_transform_that_deletes_a_property_removes_it_from_the_proposal() {
     let msi = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
     let mst = transform(&[Change::Delete("Manufacturer")]);
-    let p = proposal(&v3("", &[("tool.msi", &msi), ("tool.mst", &mst)]));
+    let p = proposal(&bare(&[("tool.msi", &msi), ("tool.mst", &mst)]));
     assert_eq!(p.vendor, None);
 }
 
 #[test]
 fn a_damaged_transform_is_a_note_and_the_msi_still_counts() {
     let msi = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
-    let p = proposal(&v3(
-        "",
-        &[
-            ("tool.msi", &msi),
-            ("tool.mst", b"not a compound file".as_slice()),
-        ],
-    ));
+    let p = proposal(&bare(&[
+        ("tool.msi", &msi),
+        ("tool.mst", b"not a compound file".as_slice()),
+    ]));
     assert_eq!(p.product.as_deref(), Some("Tool"));
     assert!(p.transforms_applied.is_empty());
     assert!(
-        has_note(&p, "transform Files/tool.mst could not be read"),
+        has_note(&p, "transform tool.mst could not be read"),
         "{:?}",
         p.notes
     );
@@ -627,4 +634,183 @@ fn typographic_quotes_end_a_string_as_powershell_reads_it() {
         "{:?}",
         p.vendor
     );
+}
+
+// ----- what the review of the first version found ----------------------------------------
+
+#[test]
+fn a_prerequisite_msi_beside_a_named_exe_application_does_not_detect_it() {
+    let runtime = own_msi("VC++ Runtime", "14.0", "Microsoft", "1033", CODE_B);
+    let p = proposal(&v3(
+        &v3_script("Igor Pavlov", "7-Zip", "23.01", "EN"),
+        &[
+            ("vcredist.msi", &runtime),
+            ("7z2301-x64.exe", b"MZ".as_slice()),
+        ],
+    ));
+    assert_eq!(p.product.as_deref(), Some("7-Zip"));
+    assert_eq!(
+        p.product_code, None,
+        "the runtime's code would detect the wrong product"
+    );
+    assert!(matches!(p.detection, Some(DetectionSpec::Script { .. })));
+    assert!(
+        has_note(&p, "vcredist.msi is not installed by the wrapper"),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn an_uninstall_call_does_not_name_the_applications_msi() {
+    let old = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
+    let new = own_msi("Tool", "2.0", "Contoso", "1033", CODE_B);
+    let script = "Execute-MSI -Action 'Uninstall' -Path 'tool-1.0.msi'\n\
+                  Execute-MSI -Action:'Install' -Path:'tool-2.0.msi'\n";
+    let p = proposal(&v3(
+        script,
+        &[("tool-1.0.msi", &old), ("tool-2.0.msi", &new)],
+    ));
+    assert_eq!(p.msi_file.as_deref(), Some("Files/tool-2.0.msi"));
+    assert_eq!(p.version.as_deref(), Some("2.0"));
+}
+
+#[test]
+fn a_bare_word_path_names_the_msi_too() {
+    let a = own_msi("Alpha", "1.0", "Contoso", "1033", CODE_A);
+    let b = own_msi("Beta", "1.0", "Contoso", "1033", CODE_B);
+    let p = proposal(&v3(
+        "Execute-MSI -Path beta.msi",
+        &[("alpha.msi", &a), ("beta.msi", &b)],
+    ));
+    assert_eq!(p.product.as_deref(), Some("Beta"));
+}
+
+#[test]
+fn transforms_named_for_another_msi_are_not_applied() {
+    let a = own_msi("Alpha", "1.0", "Contoso", "1033", CODE_A);
+    let b = own_msi("Beta", "1.0", "Contoso", "1033", CODE_B);
+    let for_b = transform(&[Change::Update("ProductName", "Beta (Contoso)")]);
+    let script = "Execute-MSI -Path 'alpha.msi'\nExecute-MSI -Path 'beta.msi' -Transform 'b.mst'\n";
+    let files = [
+        ("alpha.msi", a.as_slice()),
+        ("beta.msi", &b),
+        ("b.mst", &for_b),
+    ];
+    let p = proposal(&v3(script, &files));
+    assert_eq!(p.msi_file.as_deref(), Some("Files/alpha.msi"));
+    assert_eq!(p.product.as_deref(), Some("Alpha"));
+    assert!(p.transforms_applied.is_empty());
+    // Chosen by hand, beta comes with its own transform.
+    let m = metadata(&v3(script, &files), Some("Files/beta.msi")).unwrap();
+    assert_eq!(m.proposal.product.as_deref(), Some("Beta (Contoso)"));
+}
+
+#[test]
+fn a_lone_transform_the_wrapper_does_not_pass_is_not_applied() {
+    let msi = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
+    let mst = transform(&[Change::Update("ProductName", "Tool (customised)")]);
+    let script = "Execute-MSI -Action Install -Path 'tool.msi'";
+    let p = proposal(&v3(script, &[("tool.msi", &msi), ("tool.mst", &mst)]));
+    assert_eq!(p.product.as_deref(), Some("Tool"));
+    assert_eq!(p.transforms, ["Files/tool.mst"]);
+    assert!(p.transforms_applied.is_empty());
+}
+
+#[test]
+fn a_v3_zero_config_wrapper_takes_the_msis_language_not_the_templates() {
+    let msi = own_msi("Werkzeug", "1.0", "Contoso", "1031", CODE_A);
+    let p = proposal(&v3(&v3_script("", "", "", "EN"), &[("werkzeug.msi", &msi)]));
+    assert_eq!(p.language.as_deref(), Some("German(Germany)"));
+    assert_eq!(
+        p.revision, None,
+        "the template's revision is not the packager's"
+    );
+    assert!(has_note(&p, "Zero-Config"), "{:?}", p.notes);
+}
+
+#[test]
+fn a_non_literal_app_name_is_not_zero_config() {
+    let script = v4_script("Contoso", "$name", "1.0", "EN", "");
+    let p = proposal(&v4(&script.replace("'$name'", "\"$name\""), &[]));
+    assert_eq!(
+        p.vendor.as_deref(),
+        Some("Contoso"),
+        "the stated values stay"
+    );
+    assert_eq!(p.version.as_deref(), Some("1.0"));
+}
+
+#[test]
+fn control_characters_in_notes_are_escaped() {
+    let script = "[String]$appName = \"$x\u{1b}]52;c;aGk=\u{7}\"";
+    let p = proposal(&v3(script, &[]));
+    let note = p.notes.iter().find(|n| n.contains("$appName")).unwrap();
+    assert!(!note.chars().any(char::is_control), "{note:?}");
+    assert!(note.contains("\\u{1b}"), "{note:?}");
+}
+
+#[test]
+fn an_environment_variable_is_not_the_wrappers_variable() {
+    let p = proposal(&v3("$env:appName = 'Injected'", &[]));
+    assert_eq!(p.product, None);
+}
+
+#[test]
+fn no_exe_is_read_while_msis_wait_for_a_choice() {
+    let Some(exe) = seven_zip_exe() else { return };
+    let a = own_msi("Alpha", "1.0", "Contoso", "1033", CODE_A);
+    let b = own_msi("Beta", "1.0", "Contoso", "1033", CODE_B);
+    let files = [("a.msi", a.as_slice()), ("b.msi", &b), ("helper.exe", &exe)];
+    let p = proposal(&v3(&v3_script("", "", "", ""), &files));
+    assert_eq!(p.exe_file, None);
+    assert_eq!(p.vendor, None);
+}
+
+#[test]
+fn a_version_resource_declaring_gigabytes_is_unreadable_without_reading_them() {
+    let Some(mut exe) = seven_zip_exe() else {
+        return;
+    };
+    common::packaging::inflate_version_resource(&mut exe, 0x7fff_ffff);
+    let r = read_exe_version(Cursor::new(exe));
+    match r {
+        Err(PackageError::Unreadable { reason, .. }) => {
+            assert!(reason.contains("declares"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mutated_executables_never_panic_the_version_reader() {
+    let Some(exe) = seven_zip_exe() else { return };
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for _ in 0..300 {
+        let mut bytes = exe.clone();
+        for _ in 0..rng.usize(1..16) {
+            let at = rng.usize(..bytes.len());
+            bytes[at] ^= rng.u8(1..);
+        }
+        if rng.bool() {
+            bytes.truncate(rng.usize(..bytes.len()));
+        }
+        let _ = read_exe_version(Cursor::new(bytes));
+    }
+}
+
+#[test]
+fn a_transform_with_three_byte_string_references_and_another_codepage_reads() {
+    let msi = own_msi("Tool", "1.0", "Contoso", "1033", CODE_A);
+    let mst = common::packaging::transform_with(
+        &[
+            Change::Update("ProductName", "Инструмент"),
+            Change::Update("ProductLanguage", "1049"),
+        ],
+        1251,
+        true,
+    );
+    let p = proposal(&bare(&[("tool.msi", &msi), ("tool.mst", &mst)]));
+    assert_eq!(p.product.as_deref(), Some("Инструмент"));
+    assert_eq!(p.language_id, Some(1049));
 }

@@ -227,13 +227,16 @@ fn unknown_language_is_the_number_and_german_is_named() {
 }
 
 #[test]
-fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
-    let layout = ferry_package::detect(["a.msi"]);
+fn without_a_valid_product_code_a_wrapped_msi_is_detected_by_the_registry_marker_script() {
+    let layout = ferry_package::detect([
+        "Deploy-Application.ps1",
+        "AppDeployToolkit/AppDeployToolkitMain.ps1",
+        "Files/a.msi",
+    ]);
     let mut props = sample::filezilla_properties();
     props.product_code = Some("{not-a-guid}'; Remove-Item C:\\ -Recurse; '".to_string());
     let p = with_msi(&layout, &props);
     assert_eq!(p.product_code, None);
-    assert_eq!(p.uninstall_command, None);
     match p.detection {
         Some(DetectionSpec::Script { text, .. }) => {
             assert!(text.contains("Get-ItemProperty -LiteralPath $key"));
@@ -241,6 +244,23 @@ fn without_a_valid_product_code_detection_is_the_registry_marker_script() {
         }
         other => panic!("expected a script, got {other:?}"),
     }
+}
+
+#[test]
+fn a_bare_msi_without_a_valid_product_code_gets_no_detection_and_the_reason() {
+    // Without a wrapper nothing writes the registry marker, so it would never match.
+    let layout = ferry_package::detect(["a.msi"]);
+    let mut props = sample::filezilla_properties();
+    props.product_code = Some("{not-a-guid}".to_string());
+    let p = with_msi(&layout, &props);
+    assert_eq!(p.detection, None);
+    assert!(
+        p.detection_note
+            .as_deref()
+            .is_some_and(|n| n.contains("no wrapper")),
+        "{:?}",
+        p.detection_note
+    );
 }
 
 #[test]

@@ -144,7 +144,8 @@ pub enum FieldSource {
     #[serde(rename = "layout")]
     Layout,
     /// Built by Ferry from other fields (the package name from vendor, product, version and
-    /// language; detection from the product code or the registry marker).
+    /// language; detection from the main binary's file version or the registry marker —
+    /// detection by the MSI product code carries the product code's own source).
     #[serde(rename = "derived")]
     Derived,
     /// Set by an administrator (`PATCH`); kept as given.
@@ -417,11 +418,35 @@ pub struct MetadataPatch {
     pub main_binary: Option<Option<String>>,
     /// Which of the package's MSIs the proposal comes from (one of `msi_files`): the hub
     /// reads it again and proposes anew, keeping the fields set by hand.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msi_file: Option<String>,
+    /// Fields handed back to the proposal: their hand-set values are dropped and the hub
+    /// reads the package again for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reset: Vec<MetadataField>,
 }
 
 impl MetadataPatch {
+    /// Whether the patch sets (or clears) `field`.
+    pub fn sets(&self, field: MetadataField) -> bool {
+        use MetadataField as F;
+        match field {
+            F::Vendor => self.vendor.is_some(),
+            F::Product => self.product.is_some(),
+            F::Version => self.version.is_some(),
+            F::Language => self.language.is_some(),
+            F::Architecture => self.architecture.is_some(),
+            F::Revision => self.revision.is_some(),
+            F::PackageName => self.package_name.is_some(),
+            F::InstallCommand => self.install_command.is_some(),
+            F::UninstallCommand => self.uninstall_command.is_some(),
+            F::Installer => self.installer.is_some(),
+            F::Detection => self.detection.is_some(),
+            F::MainBinary => self.main_binary.is_some(),
+            F::ProductCode | F::UpgradeCode => false,
+        }
+    }
+
     /// The text fields with their names, for validation.
     pub fn texts(&self) -> [(MetadataField, Option<&str>); 10] {
         fn t(v: &Option<Option<String>>) -> Option<&str> {
@@ -495,12 +520,13 @@ impl PackageMetadata {
     }
 
     /// Carries the fields an administrator set from `self` over a fresh proposal `fresh`
-    /// (after the MSI was chosen again), keeping everything else from `fresh`.
-    pub fn rebase(&mut self, mut fresh: PackageMetadata) {
+    /// (after the MSI was chosen again), keeping everything else from `fresh`; the fields in
+    /// `reset` are handed back to the proposal.
+    pub fn rebase(&mut self, mut fresh: PackageMetadata, reset: &[MetadataField]) {
         let old = &self.proposal;
         let p = &mut fresh.proposal;
         for (field, source) in &old.sources {
-            if *source != FieldSource::User {
+            if *source != FieldSource::User || reset.contains(field) {
                 continue;
             }
             use MetadataField as F;

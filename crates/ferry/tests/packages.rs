@@ -521,12 +521,7 @@ async fn choosing_one_of_several_msis_reads_the_package_again_and_keeps_hand_set
 
     let (status, body) = patch_package(&hub, &id, json!({ "msi_file": "Files/gamma.msi" })).await;
     assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("Files/alpha.msi")
-    );
+    assert!(body["message"].as_str().unwrap().contains("msi_files"));
 
     let (status, chosen) = patch_package(&hub, &id, json!({ "msi_file": "Files/beta.msi" })).await;
     assert_eq!(status, 200, "{chosen}");
@@ -595,4 +590,31 @@ async fn a_corrected_value_rebuilds_the_package_name_and_the_main_binary_a_file_
         "{rule}"
     );
     assert!(rule.contains("[version]'23.01'"), "{rule}");
+}
+
+#[tokio::test]
+async fn a_reset_field_goes_back_to_the_proposal() {
+    let hub = TestHub::start("").await;
+    let package = hub
+        .upload_package(ferry_package::sample::filezilla_like().unwrap())
+        .await;
+    let id = package["id"].as_str().unwrap().to_owned();
+    let (_, edited) =
+        patch_package(&hub, &id, json!({ "vendor": "Contoso", "detection": null })).await;
+    assert_eq!(edited["metadata"]["sources"]["vendor"], "user");
+    assert_eq!(edited["metadata"]["detection"], Value::Null);
+    let (status, body) =
+        patch_package(&hub, &id, json!({ "vendor": "X", "reset": ["vendor"] })).await;
+    assert_eq!(status, 400, "set and reset at once: {body}");
+    let (status, back) =
+        patch_package(&hub, &id, json!({ "reset": ["vendor", "detection"] })).await;
+    assert_eq!(status, 200, "{back}");
+    let m = &back["metadata"];
+    assert_eq!(m["vendor"], "Tim Kosse");
+    assert_eq!(m["sources"]["vendor"], "msi");
+    assert!(m["detection"]["msi_product_code"].is_string());
+    assert_eq!(
+        m["package_name"],
+        "TimKosse_FileZilla_3.46.3_English(United States)"
+    );
 }

@@ -309,10 +309,10 @@ impl AppState {
         }
         let metadata = match crate::packages::inspect(&path, &self.scratch_dir(), None).await {
             Ok(m) => m,
-            Err(message) => {
+            Err(e) => {
                 return Err(discard(Error::unprocessable(
                     ErrorCode::InvalidPackage,
-                    format!("{message}; nothing was kept"),
+                    format!("{e}; nothing was kept"),
                 ))
                 .await);
             }
@@ -381,32 +381,47 @@ impl AppState {
                 ));
             }
         }
-        let fresh = match &req.metadata.msi_file {
-            None => None,
-            Some(choice) => {
-                let package = self.package(id).await?;
-                if !package.metadata.proposal.msi_files.contains(choice) {
-                    return Err(Error::bad(
+        let patch = &req.metadata;
+        if let Some(field) = patch.reset.iter().find(|f| patch.sets(**f)) {
+            return Err(Error::bad(
+                ErrorCode::InvalidField,
+                format!(
+                    "`metadata.{}` cannot be set and reset at once",
+                    field.as_str()
+                ),
+            ));
+        }
+        // Choosing an MSI or handing fields back to the proposal reads the package again.
+        let fresh = if patch.msi_file.is_some() || !patch.reset.is_empty() {
+            let package = self.package(id).await?;
+            let choice = patch
+                .msi_file
+                .clone()
+                .or_else(|| package.metadata.proposal.msi_file.clone());
+            let blob = self.blobs.path(&package.sha256);
+            let fresh = crate::packages::inspect(&blob, &self.scratch_dir(), choice.as_deref())
+                .await
+                .map_err(|e| match e {
+                    crate::packages::InspectError::NoSuchMsi(_) => Error::bad(
                         ErrorCode::InvalidField,
                         format!(
-                            "`metadata.msi_file` must be one of the package's MSIs: {}",
-                            package.metadata.proposal.msi_files.join(", ")
+                            "`metadata.msi_file` must be one of the package's MSIs (`msi_files`): {e}"
                         ),
-                    ));
-                }
-                let blob = self.blobs.path(&package.sha256);
-                let fresh = crate::packages::inspect(&blob, &self.scratch_dir(), Some(choice))
-                    .await
-                    .map_err(|m| Error::unprocessable(ErrorCode::InvalidPackage, m))?;
-                Some(fresh)
-            }
+                    ),
+                    other => Error::unprocessable(ErrorCode::InvalidPackage, other.to_string()),
+                })?;
+            Some(fresh)
+        } else {
+            None
         };
-        let patch = &req.metadata;
         let edit = move |metadata: &mut PackageMetadata| {
             let mut fields = Vec::new();
             if let Some(fresh) = &fresh {
-                metadata.rebase(fresh.clone());
-                fields.push("msi_file");
+                metadata.rebase(fresh.clone(), &patch.reset);
+                if patch.msi_file.is_some() {
+                    fields.push("msi_file");
+                }
+                fields.extend(patch.reset.iter().map(|f| f.as_str()));
             }
             fields.extend(metadata.apply(patch).iter().map(|f| f.as_str()));
             ferry_package::derive(&mut metadata.proposal);

@@ -234,42 +234,46 @@ pub enum Change<'a> {
 /// the transform storage class, its own string pool, and the Property stream row by row (a
 /// 16-bit mask, then the columns present).
 pub fn transform(changes: &[Change]) -> Vec<u8> {
-    let mut strings: Vec<String> = Vec::new();
-    let mut id = |s: &str| -> u16 {
-        let at = strings.iter().position(|x| x == s).unwrap_or_else(|| {
-            strings.push(s.to_owned());
-            strings.len() - 1
-        });
-        u16::try_from(at + 1).unwrap()
+    transform_with(changes, 1252, false)
+}
+
+/// [`transform`] with the string pool in `codepage` and, with `long_refs`, three-byte string
+/// references (the format's choice for pools of more than 65,535 strings). The pool starts
+/// with an unused (null) entry, as pools with deleted strings do.
+pub fn transform_with(changes: &[Change], codepage: u32, long_refs: bool) -> Vec<u8> {
+    // Entry 1 is a hole (length 0, no references); real strings start at 2.
+    let mut strings: Vec<String> = vec![String::new()];
+    let mut id = |s: &str| -> u32 {
+        let at = match strings.iter().skip(1).position(|x| x == s) {
+            Some(i) => i + 1,
+            None => {
+                strings.push(s.to_owned());
+                strings.len() - 1
+            }
+        };
+        u32::try_from(at + 1).unwrap()
     };
+    let width = if long_refs { 3 } else { 2 };
     let mut rows = Vec::new();
     for change in changes {
-        match change {
-            Change::Update(k, v) => {
-                rows.extend(0b10u16.to_le_bytes());
-                rows.extend(id(k).to_le_bytes());
-                rows.extend(id(v).to_le_bytes());
-            }
-            Change::Insert(k, v) => {
-                rows.extend(0x0201u16.to_le_bytes());
-                rows.extend(id(k).to_le_bytes());
-                rows.extend(id(v).to_le_bytes());
-            }
-            Change::Delete(k) => {
-                rows.extend(0u16.to_le_bytes());
-                rows.extend(id(k).to_le_bytes());
-            }
+        let (mask, refs) = match change {
+            Change::Update(k, v) => (0b10u16, vec![id(k), id(v)]),
+            Change::Insert(k, v) => (0x0201u16, vec![id(k), id(v)]),
+            Change::Delete(k) => (0u16, vec![id(k)]),
+        };
+        rows.extend(mask.to_le_bytes());
+        for r in refs {
+            rows.extend(&r.to_le_bytes()[..width]);
         }
     }
-    let mut pool = 1252u32.to_le_bytes().to_vec();
+    let cp = msi::CodePage::from_id(codepage as i32).expect("a codepage msi knows");
+    let header = codepage | if long_refs { 0x8000_0000 } else { 0 };
+    let mut pool = header.to_le_bytes().to_vec();
     let mut data = Vec::new();
-    for s in &strings {
-        let bytes: Vec<u8> = s
-            .chars()
-            .map(|c| u8::try_from(u32::from(c)).unwrap())
-            .collect();
+    for (i, s) in strings.iter().enumerate() {
+        let bytes = cp.encode(s);
         pool.extend(u16::try_from(bytes.len()).unwrap().to_le_bytes());
-        pool.extend(1u16.to_le_bytes());
+        pool.extend(u16::from(i > 0).to_le_bytes());
         data.extend(bytes);
     }
     let mut cfb = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
@@ -307,4 +311,26 @@ pub fn own_msi(
         product_language: Some(language.into()),
     })
     .unwrap()
+}
+
+/// Makes an executable's version resource declare `size` bytes (its data entry's Size).
+pub fn inflate_version_resource(exe: &mut [u8], size: u32) {
+    use object::read::pe::PeFile64;
+    let file = PeFile64::parse(&*exe).unwrap();
+    let sections = file.section_table();
+    let dir = file
+        .data_directory(object::pe::IMAGE_DIRECTORY_ENTRY_RESOURCE)
+        .expect("a resource directory");
+    let (base, _) = sections
+        .pe_file_range_at(dir.virtual_address.get(object::LittleEndian))
+        .unwrap();
+    let base = base as usize;
+    // root → first entry (RT_VERSION in a file with one resource) → first → first: a data entry.
+    let mut table = base;
+    for _ in 0..3 {
+        let entry = table + 16;
+        let target = u32::from_le_bytes(exe[entry + 4..entry + 8].try_into().unwrap());
+        table = base + (target & 0x7fff_ffff) as usize;
+    }
+    exe[table + 4..table + 8].copy_from_slice(&size.to_le_bytes());
 }

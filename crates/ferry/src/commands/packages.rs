@@ -77,6 +77,10 @@ pub struct SetArgs {
     /// revision, package_name, install_command, uninstall_command, main_binary, detection.
     #[arg(long, value_name = "FIELD")]
     clear: Vec<String>,
+    /// Fields to hand back to the proposal (repeatable): their hand-set values are dropped
+    /// and the hub reads the package again for them.
+    #[arg(long, value_name = "FIELD")]
+    reset: Vec<String>,
     #[command(flatten)]
     hub: HubArgs,
 }
@@ -120,6 +124,7 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
                 main_binary,
                 msi_file,
                 clear,
+                reset,
                 hub,
             } = *args;
             let mut patch = MetadataPatch {
@@ -156,6 +161,12 @@ pub async fn run(cmd: PackageCmd) -> anyhow::Result<ExitCode> {
                 };
                 *slot = Some(None);
             }
+            for field in &reset {
+                let parsed: MetadataField =
+                    serde_json::from_value(serde_json::Value::String(field.clone()))
+                        .map_err(|_| anyhow::anyhow!("--reset {field}: not a metadata field"))?;
+                patch.reset.push(parsed);
+            }
             let p: Package = crate::admin_client::connect(&hub)?
                 .patch(
                     &format!("/api/v1/packages/{id}"),
@@ -187,7 +198,7 @@ fn print_package(p: &Package) {
         }
     });
     let installer = pr.installer.map(|i| format!("{i:?}").to_lowercase());
-    let rows: [(MetadataField, Option<&str>); 13] = [
+    let rows: [(MetadataField, Option<&str>); 14] = [
         (MetadataField::Vendor, pr.vendor.as_deref()),
         (MetadataField::Product, pr.product.as_deref()),
         (MetadataField::Version, pr.version.as_deref()),
@@ -204,18 +215,19 @@ fn print_package(p: &Package) {
         (MetadataField::MainBinary, pr.main_binary.as_deref()),
         (MetadataField::Detection, detection.as_deref()),
         (MetadataField::ProductCode, pr.product_code.as_deref()),
+        (MetadataField::UpgradeCode, pr.upgrade_code.as_deref()),
     ];
     for (field, value) in rows {
         let source = pr.source(field).map_or("", |s| s.as_str());
         println!(
             "{:<18} {:<60} {}",
             field.as_str(),
-            value.unwrap_or("-"),
+            printable(value.unwrap_or("-")),
             source
         );
     }
     if let Some(note) = &pr.detection_note {
-        println!("{:<18} {note}", "");
+        println!("{:<18} {}", "", printable(note));
     }
     print_files(pr);
     if let Some(source) = &m.imported_from {
@@ -228,9 +240,23 @@ fn print_package(p: &Package) {
         println!();
         println!("notes:");
         for note in &pr.notes {
-            println!("  - {note}");
+            println!("  - {}", printable(note));
         }
     }
+}
+
+/// Text from a package as it may reach a terminal: control characters shown escaped, so that
+/// a hostile package cannot send escape sequences.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_unicode().collect::<Vec<char>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn print_files(pr: &Proposal) {

@@ -258,4 +258,37 @@ mod migration_tests {
             assert!(typed.is_some());
         }
     }
+
+    #[tokio::test]
+    async fn hand_set_fields_become_user_sources_on_upgrade() {
+        let pool = memory_pool().await;
+        migrate_to(&pool, 8).await.unwrap();
+        sqlx::query(
+            "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at) \
+             VALUES ('p', 'p.zip', 1, 'abc', ?, 'admin', 0)",
+        )
+        .bind(r#"{"vendor":"Contoso","overridden":["vendor","package_name"]}"#)
+        .execute(&pool)
+        .await
+        .unwrap();
+        migrate(&pool).await.unwrap();
+        let stored: String = sqlx::query_scalar("SELECT metadata FROM packages")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({
+                "vendor": "Contoso",
+                "sources": { "vendor": "user", "package_name": "user" }
+            })
+        );
+        let typed: ferry_proto::package::PackageMetadata = serde_json::from_value(stored).unwrap();
+        assert!(
+            typed
+                .proposal
+                .is_user_set(ferry_proto::package::MetadataField::Vendor)
+        );
+    }
 }
