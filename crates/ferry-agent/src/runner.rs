@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_proto::agent::Assignment;
 use ferry_proto::ops::{DeploymentAction, OpOutcome, OpSpec, OutcomeState, PackageRef};
@@ -79,10 +79,11 @@ impl DeviceRunner {
         ctx: &AgentCtx,
         package: &PackageRef,
         op_dir: &Path,
+        deadline: Instant,
     ) -> Result<PathBuf, String> {
         let zip = op_dir.join(format!("{}.zip", package.id));
         ctx.http()
-            .download_agent_package(package, &zip)
+            .download_agent_package(package, &zip, patience(deadline))
             .await
             .map_err(|e| format!("downloading package {}: {e}", package.filename))?;
         let dest = op_dir.join(package.id.to_string());
@@ -116,7 +117,10 @@ impl DeviceRunner {
         limit: usize,
         cancel: &CancellationToken,
     ) -> OpOutcome {
-        let dir = match self.fetch(ctx, package, op_dir).await {
+        let dir = match self
+            .fetch(ctx, package, op_dir, Instant::now() + timeout)
+            .await
+        {
             Ok(dir) => dir,
             Err(e) => return failed(e),
         };
@@ -133,7 +137,7 @@ impl DeviceRunner {
         limit: usize,
         cancel: &CancellationToken,
     ) -> OpOutcome {
-        let policy = match ctx.http().policy().await {
+        let policy = match ctx.http().policy(patience(Instant::now() + timeout)).await {
             Ok(p) => p,
             Err(e) => return failed(format!("fetching the machine policy: {e}")),
         };
@@ -220,4 +224,10 @@ impl DeviceRunner {
             reboot_required: reboot,
         }
     }
+}
+
+/// Transfers for an operation ride out transient faults (the hub restarting, a cut
+/// connection) until the operation's own deadline.
+fn patience(deadline: Instant) -> ferry_client::transfer::Patience {
+    ferry_client::transfer::Patience::While(std::sync::Arc::new(move || Instant::now() < deadline))
 }

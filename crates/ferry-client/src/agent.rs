@@ -10,7 +10,7 @@ use ferry_proto::agent::{
 use ferry_proto::ops::PackageRef;
 use reqwest::Method;
 
-use crate::transfer::{Expected, no_progress};
+use crate::transfer::{Expected, Patience, no_progress};
 use crate::{Client, Error, decode};
 
 impl Client {
@@ -55,8 +55,15 @@ impl Client {
         .await
     }
 
-    pub async fn policy(&self) -> Result<Policy, Error> {
-        self.get("/api/v1/agent/policy").await
+    /// The device's deployments, riding out transient faults within `patience`.
+    pub async fn policy(&self, patience: Patience) -> Result<Policy, Error> {
+        let mut retry = crate::transfer::Retry::new(patience);
+        loop {
+            match self.get("/api/v1/agent/policy").await {
+                Ok(policy) => return Ok(policy),
+                Err(e) => retry.pause_or(e).await?,
+            }
+        }
     }
 
     /// Asks for a new device token; the old one works until the new one is first used.
@@ -72,8 +79,13 @@ impl Client {
     }
 
     /// Downloads a package the device was asked to run into `dest`, checking its size and
-    /// SHA-256 (a mismatch deletes it).
-    pub async fn download_agent_package(&self, pkg: &PackageRef, dest: &Path) -> Result<(), Error> {
+    /// SHA-256 (a mismatch deletes it), riding out transient faults within `patience`.
+    pub async fn download_agent_package(
+        &self,
+        pkg: &PackageRef,
+        dest: &Path,
+        patience: Patience,
+    ) -> Result<(), Error> {
         let expected = Expected {
             size: pkg.size,
             sha256: pkg.sha256.clone(),
@@ -82,7 +94,7 @@ impl Client {
             &format!("/api/v1/agent/packages/{}/content", pkg.id),
             dest,
             &expected,
-            5,
+            patience,
             &no_progress,
         )
         .await

@@ -8,7 +8,7 @@ use ferry_proto::job::{Job, JobReport, LeaseRef, LeaseStatus, LeasedJob, Progres
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-use crate::transfer::{Expected, Progress};
+use crate::transfer::{Expected, Patience, Progress};
 use crate::{Client, Error, check, decode};
 
 /// Extra time a long poll may take beyond its hold before the client gives up on it.
@@ -70,13 +70,14 @@ impl Client {
         package: Uuid,
         part: &Path,
         expected: &Expected,
+        patience: Patience,
         progress: Progress<'_>,
     ) -> Result<(), Error> {
         self.download(
             &format!("/api/v1/packages/{package}/content"),
             part,
             expected,
-            5,
+            patience,
             progress,
         )
         .await

@@ -82,6 +82,12 @@ pub enum Error {
     /// A complete transfer whose bytes are not the ones expected; nothing was kept.
     #[error("the transfer hashes to {actual}, not the expected {expected}; it was discarded")]
     HashMismatch { expected: String, actual: String },
+    /// An upload that stopped: what stopped it, and the session that can be continued.
+    #[error("{source} (upload {upload}; continue it with --resume {upload})")]
+    Upload {
+        upload: uuid::Uuid,
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -90,9 +96,17 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
+    /// The fault itself, under any context added on the way up.
+    fn root(&self) -> &Error {
+        match self {
+            Error::Upload { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
     /// The hub's error code, for refusals.
     pub fn code(&self) -> Option<ErrorCode> {
-        match self {
+        match self.root() {
             Error::Api { code, .. } => Some(*code),
             Error::Deferred(_) => Some(ErrorCode::AdmissionDeferred),
             _ => None,
@@ -100,7 +114,7 @@ impl Error {
     }
 
     pub fn status(&self) -> Option<StatusCode> {
-        match self {
+        match self.root() {
             Error::Api { status, .. } => Some(*status),
             Error::Transport(e) => e.status(),
             _ => None,
@@ -109,13 +123,13 @@ impl Error {
 
     /// Bad, revoked or insufficient credentials: retrying soon cannot help.
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Api { status, .. }
+        matches!(self.root(), Error::Api { status, .. }
             if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN)
     }
 
     /// The hub said no to this lease for good (stale, finished, gone): stop working on the job.
     pub fn lease_lost(&self) -> bool {
-        matches!(self, Error::Api { status, .. }
+        matches!(self.root(), Error::Api { status, .. }
             if *status == StatusCode::CONFLICT || *status == StatusCode::NOT_FOUND)
     }
 
@@ -132,6 +146,7 @@ impl Error {
                     || *status == StatusCode::TOO_MANY_REQUESTS
             }
             Error::Setup(_) | Error::Io { .. } | Error::HashMismatch { .. } => false,
+            Error::Upload { source, .. } => source.is_transient(),
         }
     }
 

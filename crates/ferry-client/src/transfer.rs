@@ -11,12 +11,19 @@
 //! interruption the part file's length is where the next request starts (its prefix is hashed
 //! once). A complete download whose hash differs is deleted and refused.
 //!
-//! Both retry transient failures ([`Error::is_transient`]) with a growing pause, at most
-//! `max_retries` times in a row; progress resets the count.
+//! Both ride out transient faults ([`Error::is_transient`]: the hub restarting, a connection
+//! cut mid-body, `502/503/504`) with jittered, growing pauses for as long as their
+//! [`Patience`] allows — a job's lease, an operation's deadline, a few minutes for a person at
+//! the CLI — and resume from the last byte both sides hold; progress resets the pause.
+//! Permanent faults (a refusal the hub means, a hash mismatch after a complete transfer) end
+//! the transfer at once.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_proto::backoff::Backoff;
 
 use ferry_proto::ErrorCode;
 use ferry_proto::package::{NewUpload, Package, Upload};
@@ -35,7 +42,7 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 pub fn no_progress(_: u64, _: u64) {}
 
 /// How an upload starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UploadOptions {
     /// The name the package is shown under; the file's own name when `None`.
     pub filename: Option<String>,
@@ -43,17 +50,82 @@ pub struct UploadOptions {
     pub resume: Option<Uuid>,
     /// Declare the SHA-256 up front (the hub then refuses other bytes at completion).
     pub sha256: Option<String>,
-    /// Failures in a row before giving up.
-    pub max_retries: u32,
+    /// How long transient faults are ridden out.
+    pub patience: Patience,
 }
 
-impl Default for UploadOptions {
+/// How long a transfer keeps trying through transient faults.
+#[derive(Clone)]
+pub enum Patience {
+    /// For this long since the last progress (a person waiting at the CLI).
+    For(Duration),
+    /// While this says so (a job's lease is alive, an operation's deadline is ahead).
+    While(Arc<dyn Fn() -> bool + Send + Sync>),
+}
+
+impl Default for Patience {
+    /// Five minutes without progress: a hub upgrade's restart fits in it many times over.
     fn default() -> Self {
-        UploadOptions {
-            filename: None,
-            resume: None,
-            sha256: None,
-            max_retries: 10,
+        Patience::For(Duration::from_secs(300))
+    }
+}
+
+impl std::fmt::Debug for Patience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Patience::For(d) => write!(f, "For({d:?})"),
+            Patience::While(_) => f.write_str("While(..)"),
+        }
+    }
+}
+
+/// The longest pause between two attempts of a transfer.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
+
+/// One transfer's retry state: jittered growing pauses, reset by progress, within its
+/// [`Patience`].
+pub struct Retry {
+    patience: Patience,
+    backoff: Backoff,
+    since: Instant,
+}
+
+impl Retry {
+    pub fn new(patience: Patience) -> Self {
+        Retry {
+            patience,
+            backoff: Backoff::new(MAX_PAUSE),
+            since: Instant::now(),
+        }
+    }
+
+    /// The pause before trying again after `e`, or `None` when `e` is permanent or patience
+    /// has run out.
+    pub fn after(&mut self, e: &Error) -> Option<Duration> {
+        if e.is_permanent() {
+            return None;
+        }
+        let more = match &self.patience {
+            Patience::For(d) => self.since.elapsed() < *d,
+            Patience::While(alive) => alive(),
+        };
+        more.then(|| self.backoff.next_delay())
+    }
+
+    /// The transfer moved: the next fault starts the pauses afresh.
+    pub fn progressed(&mut self) {
+        self.backoff.reset();
+        self.since = Instant::now();
+    }
+
+    /// Sleeps before the next attempt, or returns `e` when there is none.
+    pub async fn pause_or(&mut self, e: Error) -> Result<(), Error> {
+        match self.after(&e) {
+            Some(pause) => {
+                tokio::time::sleep(pause).await;
+                Ok(())
+            }
+            None => Err(e),
         }
     }
 }
@@ -66,11 +138,6 @@ pub struct Expected {
     pub sha256: String,
 }
 
-/// The pause before the `n`th retry in a row (n ≥ 1): 0.5 s, 1 s, 1.5 s … capped at 10 s.
-fn pause(n: u32) -> Duration {
-    Duration::from_millis((500 * u64::from(n)).min(10_000))
-}
-
 impl Client {
     /// Uploads the file at `path` as a package and returns it (see the module documentation).
     /// An upload that cannot finish names its session, so that `resume` can continue it.
@@ -79,6 +146,20 @@ impl Client {
         path: &Path,
         options: &UploadOptions,
         progress: Progress<'_>,
+    ) -> Result<Package, Error> {
+        self.upload_package_with(path, options, progress, &|_| {})
+            .await
+    }
+
+    /// [`Client::upload_package`], telling `on_open` the session's id as soon as it exists
+    /// (so that a caller killed mid-way can continue it with `resume` instead of opening
+    /// another).
+    pub async fn upload_package_with(
+        &self,
+        path: &Path,
+        options: &UploadOptions,
+        progress: Progress<'_>,
+        on_open: &(dyn Fn(Uuid) + Send + Sync),
     ) -> Result<Package, Error> {
         let mut file =
             std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
@@ -92,62 +173,78 @@ impl Client {
                 .unwrap_or("package.zip")
                 .to_owned()
         });
-        let mut upload: Upload = match options.resume {
-            Some(id) => self.get(&format!("/api/v1/uploads/{id}")).await?,
-            None => {
-                let new = NewUpload {
-                    filename,
-                    size,
-                    sha256: options.sha256.clone(),
-                };
-                self.post("/api/v1/uploads", &new).await?
+        let mut retry = Retry::new(options.patience.clone());
+        let mut upload: Upload = loop {
+            let opened = match options.resume {
+                Some(id) => self.get(&format!("/api/v1/uploads/{id}")).await,
+                None => {
+                    let new = NewUpload {
+                        filename: filename.clone(),
+                        size,
+                        sha256: options.sha256.clone(),
+                    };
+                    self.post("/api/v1/uploads", &new).await
+                }
+            };
+            match opened {
+                Ok(u) => break u,
+                Err(e) => retry.pause_or(e).await?,
             }
         };
+        on_open(upload.id);
+        // The hasher always holds exactly the first `hashed` bytes of the file; before each
+        // request and before completing, it is brought in line with what the hub holds.
         let mut hasher = Sha256::new();
         hash_prefix(&mut file, &mut hasher, upload.received, path)?;
+        let mut hashed = upload.received;
         progress(upload.received, size);
-        let mut failures = 0;
         while upload.received < size {
-            let offset = upload.received;
-            let (sent, hashed) = self
-                .put_rest(path, upload.id, offset, &mut hasher, size, progress)
-                .await?;
-            match sent {
-                Ok(u) => {
-                    upload = u;
-                    failures = 0;
-                }
-                Err(e) if e.is_transient() || e.code() == Some(ErrorCode::OffsetMismatch) => {
-                    failures += 1;
-                    if failures > options.max_retries {
-                        return Err(gave_up(e, upload.id));
-                    }
-                    tokio::time::sleep(pause(failures)).await;
-                    upload = match self.get(&format!("/api/v1/uploads/{}", upload.id)).await {
-                        Ok(u) => u,
-                        Err(e) if e.is_transient() => continue,
-                        Err(e) => return Err(e),
-                    };
-                }
-                Err(e) => return Err(e),
-            }
-            if upload.received != hashed {
-                // The hub kept a different amount than we hashed: hash again up to its offset.
+            if hashed != upload.received {
                 hasher = Sha256::new();
                 hash_prefix(&mut file, &mut hasher, upload.received, path)?;
             }
+            let offset = upload.received;
+            let (sent, reached) = self
+                .put_rest(path, upload.id, offset, &mut hasher, size, progress)
+                .await?;
+            hashed = reached;
+            match sent {
+                Ok(u) => {
+                    upload = u;
+                    retry.progressed();
+                }
+                Err(e) => {
+                    // A range at the wrong offset only means the hub kept a different amount
+                    // than we sent: ask how much, and go on from there.
+                    let offset_moved = e.code() == Some(ErrorCode::OffsetMismatch);
+                    if !offset_moved {
+                        retry.pause_or(e).await.map_err(|e| gave_up(e, upload.id))?;
+                    }
+                    upload = match self.get(&format!("/api/v1/uploads/{}", upload.id)).await {
+                        Ok(u) => u,
+                        Err(e) => {
+                            retry.pause_or(e).await.map_err(|e| gave_up(e, upload.id))?;
+                            continue;
+                        }
+                    };
+                    if upload.received > offset {
+                        retry.progressed();
+                    }
+                }
+            }
             progress(upload.received, size);
+        }
+        if hashed != upload.received {
+            hasher = Sha256::new();
+            hash_prefix(&mut file, &mut hasher, upload.received, path)?;
         }
         let sha256 = hex(&hasher.finalize());
         let complete = format!("/api/v1/uploads/{}/complete?sha256={sha256}", upload.id);
-        let mut failures = 0;
         loop {
+            // Completing twice is harmless: a completed upload answers with its package.
             match self.post(&complete, &serde_json::json!({})).await {
-                Err(e) if e.is_transient() && failures < options.max_retries => {
-                    failures += 1;
-                    tokio::time::sleep(pause(failures)).await;
-                }
-                other => return other,
+                Err(e) => retry.pause_or(e).await.map_err(|e| gave_up(e, upload.id))?,
+                done => return done,
             }
         }
     }
@@ -230,7 +327,7 @@ impl Client {
         path: &str,
         part: &Path,
         expected: &Expected,
-        max_retries: u32,
+        patience: Patience,
         progress: Progress<'_>,
     ) -> Result<(), Error> {
         let mut have = tokio::fs::metadata(part)
@@ -256,18 +353,28 @@ impl Client {
             hash_prefix(&mut f, &mut hasher, have, part)?;
         }
         progress(have, expected.size);
-        let mut failures = 0;
+        let mut retry = Retry::new(patience);
         while have < expected.size {
+            let before = have;
             match self
                 .fetch_from(path, &mut file, &mut hasher, &mut have, expected, progress)
                 .await
             {
-                Ok(()) => break,
-                Err(e) if e.is_transient() && failures < max_retries => {
-                    failures += 1;
-                    tokio::time::sleep(pause(failures)).await;
+                // A body that ends early (the hub stopped mid-way) is not an error to the
+                // stream: the loop asks for the rest.
+                Ok(()) if have < expected.size => {
+                    if have > before {
+                        retry.progressed();
+                    }
+                    retry.pause_or(truncated(have, expected.size)).await?;
                 }
-                Err(e) => return Err(e),
+                Ok(()) => break,
+                Err(e) => {
+                    if have > before {
+                        retry.progressed();
+                    }
+                    retry.pause_or(e).await?;
+                }
             }
         }
         file.sync_all()
@@ -334,20 +441,20 @@ impl Client {
     }
 }
 
+/// A download the hub kept ending early until patience ran out (transient, so a job that
+/// meets it is run again rather than failed).
+fn truncated(have: u64, size: u64) -> Error {
+    Error::Api {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: ErrorCode::Unknown,
+        message: format!("the download stopped at byte {have} of {size} and did not resume"),
+    }
+}
+
 fn gave_up(e: Error, upload: Uuid) -> Error {
-    match e {
-        Error::Api {
-            status,
-            code,
-            message,
-        } => Error::Api {
-            status,
-            code,
-            message: format!("{message} (upload {upload}; continue it with --resume {upload})"),
-        },
-        other => Error::Setup(format!(
-            "upload {upload} stopped after repeated failures ({other}); continue it with --resume {upload}"
-        )),
+    Error::Upload {
+        upload,
+        source: Box::new(e),
     }
 }
 

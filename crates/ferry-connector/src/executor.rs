@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use ferry_proto::job::{JobKind, LeasedJob};
 use futures_util::future::BoxFuture;
@@ -18,6 +20,67 @@ pub enum JobFailure {
     /// The job ran and failed; the message reaches the hub as the job's error.
     #[error("{0}")]
     Failed(String),
+    /// The hub stayed away longer than the lease: the job is given back (or its lease
+    /// lapses) and runs again; it is never reported as failed for that.
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+impl From<ferry_client::Error> for JobFailure {
+    /// The one rule for faults talking to the hub ([`ferry_client::Error::is_transient`]):
+    /// a transient one that outlasted the lease interrupts the job, a permanent one fails it.
+    fn from(e: ferry_client::Error) -> Self {
+        if e.is_transient() {
+            JobFailure::Interrupted(e.to_string())
+        } else {
+            JobFailure::Failed(e.to_string())
+        }
+    }
+}
+
+/// When the job's lease ends as far as this connector knows: the lease time after the last
+/// renewal the hub confirmed. Transfers ride out transient faults until then.
+#[derive(Clone, Debug)]
+pub struct LeaseClock {
+    expires: Arc<AtomicU64>,
+    lease: Duration,
+}
+
+impl LeaseClock {
+    /// A lease of `lease` that starts now.
+    pub fn start(lease: Duration) -> Self {
+        let clock = LeaseClock {
+            expires: Arc::new(AtomicU64::new(0)),
+            lease,
+        };
+        clock.renewed();
+        clock
+    }
+
+    /// The hub confirmed a renewal: the lease runs for its whole length from now.
+    pub fn renewed(&self) {
+        let until = millis_since_start() + self.lease.as_millis() as u64;
+        self.expires.store(until, Ordering::Relaxed);
+    }
+
+    pub fn alive(&self) -> bool {
+        millis_since_start() < self.expires.load(Ordering::Relaxed)
+    }
+
+    /// Transfers keep trying while the lease is alive.
+    pub fn patience(&self) -> ferry_client::transfer::Patience {
+        let clock = self.clone();
+        ferry_client::transfer::Patience::While(Arc::new(move || clock.alive()))
+    }
+}
+
+/// Monotonic milliseconds since the first call (a wall clock could jump).
+fn millis_since_start() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// A progress report from an executor, forwarded to the hub by the runner.
@@ -33,6 +96,8 @@ pub struct Progress {
 pub struct JobContext {
     pub hub: HubClient,
     pub work_dir: PathBuf,
+    /// The job's lease as this connector knows it.
+    pub lease: LeaseClock,
     progress: mpsc::UnboundedSender<Progress>,
 }
 
@@ -40,11 +105,13 @@ impl JobContext {
     pub fn new(
         hub: HubClient,
         work_dir: PathBuf,
+        lease: LeaseClock,
         progress: mpsc::UnboundedSender<Progress>,
     ) -> Self {
         JobContext {
             hub,
             work_dir,
+            lease,
             progress,
         }
     }

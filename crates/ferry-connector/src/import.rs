@@ -107,16 +107,54 @@ impl Executor for Import {
                     pct(1),
                 );
                 let filename = format!("{}.zip", sanitize(&target.name));
+                // An upload a killed or interrupted run opened is continued, never left open
+                // beside a new one: its id is kept next to the zip (packing is deterministic,
+                // so the same content has the same hash).
+                let session = dir.join(format!("{sha256}.upload"));
+                let resume = tokio::fs::read_to_string(&session)
+                    .await
+                    .ok()
+                    .and_then(|s| s.trim().parse::<uuid::Uuid>().ok());
                 let options = ferry_client::transfer::UploadOptions {
                     filename: Some(filename),
                     sha256: Some(sha256.clone()),
-                    ..Default::default()
+                    resume,
+                    patience: ctx.lease.patience(),
                 };
-                let package = ctx
+                let on_open = |id: uuid::Uuid| {
+                    let _ = std::fs::write(&session, id.to_string());
+                };
+                let uploaded = ctx
                     .hub
-                    .upload_package(&zip, &options, &ferry_client::transfer::no_progress)
-                    .await
-                    .map_err(fail)?;
+                    .upload_package_with(
+                        &zip,
+                        &options,
+                        &ferry_client::transfer::no_progress,
+                        &on_open,
+                    )
+                    .await;
+                let package = match uploaded {
+                    // The session is gone (expired, or the hub lost it): start a new one.
+                    Err(e)
+                        if resume.is_some()
+                            && e.status() == Some(reqwest::StatusCode::NOT_FOUND) =>
+                    {
+                        let fresh = ferry_client::transfer::UploadOptions {
+                            resume: None,
+                            ..options
+                        };
+                        ctx.hub
+                            .upload_package_with(
+                                &zip,
+                                &fresh,
+                                &ferry_client::transfer::no_progress,
+                                &on_open,
+                            )
+                            .await?
+                    }
+                    other => other?,
+                };
+                let _ = tokio::fs::remove_file(&session).await;
                 let _ = tokio::fs::remove_file(&zip).await;
                 ctx.progress(
                     "imported",

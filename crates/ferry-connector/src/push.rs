@@ -195,9 +195,14 @@ async fn download(ctx: &JobContext, payload: &PushPayload) -> Result<PathBuf, Jo
         );
     };
     ctx.hub
-        .download_package(payload.package_id, &part, &expected, &report)
-        .await
-        .map_err(fail)?;
+        .download_package(
+            payload.package_id,
+            &part,
+            &expected,
+            ctx.lease.patience(),
+            &report,
+        )
+        .await?;
     tokio::fs::rename(&part, &done).await.map_err(fail)?;
     ctx.progress(
         "download",

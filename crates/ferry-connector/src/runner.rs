@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::ConnectorConfig;
-use crate::executor::{Executors, JobContext, JobFailure};
+use crate::executor::{Executors, JobContext, JobFailure, LeaseClock};
 use ferry_client::{Client as HubClient, Error as ClientError};
 
 /// The longest failure reason the hub accepts.
@@ -131,9 +131,11 @@ impl Runner {
             return;
         };
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+        let lease = LeaseClock::start(Duration::from_secs(u64::from(job.lease_secs)));
         let ctx = JobContext::new(
             self.client.clone(),
             self.config.work_dir.clone(),
+            lease.clone(),
             progress_tx,
         );
         let job = Arc::new(job);
@@ -178,7 +180,7 @@ impl Runner {
                 },
                 _ = renew.tick() => match self.client.renew(job.id, job.lease_token).await {
                     Ok(status) if status.cancel_requested => break Ending::Cancelled,
-                    Ok(_) => {}
+                    Ok(_) => lease.renewed(),
                     Err(e) if e.lease_lost() => break Ending::LeaseLost(e.to_string()),
                     Err(e) => tracing::warn!(job = %job.id, error = %e, "lease renewal failed; will retry"),
                 },
@@ -202,6 +204,12 @@ impl Runner {
                 self.deliver(&job, Outcome::Failed, None, Some(message))
                     .await
             }
+            Ending::Done(Err(JobFailure::Interrupted(why))) => {
+                // The hub was away longer than the lease: not the job's fault. Give it back
+                // so that it runs again (or let the lease lapse if the hub is still away).
+                tracing::warn!(job = %job.id, %why, "the hub stayed away past the lease; giving the job back");
+                self.release(&job).await;
+            }
             Ending::Cancelled => {
                 tracing::info!(job = %job.id, "job cancelled by the hub");
                 self.deliver(
@@ -215,12 +223,17 @@ impl Runner {
             Ending::LeaseLost(why) => {
                 tracing::warn!(job = %job.id, %why, "lease lost; abandoning the job")
             }
-            Ending::Interrupted => match self.client.release(job.id, job.lease_token).await {
-                Ok(()) => tracing::info!(job = %job.id, "job released to the hub for another run"),
-                Err(e) => {
-                    tracing::warn!(job = %job.id, error = %e, "could not release the job; its lease will lapse")
-                }
-            },
+            Ending::Interrupted => self.release(&job).await,
+        }
+    }
+
+    /// Gives a job back for another run; if the hub cannot be told, the lease lapses.
+    async fn release(&self, job: &LeasedJob) {
+        match self.client.release(job.id, job.lease_token).await {
+            Ok(()) => tracing::info!(job = %job.id, "job released to the hub for another run"),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not release the job; its lease will lapse")
+            }
         }
     }
 
@@ -255,7 +268,8 @@ impl Runner {
         let report = JobReport {
             lease_token: job.lease_token,
             outcome,
-            result,
+            // A `Value` always serialises; the hub keeps the text as sent.
+            result: result.and_then(|r| serde_json::value::to_raw_value(&r).ok()),
             // The hub refuses longer reasons; keep the start, where the cause usually is.
             error: error.map(|e| truncate_chars(&e, MAX_ERROR_CHARS)),
         };

@@ -73,6 +73,39 @@ pub struct HubConfig {
     pub login_failures_per_name: u32,
     /// The same, per client address (higher: an office may share one address).
     pub login_failures_per_address: u32,
+    /// A connection with no request in progress for this long is closed (seconds, 5–3600):
+    /// unfinished TLS handshakes and request heads, dribbled headers, unused keep-alive
+    /// connections. Long polls, transfers and agent WebSockets are not idle.
+    pub connection_idle_secs: u32,
+    /// Most connections that have not yet presented valid credentials; at the cap the oldest
+    /// idle one is closed to make room. `0`: a quarter of the open-file limit (at least 64).
+    pub max_unauthenticated_connections: u32,
+    /// The window failed authentications (401) are counted in (seconds, 1–86400).
+    pub auth_failure_window_secs: u32,
+    /// Failed authentications from one address within the window after which the address
+    /// gets `429` for every credentialed route until the window moves on.
+    pub auth_failures_per_address: u32,
+    /// The same, per credential id (a connector's remote id, a device, an API key id).
+    pub auth_failures_per_credential: u32,
+    /// Most uploads one caller may have open at once.
+    pub max_open_uploads: u32,
+    /// Most bytes one caller's open uploads may declare together.
+    pub max_open_upload_bytes: u64,
+    /// An open upload that received nothing for this many hours is abandoned (1–8760).
+    pub upload_idle_hours: u32,
+    /// What a device's reported change to a rule-matched inventory field (hostname, domain,
+    /// OS, version, architecture) does: `approve` (default) holds it until an administrator
+    /// approves it (`ferry device approve`), so a device cannot talk its way into a rule
+    /// collection; `trust` applies it at once.
+    pub inventory_changes: InventoryChanges,
+}
+
+/// See [`HubConfig::inventory_changes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryChanges {
+    Approve,
+    Trust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +149,15 @@ impl Default for HubConfig {
             login_window_secs: 900,
             login_failures_per_name: 5,
             login_failures_per_address: 20,
+            connection_idle_secs: 30,
+            max_unauthenticated_connections: 0,
+            auth_failure_window_secs: 60,
+            auth_failures_per_address: 100,
+            auth_failures_per_credential: 20,
+            max_open_uploads: 20,
+            max_open_upload_bytes: 100 * 1024 * 1024 * 1024,
+            upload_idle_hours: 24,
+            inventory_changes: InventoryChanges::Approve,
         }
     }
 }
@@ -216,6 +258,23 @@ impl HubConfig {
             return bad(
                 "login_failures_per_name and login_failures_per_address must be at least 1",
             );
+        }
+        if !(5..=3600).contains(&self.connection_idle_secs) {
+            return bad("connection_idle_secs must be between 5 and 3600");
+        }
+        if !(1..=86_400).contains(&self.auth_failure_window_secs) {
+            return bad("auth_failure_window_secs must be between 1 and 86400");
+        }
+        if self.auth_failures_per_address == 0 || self.auth_failures_per_credential == 0 {
+            return bad(
+                "auth_failures_per_address and auth_failures_per_credential must be at least 1",
+            );
+        }
+        if self.max_open_uploads == 0 || self.max_open_upload_bytes == 0 {
+            return bad("max_open_uploads and max_open_upload_bytes must be at least 1");
+        }
+        if !(1..=8760).contains(&self.upload_idle_hours) {
+            return bad("upload_idle_hours must be between 1 and 8760");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key must be given together");

@@ -32,6 +32,9 @@ pub enum Error {
     TooLarge(usize),
     #[error("the hub is shutting down")]
     ShuttingDown,
+    /// The caller has too many uploads open (429).
+    #[error("{0}")]
+    TooManyUploads(String),
     /// Too much work of one kind queued (password checks); retry after this many seconds.
     #[error("the hub is busy; retry in {0} seconds")]
     Busy(u64),
@@ -86,6 +89,7 @@ impl Error {
             Error::TooLarge(_) => ErrorCode::BodyTooLarge,
             Error::ShuttingDown => ErrorCode::ShuttingDown,
             Error::Busy(_) => ErrorCode::Busy,
+            Error::TooManyUploads(_) => ErrorCode::TooManyUploads,
             Error::Deferred(_) => ErrorCode::AdmissionDeferred,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -150,6 +154,15 @@ impl From<EnrollError> for Error {
         Error::Forbidden {
             code,
             message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::store::UploadError> for Error {
+    fn from(e: crate::store::UploadError) -> Self {
+        match e {
+            crate::store::UploadError::TooMany { .. } => Error::TooManyUploads(e.to_string()),
+            crate::store::UploadError::Store(s) => s.into(),
         }
     }
 }

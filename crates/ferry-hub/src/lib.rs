@@ -9,6 +9,7 @@ pub mod agents;
 pub mod blobs;
 pub mod collections;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod secrets;
 pub mod service;
 pub mod store;
 mod sweeper;
+pub mod throttle;
 pub mod time_util;
 pub mod wake;
 
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum_server::accept::DefaultAcceptor;
 use tokio::sync::{Notify, watch};
 
 pub use config::HubConfig;
@@ -56,6 +59,10 @@ pub struct Shared {
     pub key: ServerKey,
     pub waiters: Waiters,
     pub metrics: Metrics,
+    /// Every open connection, for the idle rule and the unauthenticated cap.
+    pub connections: Arc<conn::Connections>,
+    /// Large request bodies read at once (see `service::queue::large_body_slot`).
+    pub large_bodies: tokio::sync::Semaphore,
     pub shutdown: watch::Receiver<bool>,
     /// Wakes the sweeper early (a lease or timer that is due before its planned wake).
     pub sweeper: Notify,
@@ -71,6 +78,8 @@ pub struct Shared {
     /// When keys and sessions were last used, flushed with connector presence.
     pub usage: Usage,
     pub login_throttle: LoginThrottle,
+    /// Failed authentications per address and per credential id (see `http::auth`).
+    pub auth_failures: throttle::Failures,
     pub blobs: blobs::BlobStore,
     pub uploads: service::packages::UploadSlots,
     /// Connected agents, admission and the batched writer of their reports.
@@ -120,6 +129,14 @@ pub async fn run(
         key,
         waiters: Waiters::default(),
         metrics: Metrics::default(),
+        large_bodies: tokio::sync::Semaphore::new(service::queue::LARGE_BODIES),
+        connections: conn::Connections::new(
+            Duration::from_secs(u64::from(config.connection_idle_secs)),
+            match config.max_unauthenticated_connections {
+                0 => conn::default_max_unauthenticated(),
+                n => n as usize,
+            },
+        ),
         shutdown: shutdown_rx,
         sweeper: Notify::new(),
         sweeper_next_ms: AtomicI64::new(i64::MAX),
@@ -127,6 +144,9 @@ pub async fn run(
         connector_auth: Mutex::default(),
         identity_cache: Mutex::default(),
         usage: Usage::default(),
+        auth_failures: throttle::Failures::new(Duration::from_secs(u64::from(
+            config.auth_failure_window_secs,
+        ))),
         login_throttle: LoginThrottle::new(
             Duration::from_secs(u64::from(config.login_window_secs)),
             config.login_failures_per_name as usize,
@@ -187,12 +207,18 @@ pub async fn run(
                         key.display()
                     )
                 })?;
-            let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle);
+            let guard = conn::Guard::new(state.connections.clone(), DefaultAcceptor);
+            let server = axum_server::from_tcp_rustls(listener, tls)?
+                .map(|tls| tls.acceptor(guard))
+                .handle(handle);
             announce(&config.data_dir, &url)?;
             server.serve(service).await
         }
         _ => {
-            let server = axum_server::from_tcp(listener)?.handle(handle);
+            let guard = conn::Guard::new(state.connections.clone(), DefaultAcceptor);
+            let server = axum_server::from_tcp(listener)?
+                .acceptor(guard)
+                .handle(handle);
             announce(&config.data_dir, &url)?;
             server.serve(service).await
         }

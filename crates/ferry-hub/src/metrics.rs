@@ -19,6 +19,8 @@ pub struct Metrics {
     /// Requests refused with 401 (missing, malformed, unknown or revoked credentials).
     pub auth_failures: AtomicU64,
     pub logins_failed: AtomicU64,
+    /// Requests refused with 429 for too many recent authentication failures.
+    pub auth_throttled: AtomicU64,
     pub logins_throttled: AtomicU64,
 }
 
@@ -36,6 +38,11 @@ impl Metrics {
             "ferry_auth_failures_total",
             "Requests refused for missing or invalid credentials (401).",
             &self.auth_failures,
+        );
+        counter(
+            "ferry_auth_throttled_total",
+            "Requests refused (429) because their address or credential failed to authenticate too often.",
+            &self.auth_throttled,
         );
         counter(
             "ferry_logins_failed_total",

@@ -82,6 +82,7 @@ async fn flush_all(state: &AppState) {
     state.presence.flush(state).await;
     state.usage.flush(state).await;
     state.login_throttle.prune();
+    state.auth_failures.prune();
     state
         .identity_cache
         .lock()

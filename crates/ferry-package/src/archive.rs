@@ -399,6 +399,9 @@ fn plan<R: Read + Seek>(
     let mut seen: HashMap<String, String> = HashMap::with_capacity(count);
     let mut parents: HashMap<String, String> = HashMap::new();
     let mut declared_total = 0u64;
+    let mut compressed_total = 0u64;
+    // Where each entry's local header starts and the least its header and data take.
+    let mut extents: Vec<(u64, u64, String)> = Vec::with_capacity(count);
     for index in 0..count {
         let entry = archive
             .by_index_data(index)
@@ -435,6 +438,13 @@ fn plan<R: Read + Seek>(
         }
         let size = entry.size();
         let compressed = entry.compressed_size();
+        compressed_total = compressed_total.saturating_add(compressed);
+        // A local header is 30 bytes plus the name; the data follows. This is the least an
+        // entry occupies, so two entries whose least extents overlap surely overlap.
+        let least = 30u64
+            .saturating_add(entry.name_raw().len() as u64)
+            .saturating_add(compressed);
+        extents.push((entry.header_start(), least, raw_name.clone()));
         if is_dir && size != 0 {
             return Err(PackageError::InvalidName {
                 name: raw_name,
@@ -503,14 +513,29 @@ fn plan<R: Read + Seek>(
             });
         }
     }
+    // Many entries each under the per-entry ratio check still add up.
+    if declared_total > limits.ratio_min_size
+        && declared_total > compressed_total.saturating_mul(limits.max_ratio)
+    {
+        return Err(PackageError::ArchiveRatioExceeded {
+            size: declared_total,
+            compressed: compressed_total,
+            ratio: declared_total / compressed_total.max(1),
+            limit: limits.max_ratio,
+        });
+    }
+    extents.sort_by_key(|(start, _, _)| *start);
+    for pair in extents.windows(2) {
+        let (start, least, first) = &pair[0];
+        if start.saturating_add(*least) > pair[1].0 {
+            return Err(PackageError::OverlappingEntries {
+                first: first.clone(),
+                second: pair[1].2.clone(),
+            });
+        }
+    }
     Ok(plans)
 }
-
-const WINDOWS_RESERVED: &[&str] = &[
-    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
-    "com9", "com¹", "com²", "com³", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8",
-    "lpt9", "lpt¹", "lpt²", "lpt³", "conin$", "conout$",
-];
 
 /// Normalises and validates an entry name. Returns the relative `/`-separated path and whether
 /// it names a folder.
@@ -568,9 +593,7 @@ pub fn normalise_name(raw: &str, limits: &Limits) -> Result<(String, bool), Pack
         if comp.ends_with('.') || comp.ends_with(' ') {
             return Err(err("a path component ends with a dot or a space"));
         }
-        let lower = comp.to_lowercase();
-        let stem = lower.split('.').next().unwrap_or("").trim_end();
-        if WINDOWS_RESERVED.contains(&stem) {
+        if ferry_proto::push::is_reserved_windows_name(comp) {
             return Err(err("a path component is a reserved Windows device name"));
         }
         parts.push(comp);

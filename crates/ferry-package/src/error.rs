@@ -79,6 +79,25 @@ pub enum PackageError {
         limit: u64,
     },
 
+    /// The archive as a whole unpacks to far more than it holds (many entries each just under
+    /// the per-entry checks).
+    #[error(
+        "the archive unpacks to {size} bytes from {compressed} bytes ({ratio}:1), above the limit of {limit}:1: refused as a possible zip bomb"
+    )]
+    ArchiveRatioExceeded {
+        size: u64,
+        compressed: u64,
+        ratio: u64,
+        limit: u64,
+    },
+
+    /// Two entries share bytes of the archive (a zip bomb's trick: one compressed stream
+    /// unpacked many times).
+    #[error(
+        "entries {first:?} and {second:?} overlap in the archive: refused as a possible zip bomb"
+    )]
+    OverlappingEntries { first: String, second: String },
+
     /// Encrypted entries cannot be inspected and are refused.
     #[error("entry {name:?} is encrypted; packages must not be password-protected")]
     Encrypted { name: String },

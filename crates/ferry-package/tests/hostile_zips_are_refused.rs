@@ -349,3 +349,37 @@ fn declared_entry_count_is_checked_before_the_directory_is_loaded() {
         )
     });
 }
+
+#[test]
+fn many_entries_each_under_the_entry_ratio_still_add_up_to_a_refused_bomb() {
+    // 64 entries of 1 MiB of zeros: each at the 1 MiB threshold of the per-entry check, the
+    // archive as a whole at about 1000:1.
+    let zeros = vec![0u8; 1024 * 1024];
+    let names: Vec<String> = (0..64).map(|i| format!("z{i}.bin")).collect();
+    let entries: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), zeros.as_slice()))
+        .collect();
+    let zip = deflated(&entries);
+    assert_refused(&zip, &Limits::default(), |e| {
+        matches!(e, PackageError::ArchiveRatioExceeded { .. })
+    });
+}
+
+#[test]
+fn entries_sharing_their_bytes_in_the_archive_are_refused() {
+    let zip = stored(&[
+        ("first.txt", b"the one stream"),
+        ("other.txt", b"another stream"),
+    ]);
+    // Point the second central directory record at the first entry's local header: both
+    // entries now unpack the same bytes (an overlapping zip bomb repeats this a thousand times).
+    let mut zip = zip;
+    let records = find_all(&zip, &[0x50, 0x4b, 0x01, 0x02]);
+    assert_eq!(records.len(), 2);
+    let offset_field = records[1] + 42;
+    zip[offset_field..offset_field + 4].copy_from_slice(&0u32.to_le_bytes());
+    assert_refused(&zip, &Limits::default(), |e| {
+        matches!(e, PackageError::OverlappingEntries { .. })
+    });
+}

@@ -112,6 +112,8 @@ error_codes! {
     // ----- other -----
     NotFound = "not_found",
     ShuttingDown = "shutting_down",
+    /// The caller has as many uploads open as it may (429): finish or abandon one.
+    TooManyUploads = "too_many_uploads",
     /// The hub is too busy to verify a password now; retry after `Retry-After` (503).
     Busy = "busy",
     /// Paced admission: come back after `Retry-After` (503).

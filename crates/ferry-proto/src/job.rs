@@ -151,7 +151,7 @@ pub struct NewJob {
 }
 
 /// A job as the hub shows it to administrators.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     pub id: Uuid,
     pub connector_id: Uuid,
@@ -168,7 +168,8 @@ pub struct Job {
     pub not_before: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<Timestamp>,
-    pub result: Option<serde_json::Value>,
+    /// The connector's result document, as the raw JSON it sent (see [`JobReport`]).
+    pub result: Option<Box<serde_json::value::RawValue>>,
     /// Why the job failed, was cancelled or expired.
     pub error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -180,6 +181,18 @@ pub struct Job {
     /// State changes and progress, oldest first (only in single-job responses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<JobEvent>,
+}
+
+impl Job {
+    /// The result document as a JSON tree (for people and small documents).
+    pub fn result_value(&self) -> Option<serde_json::Value> {
+        self.result_as()
+    }
+
+    /// The result document read as `T`, if it is one.
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.result.as_ref()?.get()).ok()
+    }
 }
 
 /// One entry of a job's history.
@@ -276,13 +289,16 @@ impl Outcome {
 
 /// `POST /api/v1/connector/jobs/{id}/result`. Idempotent: the same report under the same
 /// lease token is accepted again with the same answer; a different one is a conflict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The result is kept as raw JSON text (checked to be JSON, never built into a tree): a
+/// report of tens of megabytes must cost the hub its size, not twenty times its size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobReport {
     pub lease_token: Uuid,
     pub outcome: Outcome,
     #[serde(default)]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     pub error: Option<String>,
 }

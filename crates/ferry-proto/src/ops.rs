@@ -68,6 +68,47 @@ pub struct Device {
     /// Collections the device belongs to.
     #[serde(default)]
     pub collections: Vec<Uuid>,
+    /// Present while the device reports rule-matched fields (hostname, domain, OS, OS
+    /// version, architecture) that differ from the ones the hub vouches for: what rule
+    /// collections still match, until an administrator approves the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<RuleFacts>,
+}
+
+/// The inventory fields rule collections match. The agent declares them itself, so the hub
+/// matches them as enrolled (the enrolment secret's holder vouched for the device) or as an
+/// administrator approved a change — never as merely reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFacts {
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub domain: Option<String>,
+    pub arch: String,
+}
+
+impl RuleFacts {
+    pub fn of(inventory: &crate::agent::Inventory) -> Self {
+        RuleFacts {
+            hostname: inventory.hostname.clone(),
+            os_name: inventory.os_name.clone(),
+            os_version: inventory.os_version.clone(),
+            domain: inventory.domain.clone(),
+            arch: inventory.arch.clone(),
+        }
+    }
+
+    /// `inventory` with these facts in place of its own rule-matched fields.
+    pub fn over(&self, inventory: &crate::agent::Inventory) -> crate::agent::Inventory {
+        crate::agent::Inventory {
+            hostname: self.hostname.clone(),
+            os_name: self.os_name.clone(),
+            os_version: self.os_version.clone(),
+            domain: self.domain.clone(),
+            arch: self.arch.clone(),
+            ..inventory.clone()
+        }
+    }
 }
 
 /// `PATCH /api/v1/devices/{id}`.

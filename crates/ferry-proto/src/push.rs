@@ -190,16 +190,32 @@ impl PushSpec {
 }
 
 /// Whether `name` can be one folder name on Windows and Linux alike: the connector unpacks a
-/// package to `<share>\<application name>`, so a name must never add or climb path levels.
+/// package to `<share>\<application name>`, so a name must never add or climb path levels,
+/// name a device (`\\share\CON` is no folder), or lose characters Windows trims.
 pub fn is_folder_name(name: &str) -> bool {
     !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.ends_with('.')
-        && !name.ends_with(' ')
+        && !name.starts_with(['.', ' '])
+        && !name.ends_with(['.', ' '])
+        && !is_reserved_windows_name(name)
         && !name
             .chars()
             .any(|c| c.is_control() || "\\/:*?\"<>|".contains(c))
+}
+
+/// Windows' device names, which no file or folder can have, with or without an extension
+/// (`CON`, `nul.txt`, `COM1`, `CONIN$`; superscript digits count as digits).
+const WINDOWS_RESERVED: &[&str] = &[
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "com¹", "com²", "com³", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8",
+    "lpt9", "lpt¹", "lpt²", "lpt³", "conin$", "conout$",
+];
+
+/// Whether one path component is a Windows device name: its part before the first dot,
+/// without trailing spaces, compared without case.
+pub fn is_reserved_windows_name(component: &str) -> bool {
+    let lower = component.to_lowercase();
+    let stem = lower.split('.').next().unwrap_or("").trim_end();
+    WINDOWS_RESERVED.contains(&stem)
 }
 
 #[cfg(test)]
@@ -213,6 +229,25 @@ mod tests {
         ));
         for bad in ["..", ".", "a/b", "a\\b", "C:", "x.", "x ", "", "a\u{0}b"] {
             assert!(!is_folder_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn windows_device_names_and_trimmed_edges_are_not_folder_names() {
+        for bad in [
+            "CON", "con", "NUL.txt", "COM1", "aux.zip", "CONIN$", "lpt¹", "Con .txt", " app",
+            "app ", ".app", "app.",
+        ] {
+            assert!(!is_folder_name(bad), "{bad:?}");
+        }
+        for good in [
+            "CONTOSO_App_1.0",
+            "console",
+            "Nullsoft_Winamp_5.9",
+            "com10",
+            "a.b",
+        ] {
+            assert!(is_folder_name(good), "{good:?}");
         }
     }
 }

@@ -414,9 +414,11 @@ async fn request_machine_policy_installs_a_deployed_package_once_and_then_finds_
     );
 }
 
-#[tokio::test]
-async fn rule_collections_follow_the_inventory_as_devices_enrol_and_change() {
-    let hub = TestHub::start("").await;
+/// A lab collection with one lab machine and one office machine enrolled; the office machine
+/// is then renamed into the lab and starts its next session. Returns the hub, the renamed
+/// device's agent (running) and the collection's id.
+async fn renamed_into_the_lab(config: &str) -> (TestHub, common::agents::TestAgent, String) {
+    let hub = TestHub::start(config).await;
     let collection: Value = hub
         .admin(reqwest::Method::POST, "/api/v1/collections")
         .json(&json!({"name": "lab machines", "rule": {"hostname": "LAB-*"}}))
@@ -428,32 +430,74 @@ async fn rule_collections_follow_the_inventory_as_devices_enrol_and_change() {
         .unwrap();
     let lab = hub.enroll_agent("lab-01", |_| {}).await;
     let mut office = hub.enroll_agent("office-01", |_| {}).await;
-    let members = |c: &Value| c["member_count"].as_u64().unwrap();
-    let show = || async {
-        hub.admin(
-            reqwest::Method::GET,
-            &format!("/api/v1/collections/{}", collection["id"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()
-    };
-    assert_eq!(members(&show().await), 1);
+    let id = collection["id"].as_str().unwrap().to_owned();
+    assert_eq!(members(&hub, &id).await, 1);
     assert_eq!(hub.device(lab.device).await.collections.len(), 1);
-    // The office machine is renamed into the lab: its next session reports the new name.
     let path = office.dir.join("agent.toml");
     let mut config = ferry_agent::config::AgentConfig::load(&path).unwrap();
     config.hostname = Some("lab-02".into());
     config.save(&path).unwrap();
     office.start();
+    let device = office.device;
+    // Wait until the hub has the new name (reported at the session's start).
     let started = std::time::Instant::now();
-    while members(&show().await) != 2 {
+    while hub.device(device).await.inventory.hostname != "lab-02" {
+        assert!(started.elapsed() < LIMIT, "the new name never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (hub, office, id)
+}
+
+async fn members(hub: &TestHub, collection: &str) -> u64 {
+    let c: Value = hub
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/collections/{collection}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    c["member_count"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_device_renaming_itself_does_not_enter_a_rule_collection_until_approved() {
+    let (hub, office, collection) = renamed_into_the_lab("").await;
+    let device = office.device;
+    let d = hub.device(device).await;
+    assert_eq!(
+        d.approved.as_ref().unwrap().hostname,
+        "office-01",
+        "rules still see the enrolled name"
+    );
+    assert!(d.collections.is_empty());
+    assert_eq!(members(&hub, &collection).await, 1);
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/devices/{device}/approve-inventory"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(members(&hub, &collection).await, 2);
+    assert_eq!(hub.device(device).await.approved, None);
+}
+
+#[tokio::test]
+async fn with_trusted_inventory_a_renamed_device_joins_at_once() {
+    let (hub, office, collection) = renamed_into_the_lab("inventory_changes = \"trust\"").await;
+    let device = office.device;
+    let started = std::time::Instant::now();
+    while members(&hub, &collection).await != 2 {
         assert!(started.elapsed() < LIMIT, "the renamed device never joined");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(hub.device(device).await.approved, None);
 }
 
 #[tokio::test]

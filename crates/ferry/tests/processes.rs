@@ -24,7 +24,7 @@ async fn a_connector_runs_a_diagnostics_job_and_reports_its_findings() {
         .wait_job(job.id, Duration::from_secs(20), |j| j.state.is_terminal())
         .await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
-    let result = done.result.unwrap();
+    let result = done.result_value().unwrap();
     assert_eq!(result["os"], std::env::consts::OS);
     assert_eq!(result["hub_rtt_ms"]["samples"], 2);
     assert!(result["work_dir_free_bytes"].as_u64().unwrap() > 0);
@@ -83,7 +83,9 @@ async fn a_killed_hub_restarts_with_every_job_and_resolves_old_leases() {
             .await;
         assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     }
-    assert_eq!(hub.job(leased.id).await.attempts, 2);
+    // The first lease's answer never reached a connector that confirmed it: it lapsed
+    // without using up an attempt.
+    assert_eq!(hub.job(leased.id).await.attempts, 1);
     assert_eq!(hub.job(queued.id).await.attempts, 1);
 }
 

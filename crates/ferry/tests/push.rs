@@ -113,7 +113,7 @@ async fn a_pushed_package_lands_in_the_site_as_one_application() {
     let _connector = hub.spawn_connector(&c, &connector_extra(&hub));
     let job = run_push(&hub, &c, &package, json!({})).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:#?}");
-    let result = job.result.unwrap();
+    let result = job.result_value().unwrap();
     assert!(result["ci_id"].as_u64().is_some(), "{result}");
     assert!(
         result["model_name"]
@@ -171,8 +171,8 @@ async fn pushing_again_updates_the_same_application() {
     .await;
     assert_eq!(second.state, JobState::Succeeded, "{second:#?}");
     assert_eq!(
-        first.result.as_ref().unwrap()["ci_id"],
-        second.result.as_ref().unwrap()["ci_id"]
+        first.result_value().unwrap()["ci_id"],
+        second.result_value().unwrap()["ci_id"]
     );
     let site = site_state(&connector_dirs(&hub).0);
     let apps: Vec<&Value> = site["applications"]
@@ -389,7 +389,7 @@ async fn an_inventory_shows_the_pushed_application_with_its_folder_and_metadata(
         .find(|a| a["name"] == NAME)
         .unwrap();
     assert_eq!(app["path"], "/Test 1");
-    assert_eq!(app["ci_id"], pushed.result.as_ref().unwrap()["ci_id"]);
+    assert_eq!(app["ci_id"], pushed.result_value().unwrap()["ci_id"]);
     assert!(app["container_id"].as_u64().is_some());
     assert!(
         app["resource_id"].as_str().unwrap().starts_with("Res_"),
@@ -451,7 +451,7 @@ async fn an_imported_application_becomes_a_package_linked_to_its_source() {
         .wait_job(job.id, Duration::from_secs(60), |j| j.state.is_terminal())
         .await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
-    let imported = &done.result.unwrap()["imports"][0];
+    let imported = &done.result_value().unwrap()["imports"][0];
     let package_id = imported["package_id"].as_str().unwrap();
     let package: Value = hub
         .admin(Method::GET, &format!("/api/v1/packages/{package_id}"))
@@ -610,8 +610,8 @@ async fn the_powershell_backend_streams_steps_and_reports_script_errors() {
     let _connector = hub.spawn_connector(&c, &extra);
     let ok = run_push(&hub, &c, &package, json!({})).await;
     assert_eq!(ok.state, JobState::Succeeded, "{ok:#?}");
-    assert_eq!(ok.result.as_ref().unwrap()["backend"], "powershell");
-    assert!(ok.result.as_ref().unwrap()["ci_id"].as_u64().is_some());
+    assert_eq!(ok.result_value().unwrap()["backend"], "powershell");
+    assert!(ok.result_value().unwrap()["ci_id"].as_u64().is_some());
     let failed = run_push(
         &hub,
         &c,

@@ -68,6 +68,7 @@ async fn a_late_result_from_a_lapsed_lease_is_refused() {
     let c = hub.register("c").await;
     let job = hub.enqueue(c.remote_id, Value::Null).await;
     let (_, first) = hub.poll(&c, 1).await;
+    confirm(&hub, &c, &first).await;
     // The lease lapses; the sweeper queues the job again; a second lease is handed out.
     let (status, second) = hub.poll(&c, 10).await;
     assert_eq!(status, 200);
@@ -129,12 +130,51 @@ async fn a_lease_that_lapses_on_the_last_attempt_fails_the_job_with_the_reason()
             ..common::diagnostics_job(c.remote_id)
         })
         .await;
-    assert_eq!(hub.poll(&c, 1).await.0, 200);
+    let (status, lease) = hub.poll(&c, 1).await;
+    assert_eq!(status, 200);
+    confirm(&hub, &c, &lease).await;
     let failed = hub
         .wait_job(job.id, Duration::from_secs(10), |j| j.state.is_terminal())
         .await;
     assert_eq!(failed.state, JobState::Failed);
     assert!(failed.error.unwrap().contains("attempt 1 of 1"));
+}
+
+/// Renews a lease once: the connector confirms it received the job.
+async fn confirm(hub: &TestHub, c: &ferry_proto::connector::ConnectorCredentials, lease: &Value) {
+    let r = hub
+        .as_connector(
+            c,
+            Method::POST,
+            &format!(
+                "/api/v1/connector/jobs/{}/lease",
+                lease["id"].as_str().unwrap()
+            ),
+        )
+        .json(&serde_json::json!({ "lease_token": lease["lease_token"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_lease_the_connector_never_confirmed_lapses_without_using_up_an_attempt() {
+    // The answer to a long poll can be lost (a cut connection, a hub killed between commit
+    // and reply): the job must not be failed by the network.
+    let hub = TestHub::start("lease_secs = 2").await;
+    let c = hub.register("c").await;
+    let job = hub
+        .enqueue_job(NewJob {
+            max_attempts: Some(1),
+            ..common::diagnostics_job(c.remote_id)
+        })
+        .await;
+    assert_eq!(hub.poll(&c, 1).await.0, 200);
+    let (status, again) = hub.poll(&c, 10).await;
+    assert_eq!(status, 200, "leased again after the silent lapse");
+    assert_eq!(again["id"], job.id.to_string());
+    assert_eq!(again["attempt"], 1);
 }
 
 #[tokio::test]

@@ -227,9 +227,18 @@ impl Agents {
         .await;
     }
 
-    pub async fn note_inventory(&self, device: Uuid, inventory: Inventory) {
-        self.record(AgentWrite::Inventory { device, inventory }, None)
-            .await;
+    /// Records a device's reported inventory; `trust` says whether changes to the
+    /// rule-matched fields count at once (see `HubConfig::inventory_changes`).
+    pub async fn note_inventory(&self, device: Uuid, inventory: Inventory, trust: bool) {
+        self.record(
+            AgentWrite::Inventory {
+                device,
+                inventory,
+                trust,
+            },
+            None,
+        )
+        .await;
     }
 
     /// Prometheus lines for agent sessions and admission.

@@ -114,7 +114,10 @@ async fn start_session(
             return session;
         }
     }
-    state.agents.note_inventory(device, inventory).await;
+    state
+        .agents
+        .note_inventory(device, inventory, state.trusts_inventory())
+        .await;
     state.agents.note_seen(device, Some(addr)).await;
     session.push_message(&welcome(state, &session));
     match state.store.open_assignments(device).await {
@@ -176,7 +179,12 @@ async fn handle_message(state: &AppState, session: &Arc<Session>, msg: AgentMess
                 .await
         }
         AgentMessage::Inventory { inventory } => match validate_inventory(&inventory) {
-            Ok(()) => state.agents.note_inventory(device, inventory).await,
+            Ok(()) => {
+                state
+                    .agents
+                    .note_inventory(device, inventory, state.trusts_inventory())
+                    .await
+            }
             Err(e) => {
                 session.push_message(&error_frame(ErrorCode::InvalidInventory, e.to_string()))
             }

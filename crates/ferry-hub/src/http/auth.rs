@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
-use axum::http::{Method, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ferry_proto::ErrorCode;
@@ -291,29 +291,58 @@ pub async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (mut parts, body) = request.into_parts();
+    // A caller that keeps failing to authenticate is refused before any checking: per
+    // address, and per credential id (a key, connector, device or session guessed at from
+    // many addresses).
+    let credential = credential_key(&parts);
+    if access != Access::Public
+        && let Err(secs) = state.auth_gate(addr, credential.as_deref())
+    {
+        return Error::Throttled(secs).into_response();
+    }
     let outcome = match authenticate(&state, access, &mut parts).await {
         Err(Error::Unauthorized(why)) => Err(wrong_kind(&state, &parts)
             .await
             .unwrap_or(Error::Unauthorized(why))),
         other => other,
     };
-    match outcome {
+    let path = parts.uri.path().to_owned();
+    let response = match outcome {
         Ok(who) => {
             if let Who::Technician(t) = &who {
                 state.note_use(t, addr);
             }
+            if !matches!(who, Who::Anonymous)
+                && let Some(conn) = parts.extensions.get::<crate::conn::ConnHandle>()
+            {
+                conn.authenticated();
+            }
             parts.extensions.insert(Caller { who, address: addr });
             next.run(Request::from_parts(parts, body)).await
         }
-        Err(e) => {
-            if matches!(e, Error::Unauthorized(_)) {
-                state
-                    .metrics
-                    .auth_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(address = ?addr, path = %parts.uri.path(), "authentication failed");
-            }
-            e.into_response()
-        }
+        Err(e) => e.into_response(),
+    };
+    // Handlers refuse credentials too (an enrolment secret, a login): every 401 counts.
+    if response.status() == StatusCode::UNAUTHORIZED {
+        state.auth_failed(addr, credential.as_deref(), &path);
     }
+    response
+}
+
+/// What identifies the credential a request presents, never the secret: `key:<id>` for an
+/// API key, `id:<uuid>` for a connector's or device's `<uuid>:<secret>`, `session:<id>`.
+fn credential_key(parts: &Parts) -> Option<String> {
+    let id = |s: &str| -> Option<String> {
+        let s: String = s.chars().take(40).collect();
+        Uuid::parse_str(&s).ok().map(|u| u.to_string())
+    };
+    if let Ok(Some(token)) = bearer(parts) {
+        if let Some(rest) = token.strip_prefix(ferry_proto::identity::API_KEY_PREFIX) {
+            return id(rest.split('_').next().unwrap_or("")).map(|k| format!("key:{k}"));
+        }
+        return id(token.split(':').next().unwrap_or("")).map(|k| format!("id:{k}"));
+    }
+    session_cookie(parts)
+        .and_then(|c| id(c.split('.').next().unwrap_or("")))
+        .map(|s| format!("session:{s}"))
 }

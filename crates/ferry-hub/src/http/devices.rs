@@ -77,6 +77,16 @@ pub async fn update_device(
     ))
 }
 
+/// `POST /api/v1/devices/{id}/approve-inventory`: the device's reported hostname, domain, OS
+/// and architecture become what rule collections match.
+pub async fn approve_inventory(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Device>> {
+    Ok(Json(state.approve_inventory(&caller.actor(), id).await?))
+}
+
 /// `POST /api/v1/devices/{id}/rotate-token`: a new token for a device whose token may have
 /// leaked; the old one stops working at once.
 pub async fn rotate_device_token(

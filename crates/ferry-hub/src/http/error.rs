@@ -11,7 +11,7 @@ fn status(e: &Error) -> StatusCode {
     match e {
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-        Error::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+        Error::Throttled(_) | Error::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,

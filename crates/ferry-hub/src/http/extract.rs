@@ -82,7 +82,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AgentJson<T> {
     }
 }
 
-async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, Error> {
+/// Reads a JSON body of at most `limit` bytes (`Content-Type: application/json`).
+pub async fn read_json<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, Error> {
     let json_type = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::Result;
-use super::extract::{ApiJson, ApiQuery, IdPath, ResultJson};
+use super::extract::{ApiJson, ApiQuery, IdPath, read_json};
 use crate::AppState;
 
 pub async fn enqueue(
@@ -87,12 +87,18 @@ pub async fn progress(
     ))
 }
 
+/// A result may be tens of megabytes (a large site's inventory), so nothing is read before
+/// the job is known to be this connector's, and large bodies are read a few at a time.
 pub async fn result(
     caller: Caller,
     State(state): State<AppState>,
     IdPath(job): IdPath,
-    ResultJson(req): ResultJson<JobReport>,
+    request: axum::extract::Request,
 ) -> Result<Json<Job>> {
+    let connector = caller.connector()?;
+    state.check_report_target(connector, job).await?;
+    let _slot = state.large_body_slot(request.headers()).await?;
+    let req: JobReport = read_json(request, state.config.max_result_bytes).await?;
     Ok(Json(state.finish_job(&caller.actor(), job, &req).await?))
 }
 

@@ -128,6 +128,7 @@ routes! {
     get    "/api/v1/devices/{id}"                       GUEST => devices::show_device;
     patch  "/api/v1/devices/{id}"                       ADMIN => devices::update_device;
     post   "/api/v1/devices/{id}/rotate-token"          ADMIN => devices::rotate_device_token;
+    post   "/api/v1/devices/{id}/approve-inventory"     ADMIN => devices::approve_inventory;
     get    "/api/v1/collections"                        GUEST => devices::list_collections;
     post   "/api/v1/collections"                        ADMIN => devices::create_collection;
     get    "/api/v1/collections/{id}"                   GUEST => devices::show_collection;
@@ -158,6 +159,7 @@ async fn metrics(State(state): State<AppState>) -> error::Result<impl IntoRespon
     let counts = state.store.job_counts().await?;
     let connectors = state.store.connector_count().await?;
     let mut text = state.metrics.render(&counts, connectors);
+    text.push_str(&state.connections.render_metrics());
     text.push_str(&state.agents.render_metrics());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

@@ -114,6 +114,20 @@ pub(crate) fn check_detection(d: &Detection) -> Result<()> {
 }
 
 impl AppState {
+    /// Whether reported changes to rule-matched inventory fields count at once.
+    pub fn trusts_inventory(&self) -> bool {
+        self.config.inventory_changes == crate::config::InventoryChanges::Trust
+    }
+
+    /// Accepts a device's reported rule-matched fields (hostname, domain, OS, version,
+    /// architecture): rule collections match them from now on.
+    pub async fn approve_inventory(&self, actor: &Actor, id: Uuid) -> Result<Device> {
+        self.store
+            .approve_inventory(actor, id)
+            .await?
+            .ok_or(Error::NotFound("device"))
+    }
+
     // ----- enrolment secrets ----------------------------------------------------------
 
     pub async fn create_enrollment_secret(

@@ -26,7 +26,7 @@
 //! [`HubConfig::session_absolute_hours`]: crate::HubConfig::session_absolute_hours
 //! [`Hub::csrf_token`]: crate::AppState::csrf_token
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::secrets::generate_secret;
 use crate::service::{OnDrop, check_printable};
 use crate::store::{Actor, ApiKeyAuthRow, NewSession, SessionAuthRow, TechnicianInsert};
+use crate::throttle::Failures;
 use crate::time_util::{from_ms, now_ms};
 
 /// Who a technician credential belongs to, as routes see it.
@@ -189,22 +190,17 @@ impl Usage {
 /// and is taken back only if it succeeds: guesses sent all at once cannot all pass the check
 /// while the first ones are still being verified.
 pub struct LoginThrottle {
-    window: Duration,
     per_name: usize,
     per_addr: usize,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    failures: Failures,
 }
-
-/// Most keys the throttle remembers; beyond it, the keys whose last failure is oldest go.
-const THROTTLE_KEYS: usize = 100_000;
 
 impl LoginThrottle {
     pub fn new(window: Duration, per_name: usize, per_addr: usize) -> Self {
         LoginThrottle {
-            window,
             per_name,
             per_addr,
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::new(window),
         }
     }
 
@@ -220,79 +216,23 @@ impl LoginThrottle {
 
     /// Forgets the keys with no failure left in the window (called by the periodic flush).
     pub fn prune(&self) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, q| {
-            q.back()
-                .is_some_and(|t| now.duration_since(*t) < self.window)
-        });
-    }
-
-    /// At [`THROTTLE_KEYS`]: drops the keys out of the window, then, if that is not enough,
-    /// the tenth whose last attempt is oldest. Amortised: the next tenth of inserts are free.
-    fn make_room(map: &mut HashMap<String, VecDeque<Instant>>, now: Instant, window: Duration) {
-        if map.len() < THROTTLE_KEYS {
-            return;
-        }
-        map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-        if map.len() < THROTTLE_KEYS {
-            return;
-        }
-        let mut last: Vec<Instant> = map.values().filter_map(|q| q.back().copied()).collect();
-        let cut = last.len() / 10;
-        let (_, threshold, _) = last.select_nth_unstable(cut);
-        let threshold = *threshold;
-        map.retain(|_, q| q.back().is_some_and(|t| *t > threshold));
+        self.failures.prune();
     }
 
     /// Lets an attempt through and counts it as failed, or `Err(seconds)` if the name or
     /// the address is at its limit. The returned stamp takes the attempt back on success.
     fn begin(&self, name: &str, addr: Option<IpAddr>) -> std::result::Result<Instant, u64> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let keys = Self::keys(name, addr);
-        let mut wait = Duration::ZERO;
-        for (key, limit) in keys.iter().zip([self.per_name, self.per_addr]) {
-            if let Some(q) = map.get_mut(key) {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    q.pop_front();
-                }
-                if q.len() >= limit
-                    && let Some(oldest) = q.front()
-                {
-                    wait = wait.max(self.window.saturating_sub(now.duration_since(*oldest)));
-                }
-            }
-        }
-        if !wait.is_zero() {
-            return Err(wait.as_secs().max(1));
-        }
-        Self::make_room(&mut map, now, self.window);
-        for key in keys {
-            let q = map.entry(key).or_default();
-            q.push_back(now);
-            // Only the newest `limit` attempts matter; keep a little more, not all.
-            while q.len() > self.per_addr.max(self.per_name).saturating_add(1) {
-                q.pop_front();
-            }
-        }
-        Ok(now)
+        let [n, a] = Self::keys(name, addr);
+        self.failures
+            .check(&[(&n, self.per_name), (&a, self.per_addr)], true)
     }
 
     /// The attempt stamped `at` succeeded: the name's failures are forgotten, and the
     /// attempt no longer counts against the address.
     fn succeed(&self, name: &str, addr: Option<IpAddr>, at: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let [n, a] = Self::keys(name, addr);
-        map.remove(&n);
-        if let Some(q) = map.get_mut(&a)
-            && let Some(i) = q.iter().rposition(|t| *t == at)
-        {
-            q.remove(i);
-        }
+        self.failures.clear(&n);
+        self.failures.take_back(&a, at);
     }
 }
 
@@ -446,6 +386,55 @@ pub struct LoggedIn {
 
 impl AppState {
     // --- authentication ---
+
+    /// `Err(seconds)` when the address or the credential id has failed to authenticate too
+    /// often lately ([`HubConfig::auth_failures_per_address`], `…_per_credential`).
+    ///
+    /// [`HubConfig::auth_failures_per_address`]: crate::HubConfig::auth_failures_per_address
+    pub fn auth_gate(
+        &self,
+        addr: Option<IpAddr>,
+        credential: Option<&str>,
+    ) -> std::result::Result<(), u64> {
+        let keys = self.auth_keys(addr, credential);
+        let keys: Vec<(&str, usize)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        match self.auth_failures.check(&keys, false) {
+            Ok(_) => Ok(()),
+            Err(secs) => {
+                self.metrics
+                    .auth_throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(secs)
+            }
+        }
+    }
+
+    /// Counts a failed authentication (a `401`), logs it with the address and the
+    /// credential's id (never the secret).
+    pub fn auth_failed(&self, addr: Option<IpAddr>, credential: Option<&str>, path: &str) {
+        let keys = self.auth_keys(addr, credential);
+        let keys: Vec<(&str, usize)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        let _ = self.auth_failures.check(&keys, true);
+        self.metrics
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path: String = path.chars().take(120).collect();
+        tracing::warn!(address = ?addr, credential = credential.unwrap_or("-"), %path, "authentication failed");
+    }
+
+    fn auth_keys(&self, addr: Option<IpAddr>, credential: Option<&str>) -> Vec<(String, usize)> {
+        let mut keys = vec![(
+            format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
+            self.config.auth_failures_per_address as usize,
+        )];
+        if let Some(c) = credential {
+            keys.push((
+                c.to_owned(),
+                self.config.auth_failures_per_credential as usize,
+            ));
+        }
+        keys
+    }
 
     fn identity_generation(&self) -> u64 {
         self.identity_cache
@@ -1060,30 +1049,6 @@ mod tests {
     fn a_huge_login_name_costs_the_throttle_no_more_than_a_real_one() {
         let [name, _] = LoginThrottle::keys(&"x".repeat(1 << 20), None);
         assert!(name.len() <= "name:".len() + MAX_NAME + 1, "{}", name.len());
-    }
-
-    #[test]
-    fn the_throttle_forgets_the_oldest_names_when_full() {
-        let t = LoginThrottle::new(Duration::from_secs(600), 3, 10_000_000);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        for i in 0..THROTTLE_KEYS + 10 {
-            assert!(t.begin(&format!("n{i}"), Some(a)).is_ok());
-        }
-        let map = t.failures.lock().unwrap();
-        assert!(map.len() <= THROTTLE_KEYS, "{}", map.len());
-        assert!(
-            map.contains_key(&format!("name:n{}", THROTTLE_KEYS + 9)),
-            "the newest stay"
-        );
-        assert!(!map.contains_key("name:n0"), "the oldest go");
-    }
-
-    #[test]
-    fn pruning_drops_names_whose_failures_left_the_window() {
-        let t = LoginThrottle::new(Duration::ZERO, 3, 5);
-        assert!(t.begin("alice", None).is_ok());
-        t.prune();
-        assert!(t.failures.lock().unwrap().is_empty());
     }
 
     #[test]

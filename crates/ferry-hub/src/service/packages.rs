@@ -122,14 +122,19 @@ impl AppState {
         }
         // Opening an upload is when abandoned ones are cleared: no timer, and the cost lands
         // on the only path that adds part files.
-        let cutoff =
-            crate::time_util::now_ms() - i64::from(self.config.upload_ttl_hours) * 3_600_000;
-        for stale in self.store.expire_uploads(cutoff).await? {
+        let now = crate::time_util::now_ms();
+        let opened_before = now - i64::from(self.config.upload_ttl_hours) * 3_600_000;
+        let idle_since = now - i64::from(self.config.upload_idle_hours) * 3_600_000;
+        for stale in self.store.expire_uploads(opened_before, idle_since).await? {
             let _ = tokio::fs::remove_file(self.part_path(stale)).await;
             self.uploads.remove(stale);
             tracing::info!(upload = %stale, "removed an abandoned upload");
         }
-        Ok(self.store.create_upload(actor, req).await?)
+        let caps = crate::store::UploadCaps {
+            uploads: u64::from(self.config.max_open_uploads),
+            bytes: self.config.max_open_upload_bytes,
+        };
+        Ok(self.store.create_upload(actor, req, caps).await?)
     }
 
     pub async fn upload(&self, actor: &Actor, id: Uuid) -> Result<Upload> {

@@ -23,6 +23,9 @@ use crate::time_util::{now_ms, to_ms};
 const MAX_STEP: usize = 64;
 const MAX_MESSAGE: usize = 4096;
 
+/// Large request bodies (job results) read at once.
+pub const LARGE_BODIES: usize = 2;
+
 /// Counts a long poll as waiting while it lives, however it ends (even if the client goes
 /// away and the handler future is dropped).
 struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicI64);
@@ -306,6 +309,38 @@ impl AppState {
     /// the hub shows of the site; each imported package is linked to its source application.
     /// A replayed report (the connector did not see the first answer) is answered the same
     /// and acted on no more.
+    /// Whether `connector` may report on `job` at all (its own job): checked before a
+    /// report's body is read, so that a report to someone else's or no job costs nothing.
+    /// Refusals answer like a missing job.
+    pub async fn check_report_target(&self, connector: Uuid, job: Uuid) -> Result<()> {
+        match self.store.get_job(job, false).await? {
+            Some(j) if j.connector_id == connector => Ok(()),
+            _ => Err(Error::NotFound("job")),
+        }
+    }
+
+    /// A slot for reading a large request body: bodies above 1 MiB (or of unknown length)
+    /// are read at most [`LARGE_BODIES`] at a time, so that many large reports at once
+    /// cannot add up to the hub's memory.
+    pub async fn large_body_slot(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Option<tokio::sync::SemaphorePermit<'_>>> {
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n <= 1024 * 1024) {
+            return Ok(None);
+        }
+        let permit = self
+            .large_bodies
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("body slots closed: {e}"))?;
+        Ok(Some(permit))
+    }
+
     pub async fn finish_job(&self, actor: &Actor, job: Uuid, req: &JobReport) -> Result<Job> {
         let connector = actor
             .connector_id()
@@ -346,7 +381,7 @@ impl AppState {
         let Some(result) = &done.result else {
             return Ok(());
         };
-        match serde_json::from_value::<InventoryResult>(result.clone()) {
+        match serde_json::from_str::<InventoryResult>(result.get()) {
             Ok(inventory) => {
                 self.store
                     .save_inventory(connector, done.id, to_ms(done.created_at), &inventory)
@@ -364,7 +399,7 @@ impl AppState {
         let imports = done
             .result
             .clone()
-            .and_then(|r| serde_json::from_value::<ImportResult>(r).ok())
+            .and_then(|r| serde_json::from_str::<ImportResult>(r.get()).ok())
             .map(|r| r.imports)
             .unwrap_or_default();
         for item in imports {

@@ -100,6 +100,15 @@ pub trait DeviceStore {
         inv: &Inventory,
     ) -> Result<Device, EnrollError>;
 
+    /// Accepts the device's reported rule-matched fields as vouched for (an administrator
+    /// approved them) and puts it into exactly the rule collections they match. `None` if
+    /// there is no such device.
+    async fn approve_inventory(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<Option<Device>, StoreError>;
+
     /// Pre-registers devices with their tokens' hashes in one transaction (imaging, bulk
     /// provisioning), each joining the rule collections it matches.
     async fn import_devices(

@@ -40,7 +40,7 @@ pub use identity::{
 pub use inventory::InventoryStore;
 pub use jobs::{JobError, JobInsert, JobStore, MAX_PROGRESS_EVENTS, Sweep};
 pub use ops::{AgentWrite, BatchEffect, OpError, OpInsert, OpStore, OpSweep, RESULT_GRACE_MS};
-pub use packages::{MetadataEdit, PackageStore};
+pub use packages::{MetadataEdit, PackageStore, UploadCaps, UploadError};
 
 /// A backend: all the resource traits at once.
 pub trait Backend:

@@ -69,6 +69,9 @@ pub enum AgentWrite {
     Inventory {
         device: Uuid,
         inventory: Inventory,
+        /// Whether a change to the rule-matched fields is vouched for at once
+        /// (`inventory_changes = "trust"`) or held for an administrator's approval.
+        trust: bool,
     },
     Seen {
         device: Uuid,

@@ -11,10 +11,38 @@ use super::{Actor, StoreError};
 /// the fields it changed, for the audit entry.
 pub type MetadataEdit<'a> = dyn Fn(&mut PackageMetadata) -> Vec<&'static str> + Send + Sync + 'a;
 
+/// Why an upload could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The caller already has `open` uploads open, declaring `bytes` together.
+    #[error("you have {open} uploads open declaring {bytes} bytes; finish or abandon them first")]
+    TooMany { open: u64, bytes: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for UploadError {
+    fn from(e: sqlx::Error) -> Self {
+        UploadError::Store(e.into())
+    }
+}
+
+/// The most one caller may have open (checked in the same transaction that opens one).
+#[derive(Debug, Clone, Copy)]
+pub struct UploadCaps {
+    pub uploads: u64,
+    pub bytes: u64,
+}
+
 #[async_trait]
 pub trait PackageStore {
-    /// Opens an upload owned by `actor`.
-    async fn create_upload(&self, actor: &Actor, new: &NewUpload) -> Result<Upload, StoreError>;
+    /// Opens an upload owned by `actor`, within `caps` for that owner.
+    async fn create_upload(
+        &self,
+        actor: &Actor,
+        new: &NewUpload,
+        caps: UploadCaps,
+    ) -> Result<Upload, UploadError>;
 
     async fn get_upload(&self, id: Uuid) -> Result<Option<Upload>, StoreError>;
 
@@ -24,9 +52,13 @@ pub trait PackageStore {
     /// Records bytes durably received (only while the upload is open).
     async fn set_upload_received(&self, id: Uuid, received: u64) -> Result<(), StoreError>;
 
-    /// Removes open uploads created before `cutoff_ms`; returns their IDs (the caller deletes
-    /// their part files).
-    async fn expire_uploads(&self, cutoff_ms: i64) -> Result<Vec<Uuid>, StoreError>;
+    /// Removes open uploads created before `opened_before_ms` or that received nothing since
+    /// `idle_since_ms`; returns their IDs (the caller deletes their part files).
+    async fn expire_uploads(
+        &self,
+        opened_before_ms: i64,
+        idle_since_ms: i64,
+    ) -> Result<Vec<Uuid>, StoreError>;
 
     /// Removes an open upload (a refused package).
     async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError>;

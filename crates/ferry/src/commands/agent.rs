@@ -137,7 +137,9 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             // works, so a failure anywhere here leaves the device able to connect.
             write_token(&data_dir, &new)?;
             HubHttp::new(&config.client_config(Some(&new)))?
-                .policy()
+                .policy(ferry_client::transfer::Patience::For(Duration::from_secs(
+                    30,
+                )))
                 .await
                 .context(
                     "the new token is saved but the hub has not seen it yet; the old one \

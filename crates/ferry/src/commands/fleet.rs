@@ -74,6 +74,13 @@ pub enum DeviceCmd {
         #[command(flatten)]
         hub: HubArgs,
     },
+    /// Accept the device's reported hostname, domain, OS and architecture: rule collections
+    /// match them from now on (until then they match what the device enrolled with).
+    Approve {
+        id: Uuid,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,8 +320,14 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             let list: Vec<Device> = crate::admin_client::connect(&hub)?.get(&path).await?;
             emit(&list, |list| {
                 for d in list {
+                    let pending = match &d.approved {
+                        Some(a) => {
+                            format!(" CHANGE AWAITS APPROVAL (rules still see {})", a.hostname)
+                        }
+                        None => String::new(),
+                    };
                     println!(
-                        "{}  {:<20} {:<8} {} {} {}  {}",
+                        "{}  {:<20} {:<8} {} {} {}  {}{pending}",
                         d.id,
                         d.inventory.hostname,
                         if d.online { "online" } else { "offline" },
@@ -334,6 +347,12 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         }
         DeviceCmd::Disable { id, hub } => set_enabled(id, &hub, false).await?,
         DeviceCmd::Enable { id, hub } => set_enabled(id, &hub, true).await?,
+        DeviceCmd::Approve { id, hub } => {
+            let d: Device = crate::admin_client::connect(&hub)?
+                .post(&format!("/api/v1/devices/{id}/approve-inventory"), &())
+                .await?;
+            pretty(&d)?;
+        }
         DeviceCmd::RotateToken { id, hub } => {
             let t: ferry_proto::agent::TokenResponse = crate::admin_client::connect(&hub)?
                 .post(&format!("/api/v1/devices/{id}/rotate-token"), &())

@@ -217,7 +217,7 @@ async fn steps(args: &DemoArgs, dir: &Path) -> StepsResult {
             return Err((children, e));
         }
     };
-    let result = push.result.unwrap_or_default();
+    let result = push.result_value().unwrap_or_default();
     let summary = serde_json::json!({
         "imported_package": imported,
         "ok": true,
@@ -379,11 +379,7 @@ async fn run_diagnostics(client: &AdminClient, connector: uuid::Uuid) -> anyhow:
     ));
     let started = Instant::now();
     let job = follow_job(client, queued.id, Duration::from_secs(60)).await?;
-    if let Some(report) = job
-        .result
-        .clone()
-        .and_then(|r| serde_json::from_value::<DiagnosticsReport>(r).ok())
-    {
+    if let Some(report) = job.result_as::<DiagnosticsReport>() {
         say(&format!(
             "the job {} in {:.2} s; the connector reports:",
             job.state.as_str(),
@@ -580,8 +576,9 @@ async fn inventory_and_import(
             job.error.unwrap_or_default()
         );
     }
-    let result: ferry_proto::inventory::ImportResult =
-        serde_json::from_value(job.result.unwrap_or_default())?;
+    let result: ferry_proto::inventory::ImportResult = job
+        .result_as()
+        .ok_or_else(|| anyhow::anyhow!("the import's result is not an import result"))?;
     let item = result
         .imports
         .first()
@@ -614,7 +611,7 @@ async fn push_sample(
         queued.id
     ));
     let job = follow_job(client, queued.id, Duration::from_secs(120)).await?;
-    if let Some(r) = &job.result {
+    if let Some(r) = &job.result_value() {
         say(&format!(
             "the push {}: application CI_ID {}, model name {}",
             state_phrase(job.state),

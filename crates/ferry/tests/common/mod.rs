@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod chaos_proxy;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use ferry_proto::agent::Inventory;
 use ferry_proto::ops::{
     Collection, CollectionRule, Deployment, DeploymentAction, Detection, Device, EnrollmentSecret,
-    NewDeployment, PolicyDeployment,
+    NewDeployment, PolicyDeployment, RuleFacts,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -21,7 +21,7 @@ macro_rules! select_devices {
     ($rest:literal) => {
         concat!(
             "SELECT id, enabled, hostname, os_name, os_version, domain, arch, agent_version, ips, \
-             enrolled_at, last_seen, remote_addr FROM devices ",
+             enrolled_at, last_seen, remote_addr, vouched FROM devices ",
             $rest
         )
     };
@@ -47,7 +47,31 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         remote_addr: row.get("remote_addr"),
         enrolled_at: from_ms(row.get("enrolled_at")),
         collections: Vec::new(),
+        approved: None,
     })
+    .and_then(|mut d| {
+        let vouched = vouched_from_row(row)?;
+        if let Some(v) = vouched.filter(|v| *v != RuleFacts::of(&d.inventory)) {
+            d.approved = Some(v);
+        }
+        Ok(d)
+    })
+}
+
+/// The rule-matched fields the hub vouches for (`None` for a row written before they were
+/// kept: then the reported ones count).
+fn vouched_from_row(row: &SqliteRow) -> Result<Option<RuleFacts>, StoreError> {
+    row.get::<Option<&str>, _>("vouched")
+        .map(|v| serde_json::from_str(v).map_err(|e| corrupt(format!("device vouched: {e}"))))
+        .transpose()
+}
+
+/// What rule collections match for a device: its inventory with the vouched fields.
+pub(crate) fn matched_inventory(device: &Device) -> Inventory {
+    match &device.approved {
+        Some(facts) => facts.over(&device.inventory),
+        None => device.inventory.clone(),
+    }
 }
 
 fn secret_from_row(row: &SqliteRow) -> Result<EnrollmentSecret, StoreError> {
@@ -244,8 +268,8 @@ impl DeviceStore for SqliteStore {
         let ips = to_json(&inv.ips)?;
         sqlx::query(
             "INSERT INTO devices (id, token_hash, hostname, os_name, os_version, domain, arch, \
-             agent_version, ips, enrolled_at, enrolled_with, remote_addr) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             agent_version, ips, enrolled_at, enrolled_with, remote_addr, vouched) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(device_id.to_string())
         .bind(token_hash)
@@ -259,6 +283,7 @@ impl DeviceStore for SqliteStore {
         .bind(now)
         .bind(secret_id.to_string())
         .bind(actor.address.map(|a| a.to_string()))
+        .bind(to_json(&RuleFacts::of(inv))?)
         .execute(&mut *tx)
         .await?;
         sync_rule_memberships(&mut tx, device_id, inv).await?;
@@ -278,6 +303,46 @@ impl DeviceStore for SqliteStore {
     }
 
     // ----- devices ------------------------------------------------------------------------
+
+    async fn approve_inventory(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<Option<Device>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(select_devices!("WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let device = device_from_row(&row)?;
+        let facts = RuleFacts::of(&device.inventory);
+        sqlx::query("UPDATE devices SET vouched = ? WHERE id = ?")
+            .bind(to_json(&facts)?)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sync_rule_memberships(&mut tx, id, &device.inventory).await?;
+        audit(
+            &mut tx,
+            actor,
+            "device.approve_inventory",
+            Some(&id.to_string()),
+            Some(&format!(
+                "hostname={} domain={} os={} {} arch={}",
+                facts.hostname,
+                facts.domain.as_deref().unwrap_or("-"),
+                facts.os_name,
+                facts.os_version,
+                facts.arch
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_device(id).await
+    }
 
     async fn device_auth(&self, id: Uuid) -> Result<Option<DeviceAuthRow>, StoreError> {
         let row =
@@ -426,7 +491,7 @@ impl DeviceStore for SqliteStore {
                 let mut members = Vec::new();
                 for row in &rows {
                     let d = device_from_row(row)?;
-                    if collections::matches(rule, &d.inventory) {
+                    if collections::matches(rule, &matched_inventory(&d)) {
                         members.push(d.id);
                     }
                 }
@@ -643,7 +708,7 @@ impl DeviceStore for SqliteStore {
             let ips = to_json(&inv.ips)?;
             sqlx::query(
                 "INSERT INTO devices (id, token_hash, hostname, os_name, os_version, domain, arch, \
-                 agent_version, ips, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 agent_version, ips, enrolled_at, vouched) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id.to_string())
             .bind(hash)
@@ -655,6 +720,7 @@ impl DeviceStore for SqliteStore {
             .bind(&inv.agent_version)
             .bind(ips)
             .bind(now)
+            .bind(to_json(&RuleFacts::of(inv))?)
             .execute(&mut *tx)
             .await?;
             add_rule_memberships(&mut tx, &rules, *id, inv).await?;

@@ -56,6 +56,9 @@ impl SqliteStore {
     }
 }
 
+/// Lapses of unconfirmed leases a job may have without them counting as attempts.
+const MAX_SILENT_LAPSES: i64 = 10;
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn insert_job(&self, actor: &Actor, job: &JobInsert) -> Result<Job, JobError> {
@@ -268,7 +271,7 @@ impl JobStore for SqliteStore {
         let expires = now + lease_ms;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
-                    attempts = attempts + 1, updated_at = ?3 \
+                    attempts = attempts + 1, updated_at = ?3, lease_contacted = 0 \
              WHERE id = (SELECT id FROM jobs WHERE connector_id = ?4 AND state = 'queued' \
                            AND EXISTS (SELECT 1 FROM connectors WHERE id = ?4 AND enabled = 1) \
                            AND (not_before IS NULL OR not_before <= ?3) \
@@ -324,7 +327,7 @@ impl JobStore for SqliteStore {
         let mut tx = self.begin().await?;
         let (_, _, cancel_requested) = Self::check_lease(&mut tx, job, connector, token).await?;
         let expires = now_ms() + lease_ms;
-        sqlx::query("UPDATE jobs SET lease_expires_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET lease_expires_at = ?, lease_contacted = 1 WHERE id = ?")
             .bind(expires)
             .bind(job.to_string())
             .execute(&mut *tx)
@@ -356,7 +359,8 @@ impl JobStore for SqliteStore {
         let expires = now + lease_ms;
         let stored: i64 = sqlx::query_scalar(
             "UPDATE jobs SET state = 'running', lease_expires_at = ?, updated_at = ?, \
-             progress_events = progress_events + 1 WHERE id = ? RETURNING progress_events",
+             lease_contacted = 1, progress_events = progress_events + 1 WHERE id = ? \
+             RETURNING progress_events",
         )
         .bind(expires)
         .bind(now)
@@ -517,8 +521,8 @@ impl JobStore for SqliteStore {
         let now = now_ms();
         let mut sweep = Sweep::default();
         let lapsed = sqlx::query(
-            "SELECT id, connector_id, attempts, max_attempts, cancel_requested FROM jobs \
-             WHERE state IN ('leased', 'running') AND lease_expires_at <= ?",
+            "SELECT id, connector_id, attempts, max_attempts, cancel_requested, lease_contacted, \
+             silent_lapses FROM jobs WHERE state IN ('leased', 'running') AND lease_expires_at <= ?",
         )
         .bind(now)
         .fetch_all(&mut *tx)
@@ -529,6 +533,37 @@ impl JobStore for SqliteStore {
             let attempts: i64 = row.get(2);
             let max_attempts: i64 = row.get(3);
             let cancel = row.get::<i64, _>(4) != 0;
+            let contacted = row.get::<i64, _>(5) != 0;
+            let silent_lapses: i64 = row.get(6);
+            // The connector never confirmed this lease: its answer was probably lost on the
+            // way. Queued again without counting an attempt (a bounded number of times, so a
+            // job that kills its connector at once still ends).
+            let silent = !cancel && !contacted && silent_lapses < MAX_SILENT_LAPSES;
+            if silent {
+                sweep.requeued += 1;
+                sweep.wake.push(connector);
+                sqlx::query(
+                    "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), \
+                     silent_lapses = silent_lapses + 1, lease_token = NULL, \
+                     lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                insert_event(
+                    &mut tx,
+                    id,
+                    now,
+                    attempts,
+                    Some(JobState::Queued),
+                    None,
+                    Some("the lease lapsed before the connector confirmed it (its answer was probably lost); queued again without counting an attempt"),
+                    None,
+                )
+                .await?;
+                continue;
+            }
             let (state, error) = if cancel {
                 (
                     JobState::Cancelled,

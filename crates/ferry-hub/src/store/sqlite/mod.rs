@@ -84,6 +84,26 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "metadata_sources",
         include_str!("../../../migrations/sqlite/0009_metadata_sources.sql"),
     ),
+    (
+        10,
+        "package_owner",
+        include_str!("../../../migrations/sqlite/0010_package_owner.sql"),
+    ),
+    (
+        11,
+        "upload_activity",
+        include_str!("../../../migrations/sqlite/0011_upload_activity.sql"),
+    ),
+    (
+        12,
+        "vouched_inventory",
+        include_str!("../../../migrations/sqlite/0012_vouched_inventory.sql"),
+    ),
+    (
+        13,
+        "lease_contact",
+        include_str!("../../../migrations/sqlite/0013_lease_contact.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -165,8 +185,30 @@ async fn migrate_to(pool: &SqlitePool, last: i64) -> Result<(), StoreError> {
             name,
             source,
         };
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        // A migration that rebuilds a table others refer to runs with foreign keys off (the
+        // pragma cannot change inside a transaction), and is checked before it commits.
+        let rebuilds = sql.starts_with("-- ferry:foreign-keys-off");
+        let mut conn = pool.acquire().await.map_err(fail)?;
+        if rebuilds {
+            sqlx::query("PRAGMA foreign_keys = OFF")
+                .execute(&mut *conn)
+                .await
+                .map_err(fail)?;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+        if rebuilds {
+            let broken: Option<String> =
+                sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            if let Some(table) = broken {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {version} ({name}) would break references from {table}"
+                )));
+            }
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
             .bind(version)
             .bind(name)
@@ -175,6 +217,12 @@ async fn migrate_to(pool: &SqlitePool, last: i64) -> Result<(), StoreError> {
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
+        if rebuilds {
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&mut *conn)
+                .await
+                .map_err(fail)?;
+        }
         tracing::info!(version, name, "applied database migration");
     }
     Ok(())

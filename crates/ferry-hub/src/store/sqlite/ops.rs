@@ -366,7 +366,11 @@ impl OpStore for SqliteStore {
                         effect.ops.insert(*op);
                     }
                 }
-                AgentWrite::Inventory { device, inventory } => {
+                AgentWrite::Inventory {
+                    device,
+                    inventory,
+                    trust,
+                } => {
                     let ips = serde_json::to_string(&inventory.ips)
                         .map_err(|e| corrupt(e.to_string()))?;
                     let changed = sqlx::query(
@@ -393,7 +397,17 @@ impl OpStore for SqliteStore {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    if changed > 0 {
+                    // Rule collections follow the vouched fields: reported changes count at
+                    // once only when the hub is told to trust them.
+                    if changed > 0 && *trust {
+                        sqlx::query("UPDATE devices SET vouched = ? WHERE id = ?")
+                            .bind(
+                                serde_json::to_string(&ferry_proto::ops::RuleFacts::of(inventory))
+                                    .map_err(|e| corrupt(e.to_string()))?,
+                            )
+                            .bind(device.to_string())
+                            .execute(&mut *tx)
+                            .await?;
                         sync_rule_memberships(&mut tx, *device, inventory).await?;
                     }
                 }

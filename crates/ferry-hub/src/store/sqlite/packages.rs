@@ -9,19 +9,58 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{SqliteStore, audit, parse_json, parse_opt_uuid, parse_uuid, to_json};
-use crate::store::{Actor, MetadataEdit, PackageStore, StoreError};
+use super::{SqliteStore, audit, corrupt, parse_json, parse_opt_uuid, parse_uuid, to_json};
+use crate::store::{Actor, MetadataEdit, PackageStore, StoreError, UploadCaps, UploadError};
 use crate::time_util::{from_ms, now_ms};
 
 #[async_trait]
 impl PackageStore for SqliteStore {
-    async fn create_upload(&self, actor: &Actor, new: &NewUpload) -> Result<Upload, StoreError> {
+    async fn create_upload(
+        &self,
+        actor: &Actor,
+        new: &NewUpload,
+        caps: UploadCaps,
+    ) -> Result<Upload, UploadError> {
         let id = Uuid::new_v4();
         let now = now_ms();
-        let mut tx = self.begin().await?;
+        let owner = upload_owner(actor);
+        let mut tx = self.begin().await.map_err(StoreError::from)?;
+        // Opening the same declared bytes again continues the open upload: a client whose
+        // first answer was lost (a cut connection, a restart) must not leave one behind.
+        if let Some(sha) = &new.sha256 {
+            let same: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM uploads WHERE owner = ? AND state = 'open' \
+                 AND expected_sha256 = ? AND size = ? ORDER BY created_at LIMIT 1",
+            )
+            .bind(&owner)
+            .bind(sha)
+            .bind(new.size as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            if let Some(id) = same {
+                drop(tx);
+                let id = parse_uuid(&id)?;
+                return self
+                    .get_upload(id)
+                    .await?
+                    .ok_or_else(|| UploadError::Store(corrupt("open upload vanished")));
+            }
+        }
+        let (open, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploads WHERE owner = ? AND state = 'open'",
+        )
+        .bind(&owner)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let (open, bytes) = (open as u64, bytes as u64);
+        if open >= caps.uploads || bytes.saturating_add(new.size) > caps.bytes {
+            return Err(UploadError::TooMany { open, bytes });
+        }
         sqlx::query(
             "INSERT INTO uploads (id, filename, size, received, expected_sha256, state, created_by, \
-             connector_id, created_at) VALUES (?, ?, ?, 0, ?, 'open', ?, ?, ?)",
+             connector_id, created_at, owner, updated_at) VALUES (?, ?, ?, 0, ?, 'open', ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(&new.filename)
@@ -30,8 +69,11 @@ impl PackageStore for SqliteStore {
         .bind(&actor.name)
         .bind(actor.connector_id().map(|c| c.to_string()))
         .bind(now)
+        .bind(&owner)
+        .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(StoreError::from)?;
         audit(
             &mut tx,
             actor,
@@ -109,22 +151,31 @@ impl PackageStore for SqliteStore {
     }
 
     async fn set_upload_received(&self, id: Uuid, received: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE uploads SET received = ? WHERE id = ? AND state = 'open'")
-            .bind(received as i64)
-            .bind(id.to_string())
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE uploads SET received = ?, updated_at = ? WHERE id = ? AND state = 'open'",
+        )
+        .bind(received as i64)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
     /// Removes open uploads last touched before `cutoff_ms` and returns their IDs (the caller
     /// deletes their part files). Uploads only record their creation, which bounds this from
     /// below: an upload is abandoned when it was opened long ago and is still open.
-    async fn expire_uploads(&self, cutoff_ms: i64) -> Result<Vec<Uuid>, StoreError> {
+    async fn expire_uploads(
+        &self,
+        opened_before_ms: i64,
+        idle_since_ms: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM uploads WHERE state = 'open' AND created_at < ? RETURNING id",
+            "DELETE FROM uploads WHERE state = 'open' \
+             AND (created_at < ? OR COALESCE(updated_at, created_at) < ?) RETURNING id",
         )
-        .bind(cutoff_ms)
+        .bind(opened_before_ms)
+        .bind(idle_since_ms)
         .fetch_all(&self.write)
         .await?;
         rows.iter().map(|id| parse_uuid(id)).collect()
@@ -149,9 +200,16 @@ impl PackageStore for SqliteStore {
         metadata: &PackageMetadata,
     ) -> Result<(Package, bool), StoreError> {
         let mut tx = self.begin().await?;
+        // The same bytes are one package per owner: the technicians' library, or each
+        // connector's own imports (the blob underneath is shared either way).
+        let owner = match actor.connector_id() {
+            Some(c) => format!("connector:{c}"),
+            None => "technicians".to_owned(),
+        };
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM packages WHERE sha256 = ?")
+            sqlx::query_scalar("SELECT id FROM packages WHERE sha256 = ? AND owner = ?")
                 .bind(sha256)
+                .bind(&owner)
                 .fetch_optional(&mut *tx)
                 .await?;
         let now = now_ms();
@@ -160,8 +218,8 @@ impl PackageStore for SqliteStore {
             None => {
                 let id = Uuid::new_v4();
                 sqlx::query(
-                    "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at, owner) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(id.to_string())
                 .bind(&upload.filename)
@@ -170,6 +228,7 @@ impl PackageStore for SqliteStore {
                 .bind(to_json(metadata)?)
                 .bind(&actor.name)
                 .bind(now)
+                .bind(&owner)
                 .execute(&mut *tx)
                 .await?;
                 audit(
@@ -331,4 +390,125 @@ pub(crate) fn package_ref_from_row(row: &SqliteRow) -> Result<PackageRef, StoreE
         msi_file: p.msi_file,
         product_code: p.product_code,
     })
+}
+
+/// Whose an upload is, for the per-caller caps: a connector, or one technician.
+fn upload_owner(actor: &Actor) -> String {
+    match (actor.connector_id(), actor.id) {
+        (Some(c), _) => format!("connector:{c}"),
+        (None, Some(id)) => format!("{}:{id}", actor.kind.as_str()),
+        (None, None) => format!("{}:{}", actor.kind.as_str(), actor.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+
+    const CAPS: UploadCaps = UploadCaps {
+        uploads: 10,
+        bytes: 1 << 40,
+    };
+
+    fn new_upload() -> NewUpload {
+        NewUpload {
+            filename: "x.zip".into(),
+            size: 100,
+            sha256: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_received_nothing_lately_expires_and_an_active_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal)
+            .await
+            .unwrap();
+        let actor = Actor::connector(Uuid::new_v4(), None);
+        let idle = store
+            .create_upload(&actor, &new_upload(), CAPS)
+            .await
+            .unwrap();
+        let active = store
+            .create_upload(&actor, &new_upload(), CAPS)
+            .await
+            .unwrap();
+        // The idle one last received bytes two days ago; the active one just now.
+        let two_days_ago = now_ms() - 48 * 3_600_000;
+        sqlx::query("UPDATE uploads SET updated_at = ? WHERE id = ?")
+            .bind(two_days_ago)
+            .bind(idle.id.to_string())
+            .execute(&store.write)
+            .await
+            .unwrap();
+        store.set_upload_received(active.id, 10).await.unwrap();
+        let a_day_ago = now_ms() - 24 * 3_600_000;
+        let week_ago = now_ms() - 7 * 24 * 3_600_000;
+        let expired = store.expire_uploads(week_ago, a_day_ago).await.unwrap();
+        assert_eq!(expired, vec![idle.id]);
+        assert!(store.get_upload(active.id).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn open_uploads_are_capped_per_owner_in_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal)
+            .await
+            .unwrap();
+        let caps = UploadCaps {
+            uploads: 2,
+            bytes: 250,
+        };
+        let a = Actor::connector(Uuid::new_v4(), None);
+        let b = Actor::connector(Uuid::new_v4(), None);
+        store.create_upload(&a, &new_upload(), caps).await.unwrap();
+        store.create_upload(&a, &new_upload(), caps).await.unwrap();
+        assert!(matches!(
+            store.create_upload(&a, &new_upload(), caps).await,
+            Err(UploadError::TooMany {
+                open: 2,
+                bytes: 200
+            })
+        ));
+        let big = NewUpload {
+            size: 300,
+            ..new_upload()
+        };
+        assert!(matches!(
+            store.create_upload(&b, &big, caps).await,
+            Err(UploadError::TooMany { open: 0, .. })
+        ));
+        store.create_upload(&b, &new_upload(), caps).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn opening_the_same_declared_bytes_again_continues_the_open_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal)
+            .await
+            .unwrap();
+        let a = Actor::connector(Uuid::new_v4(), None);
+        let hashed = NewUpload {
+            sha256: Some("ab".repeat(32)),
+            ..new_upload()
+        };
+        let first = store.create_upload(&a, &hashed, CAPS).await.unwrap();
+        let again = store.create_upload(&a, &hashed, CAPS).await.unwrap();
+        assert_eq!(first.id, again.id);
+        // Another owner, or bytes not declared by hash, get their own.
+        let b = Actor::connector(Uuid::new_v4(), None);
+        assert_ne!(
+            store.create_upload(&b, &hashed, CAPS).await.unwrap().id,
+            first.id
+        );
+        assert_ne!(
+            store
+                .create_upload(&a, &new_upload(), CAPS)
+                .await
+                .unwrap()
+                .id,
+            first.id
+        );
+    }
 }
