@@ -112,6 +112,7 @@ impl Connections {
             authenticated: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            parked_busy: AtomicBool::new(false),
         });
         registry
             .unauthenticated
@@ -158,6 +159,9 @@ pub struct Conn {
     killed: AtomicBool,
     /// The task reading the connection, to wake when the rules change its fate.
     waker: AtomicWaker,
+    /// The reader parked without a timer while a request was in progress: the request's end
+    /// must wake it to arm one (otherwise the end needs no wake-up).
+    parked_busy: AtomicBool,
 }
 
 impl Conn {
@@ -179,7 +183,9 @@ impl Conn {
             self.idle_since.store(now_ms(), Ordering::Release);
             // The reader may be parked without a timer (a request was in progress): wake it
             // so that it arms one.
-            self.waker.wake();
+            if self.parked_busy.swap(false, Ordering::AcqRel) {
+                self.waker.wake();
+            }
         }
     }
 }
@@ -252,7 +258,7 @@ where
                     inner: stream,
                     conn: conn.clone(),
                     idle,
-                    timer: Box::pin(tokio::time::sleep(idle)),
+                    timer: None,
                 };
                 let service = Tracked {
                     inner: service,
@@ -275,7 +281,9 @@ pub struct Guarded<I> {
     inner: I,
     conn: Arc<Conn>,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed only while idle; dropped for good once the connection is a WebSocket (ten
+    /// thousand agent sessions need no timers of this kind).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<I> Guarded<I> {
@@ -290,7 +298,16 @@ impl<I> Guarded<I> {
                 "closed to make room",
             ));
         }
+        if conn.exempt.load(Ordering::Acquire) {
+            self.timer = None;
+            return Poll::Pending;
+        }
         if !conn.is_idle() {
+            conn.parked_busy.store(true, Ordering::Release);
+            // A request may have ended between the check and the flag: look again.
+            if conn.is_idle() && conn.parked_busy.swap(false, Ordering::AcqRel) {
+                cx.waker().wake_by_ref();
+            }
             return Poll::Pending;
         }
         let since = Duration::from_millis(conn.idle_since.load(Ordering::Acquire));
@@ -302,10 +319,13 @@ impl<I> Guarded<I> {
             }
             return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle"));
         }
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
         }
-        match self.timer.as_mut().poll(cx) {
+        match timer.as_mut().poll(cx) {
             // The deadline passed between the check and the poll: look again next time.
             Poll::Ready(()) => {
                 cx.waker().wake_by_ref();

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Most keys remembered; beyond it, the keys whose last failure is oldest go.
@@ -15,6 +16,9 @@ pub const MAX_KEYS: usize = 100_000;
 pub struct Failures {
     window: Duration,
     map: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Keys held, readable without the lock: with none, every check passes at once (the
+    /// common case costs a request nothing).
+    keys: AtomicUsize,
 }
 
 impl Failures {
@@ -22,7 +26,13 @@ impl Failures {
         Failures {
             window,
             map: Mutex::new(HashMap::new()),
+            keys: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether any failure is remembered at all.
+    pub fn any(&self) -> bool {
+        self.keys.load(Ordering::Relaxed) > 0
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
@@ -54,6 +64,8 @@ impl Failures {
             return Err(wait.as_secs().max(1));
         }
         if record {
+            // Published before the keys exist, so a concurrent `any()` errs towards checking.
+            self.keys.store(map.len() + keys.len(), Ordering::Relaxed);
             self.make_room(&mut map, now);
             for (key, limit) in keys {
                 let q = map.entry((*key).to_owned()).or_default();
@@ -63,13 +75,16 @@ impl Failures {
                     q.pop_front();
                 }
             }
+            self.keys.store(map.len(), Ordering::Relaxed);
         }
         Ok(now)
     }
 
     /// Forgets every failure of `key`.
     pub fn clear(&self, key: &str) {
-        self.map().remove(key);
+        let mut map = self.map();
+        map.remove(key);
+        self.keys.store(map.len(), Ordering::Relaxed);
     }
 
     /// Takes back the one failure of `key` stamped `at`.
@@ -86,8 +101,9 @@ impl Failures {
     pub fn prune(&self) {
         let now = Instant::now();
         let window = self.window;
-        self.map()
-            .retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        let mut map = self.map();
+        map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        self.keys.store(map.len(), Ordering::Relaxed);
     }
 
     /// At [`MAX_KEYS`]: drops the keys out of the window, then, if that is not enough, the

@@ -274,6 +274,9 @@ pub enum BenchCmd {
     Transfer(crate::bench::transfer::TransferArgs),
     /// SDMPackageXML parsing and script generate/read throughput.
     Sccm(crate::commands::sccm::SccmBenchArgs),
+    /// What two attacks cost a hub (idle sockets against few file descriptors, an oversized
+    /// report), for any hub binary: compare builds with `--hub-binary`.
+    Abuse(crate::bench::abuse::AbuseArgs),
     /// One client operation to N connected agents, against agents polling every 10 s.
     Fanout(crate::bench::fanout::FanoutArgs),
     /// The fan-out benchmark's load process: many simulated agents in one process.

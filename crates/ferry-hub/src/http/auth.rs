@@ -294,19 +294,24 @@ pub async fn authorize(
     // A caller that keeps failing to authenticate is refused before any checking: per
     // address, and per credential id (a key, connector, device or session guessed at from
     // many addresses).
-    let credential = credential_key(&parts);
     if access != Access::Public
-        && let Err(secs) = state.auth_gate(addr, credential.as_deref())
+        && state.auth_failures.any()
+        && let Err(secs) = state.auth_gate(addr, credential_key(&parts).as_deref())
     {
         return Error::Throttled(secs).into_response();
     }
+    // Kept (cheap reference-counted copies) to name the credential should it be refused.
+    let presented = (
+        parts.headers.get(header::AUTHORIZATION).cloned(),
+        parts.headers.get(header::COOKIE).cloned(),
+    );
     let outcome = match authenticate(&state, access, &mut parts).await {
         Err(Error::Unauthorized(why)) => Err(wrong_kind(&state, &parts)
             .await
             .unwrap_or(Error::Unauthorized(why))),
         other => other,
     };
-    let path = parts.uri.path().to_owned();
+    let uri = parts.uri.clone();
     let response = match outcome {
         Ok(who) => {
             if let Who::Technician(t) = &who {
@@ -324,7 +329,16 @@ pub async fn authorize(
     };
     // Handlers refuse credentials too (an enrolment secret, a login): every 401 counts.
     if response.status() == StatusCode::UNAUTHORIZED {
-        state.auth_failed(addr, credential.as_deref(), &path);
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(v) = presented.0 {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        if let Some(v) = presented.1 {
+            headers.insert(header::COOKIE, v);
+        }
+        let (mut probe, _) = Request::new(()).into_parts();
+        probe.headers = headers;
+        state.auth_failed(addr, credential_key(&probe).as_deref(), uri.path());
     }
     response
 }

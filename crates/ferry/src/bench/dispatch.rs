@@ -247,16 +247,7 @@ pub(crate) async fn start_hub_with(
         .spawn()
         .context("starting the hub")?;
     let pid = child.id();
-    let started = Instant::now();
-    let url = loop {
-        if let Ok(text) = std::fs::read_to_string(data.join(ferry_hub::URL_FILE)) {
-            break text.trim().to_owned();
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the hub did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let url = announced_url(&data).await?;
     let token = std::fs::read_to_string(data.join(ferry_hub::ADMIN_TOKEN_FILE))?;
     let client = crate::admin_client::client(&url, token.trim(), ca_cert)?;
     Ok(Hub {
@@ -265,6 +256,20 @@ pub(crate) async fn start_hub_with(
         client,
         url,
     })
+}
+
+/// The address a starting hub announces in its data dir (`hub.url`), once it is listening.
+pub(crate) async fn announced_url(data: &Path) -> anyhow::Result<String> {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(data.join(ferry_hub::URL_FILE)) {
+            return Ok(text.trim().to_owned());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the hub did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn register(client: &AdminClient, n: usize) -> anyhow::Result<Vec<ConnectorCredentials>> {

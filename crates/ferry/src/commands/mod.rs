@@ -69,6 +69,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch::dispatch(args).await,
         Command::Bench(BenchCmd::Transfer(args)) => crate::bench::transfer::run(args).await,
         Command::Bench(BenchCmd::Fanout(args)) => crate::bench::fanout::run(args).await,
+        Command::Bench(BenchCmd::Abuse(args)) => crate::bench::abuse::abuse(args).await,
         Command::Bench(BenchCmd::Swarm(args)) => crate::bench::swarm::run(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
             unreachable!("handled synchronously in dispatch")
