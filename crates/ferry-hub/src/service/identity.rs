@@ -436,13 +436,6 @@ impl AppState {
         keys
     }
 
-    fn identity_generation(&self) -> u64 {
-        self.identity_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .generation
-    }
-
     /// A guard that drops every cached key and session when it goes, whether the change it
     /// guards committed, failed or was cancelled: arm it just before the store call.
     fn forget_identities_after(&self) -> OnDrop<impl FnOnce() + '_> {
@@ -460,37 +453,50 @@ impl AppState {
         cache.sessions.clear();
     }
 
+    /// A verified row from the cache if read less than [`CACHE_TTL`] ago, else from `load`
+    /// (the store), cached unless an identity change happened meanwhile (the generation).
+    async fn cached_row<T: Clone>(
+        &self,
+        map: fn(&mut IdentityCache) -> &mut HashMap<Uuid, (T, Instant)>,
+        id: Uuid,
+        load: impl std::future::Future<
+            Output = std::result::Result<Option<T>, crate::store::StoreError>,
+        >,
+    ) -> Result<Option<T>> {
+        let lock = || {
+            self.identity_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        let generation = {
+            let mut cache = lock();
+            if let Some((row, _)) = map(&mut cache)
+                .get(&id)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            {
+                return Ok(Some(row.clone()));
+            }
+            cache.generation
+        };
+        let Some(row) = load.await? else {
+            return Ok(None);
+        };
+        let mut cache = lock();
+        if cache.generation == generation {
+            map(&mut cache).insert(id, (row.clone(), Instant::now()));
+        }
+        Ok(Some(row))
+    }
+
     /// The technician behind an API key, or `Unauthorized` (an unknown, wrong, expired or
     /// revoked key, or a disabled technician: all the same to the caller).
     pub async fn authenticate_key(&self, token: &str) -> Result<TechnicianCaller> {
         const INVALID: Error = Error::Unauthorized("invalid API key (unknown, expired or revoked)");
         let (key_id, secret) = parse_key(token).ok_or(INVALID)?;
-        let cached = {
-            let cache = self
-                .identity_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            cache
-                .keys
-                .get(&key_id)
-                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(row, _)| row.clone())
-        };
-        let row = match cached {
-            Some(row) => row,
-            None => {
-                let generation = self.identity_generation();
-                let row = self.store.api_key_auth(key_id).await?.ok_or(INVALID)?;
-                let mut cache = self
-                    .identity_cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if cache.generation == generation {
-                    cache.keys.insert(key_id, (row.clone(), Instant::now()));
-                }
-                row
-            }
-        };
+        let row = self
+            .cached_row(|c| &mut c.keys, key_id, self.store.api_key_auth(key_id))
+            .await?
+            .ok_or(INVALID)?;
         let now = now_ms();
         if !self.key.verify(secret, &row.secret_hash)
             || row.revoked
@@ -513,34 +519,14 @@ impl AppState {
     pub async fn authenticate_session(&self, cookie: &str) -> Result<TechnicianCaller> {
         const INVALID: Error = Error::Unauthorized("the session has ended; log in again");
         let (session_id, secret) = parse_session_cookie(cookie).ok_or(INVALID)?;
-        let cached = {
-            let cache = self
-                .identity_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            cache
-                .sessions
-                .get(&session_id)
-                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(row, _)| row.clone())
-        };
-        let row = match cached {
-            Some(row) => row,
-            None => {
-                let generation = self.identity_generation();
-                let row = self.store.session_auth(session_id).await?.ok_or(INVALID)?;
-                let mut cache = self
-                    .identity_cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if cache.generation == generation {
-                    cache
-                        .sessions
-                        .insert(session_id, (row.clone(), Instant::now()));
-                }
-                row
-            }
-        };
+        let row = self
+            .cached_row(
+                |c| &mut c.sessions,
+                session_id,
+                self.store.session_auth(session_id),
+            )
+            .await?
+            .ok_or(INVALID)?;
         let now = now_ms();
         let last = self
             .usage
