@@ -140,6 +140,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport(_) | Error::Deferred(_) => true,
+            // A caller at its cap of open uploads waits for its own uploads to end, which
+            // retrying cannot bring about.
+            Error::Api { code, .. } if *code == ErrorCode::TooManyUploads => false,
             Error::Api { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::REQUEST_TIMEOUT
@@ -148,6 +151,12 @@ impl Error {
             Error::Setup(_) | Error::Io { .. } | Error::HashMismatch { .. } => false,
             Error::Upload { source, .. } => source.is_transient(),
         }
+    }
+
+    /// Whether the hub answered (as opposed to being unreachable): a transient fault the hub
+    /// keeps answering with is its own trouble, not the network's.
+    pub fn hub_answered(&self) -> bool {
+        matches!(self.root(), Error::Api { .. } | Error::Deferred(_))
     }
 
     /// The opposite of [`Error::is_transient`].
@@ -181,7 +190,10 @@ pub fn http_client(config: &Config) -> Result<reqwest::Client, Error> {
         )
         .connect_timeout(Duration::from_secs(10))
         .min_tls_version(reqwest::tls::Version::TLS_1_2)
-        .tcp_keepalive(Duration::from_secs(30));
+        .tcp_keepalive(Duration::from_secs(30))
+        // Below the hub's `connection_idle_secs` (30 s by default): a pooled connection is
+        // dropped here before the hub closes it, so a request never races the close.
+        .pool_idle_timeout(Duration::from_secs(20));
     if let Some(path) = &config.ca_cert {
         let pem = std::fs::read(path)
             .map_err(|e| Error::Setup(format!("reading CA certificate {}: {e}", path.display())))?;

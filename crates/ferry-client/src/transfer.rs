@@ -59,8 +59,14 @@ pub struct UploadOptions {
 pub enum Patience {
     /// For this long since the last progress (a person waiting at the CLI).
     For(Duration),
-    /// While this says so (a job's lease is alive, an operation's deadline is ahead).
+    /// While this says so (an operation's deadline is ahead).
     While(Arc<dyn Fn() -> bool + Send + Sync>),
+    /// While `alive` says so (a job's lease is not lost) and for at most `quiet` since the
+    /// last progress: a hub that answers but never serves must not hold a job forever.
+    Lease {
+        alive: Arc<dyn Fn() -> bool + Send + Sync>,
+        quiet: Duration,
+    },
 }
 
 impl Default for Patience {
@@ -75,6 +81,7 @@ impl std::fmt::Debug for Patience {
         match self {
             Patience::For(d) => write!(f, "For({d:?})"),
             Patience::While(_) => f.write_str("While(..)"),
+            Patience::Lease { quiet, .. } => write!(f, "Lease {{ quiet: {quiet:?} }}"),
         }
     }
 }
@@ -108,6 +115,7 @@ impl Retry {
         let more = match &self.patience {
             Patience::For(d) => self.since.elapsed() < *d,
             Patience::While(alive) => alive(),
+            Patience::Lease { alive, quiet } => alive() && self.since.elapsed() < *quiet,
         };
         more.then(|| self.backoff.next_delay())
     }

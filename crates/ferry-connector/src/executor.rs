@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry_proto::job::{JobKind, LeasedJob};
@@ -28,9 +28,11 @@ pub enum JobFailure {
 
 impl From<ferry_client::Error> for JobFailure {
     /// The one rule for faults talking to the hub ([`ferry_client::Error::is_transient`]):
-    /// a transient one that outlasted the lease interrupts the job, a permanent one fails it.
+    /// a transient one that outlasted the patience because the hub could not be reached
+    /// interrupts the job (it runs again); a permanent one, or a transient answer the hub
+    /// kept giving for the whole patience (a `500` for content it cannot serve), fails it.
     fn from(e: ferry_client::Error) -> Self {
-        if e.is_transient() {
+        if e.is_transient() && !e.hub_answered() {
             JobFailure::Interrupted(e.to_string())
         } else {
             JobFailure::Failed(e.to_string())
@@ -38,49 +40,36 @@ impl From<ferry_client::Error> for JobFailure {
     }
 }
 
-/// When the job's lease ends as far as this connector knows: the lease time after the last
-/// renewal the hub confirmed. Transfers ride out transient faults until then.
-#[derive(Clone, Debug)]
+/// The job's lease as this connector knows it: lost once the hub says so (a renewal answered
+/// `404`/`409`). A hub that cannot be reached has not lapsed it — a restarted hub gives every
+/// open lease its full time again — so transfers keep trying until it is lost, or until
+/// [`QUIET`] passes without progress.
+#[derive(Clone, Debug, Default)]
 pub struct LeaseClock {
-    expires: Arc<AtomicU64>,
-    lease: Duration,
+    lost: Arc<AtomicBool>,
 }
 
-impl LeaseClock {
-    /// A lease of `lease` that starts now.
-    pub fn start(lease: Duration) -> Self {
-        let clock = LeaseClock {
-            expires: Arc::new(AtomicU64::new(0)),
-            lease,
-        };
-        clock.renewed();
-        clock
-    }
+/// Longest a transfer tries through transient faults without moving.
+pub const QUIET: Duration = Duration::from_secs(15 * 60);
 
-    /// The hub confirmed a renewal: the lease runs for its whole length from now.
-    pub fn renewed(&self) {
-        let until = millis_since_start() + self.lease.as_millis() as u64;
-        self.expires.store(until, Ordering::Relaxed);
+impl LeaseClock {
+    /// The hub answered that the lease is gone.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Relaxed);
     }
 
     pub fn alive(&self) -> bool {
-        millis_since_start() < self.expires.load(Ordering::Relaxed)
+        !self.lost.load(Ordering::Relaxed)
     }
 
-    /// Transfers keep trying while the lease is alive.
+    /// Transfers keep trying while the lease is not lost, at most [`QUIET`] without progress.
     pub fn patience(&self) -> ferry_client::transfer::Patience {
         let clock = self.clone();
-        ferry_client::transfer::Patience::While(Arc::new(move || clock.alive()))
+        ferry_client::transfer::Patience::Lease {
+            alive: Arc::new(move || clock.alive()),
+            quiet: QUIET,
+        }
     }
-}
-
-/// Monotonic milliseconds since the first call (a wall clock could jump).
-fn millis_since_start() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
 }
 
 /// A progress report from an executor, forwarded to the hub by the runner.

@@ -131,7 +131,7 @@ impl Runner {
             return;
         };
         let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
-        let lease = LeaseClock::start(Duration::from_secs(u64::from(job.lease_secs)));
+        let lease = LeaseClock::default();
         let ctx = JobContext::new(
             self.client.clone(),
             self.config.work_dir.clone(),
@@ -180,8 +180,11 @@ impl Runner {
                 },
                 _ = renew.tick() => match self.client.renew(job.id, job.lease_token).await {
                     Ok(status) if status.cancel_requested => break Ending::Cancelled,
-                    Ok(_) => lease.renewed(),
-                    Err(e) if e.lease_lost() => break Ending::LeaseLost(e.to_string()),
+                    Ok(_) => {}
+                    Err(e) if e.lease_lost() => {
+                        lease.lose();
+                        break Ending::LeaseLost(e.to_string());
+                    }
                     Err(e) => tracing::warn!(job = %job.id, error = %e, "lease renewal failed; will retry"),
                 },
                 _ = stop.changed(), if grace_deadline.is_none() => {

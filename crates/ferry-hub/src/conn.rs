@@ -8,10 +8,13 @@
 //! - **Idle timeout.** A connection with no request in progress for
 //!   [`HubConfig::connection_idle_secs`] is closed: a connection that never completes its TLS
 //!   handshake or its first request head, one that dribbles headers, and a keep-alive
-//!   connection left unused. A request counts as in progress from the moment its head is
-//!   complete until its response body has been sent, so long polls, uploads and downloads are
-//!   never cut. A WebSocket (after `101`) is exempt: the agent channel has its own pings and
-//!   closes silent sessions itself.
+//!   connection left unused. A request counts as in progress once it presented valid
+//!   credentials, until its response body has been handed over, and bytes still draining to a
+//!   slow client count as activity: long polls, uploads and downloads are never cut, while an
+//!   anonymous request whose body never arrives (a stalled login) cannot hold a connection.
+//!   A WebSocket (after `101`) is exempt: the agent channel has its own pings and closes
+//!   silent sessions itself. Accepted sockets get TCP keepalive, so a vanished peer is
+//!   noticed.
 //! - **A cap on unauthenticated connections** ([`HubConfig::max_unauthenticated_connections`],
 //!   by default a quarter of the open-file limit). A connection is unauthenticated until a
 //!   request on it presents valid credentials. At the cap, the oldest idle unauthenticated
@@ -175,15 +178,18 @@ impl Conn {
     }
 
     fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
 
+    // `end` and the reader's park (`Guarded::must_close`) each write one flag and then read
+    // the other's: sequentially consistent, so that at least one of them sees the other and
+    // the reader is never left parked without a timer.
     fn end(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle_since.store(now_ms(), Ordering::Release);
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle_since.store(now_ms(), Ordering::SeqCst);
             // The reader may be parked without a timer (a request was in progress): wake it
             // so that it arms one.
-            if self.parked_busy.swap(false, Ordering::AcqRel) {
+            if self.parked_busy.swap(false, Ordering::SeqCst) {
                 self.waker.wake();
             }
         }
@@ -201,16 +207,24 @@ impl Drop for Conn {
 
 /// The connection a request came on, in its extensions.
 #[derive(Clone)]
-pub struct ConnHandle(Arc<Conn>);
+pub struct ConnHandle {
+    conn: Arc<Conn>,
+    /// Whether the request carrying this handle counts as busy (see `InFlight`).
+    counted: Arc<AtomicBool>,
+}
 
 impl ConnHandle {
     /// A request on this connection presented valid credentials: the connection no longer
-    /// counts against the unauthenticated cap.
+    /// counts against the unauthenticated cap, and this request now counts as busy (a long
+    /// poll or an upload is not idle).
     pub fn authenticated(&self) {
-        if !self.0.authenticated.swap(true, Ordering::AcqRel)
-            && let Some(owner) = self.0.owner.upgrade()
+        if !self.counted.swap(true, Ordering::AcqRel) {
+            self.conn.begin();
+        }
+        if !self.conn.authenticated.swap(true, Ordering::AcqRel)
+            && let Some(owner) = self.conn.owner.upgrade()
         {
-            owner.forget(self.0.id);
+            owner.forget(self.conn.id);
         }
     }
 }
@@ -241,16 +255,22 @@ impl<A> Guard<A> {
     }
 }
 
-impl<A, I, S> axum_server::accept::Accept<I, S> for Guard<A>
+impl<A, S> axum_server::accept::Accept<tokio::net::TcpStream, S> for Guard<A>
 where
-    A: axum_server::accept::Accept<Guarded<I>, Tracked<S>>,
-    I: AsyncRead + AsyncWrite + Unpin,
+    A: axum_server::accept::Accept<Guarded<tokio::net::TcpStream>, Tracked<S>>,
 {
     type Stream = A::Stream;
     type Service = A::Service;
     type Future = Either<A::Future, Ready<io::Result<(A::Stream, A::Service)>>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        // A peer that vanished without a word (a laptop asleep, NAT state dropped) is noticed
+        // in about two minutes rather than never: a request stuck reading its body then ends
+        // and releases what it held (an upload's lock, a body slot).
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         match self.connections.admit() {
             Some(conn) => {
                 let idle = self.connections.idle;
@@ -287,6 +307,17 @@ pub struct Guarded<I> {
 }
 
 impl<I> Guarded<I> {
+    /// Bytes leaving count as activity: a response the body has handed over may still be
+    /// draining to a slow client when the request's busy mark ends.
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = result
+            && *n > 0
+            && self.conn.in_flight.load(Ordering::Relaxed) == 0
+        {
+            self.conn.idle_since.store(now_ms(), Ordering::SeqCst);
+        }
+    }
+
     /// `Ready(error)` when the connection must close; otherwise arms the timer (registering
     /// the task to be woken at the deadline) and says `Pending`.
     fn must_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -303,9 +334,11 @@ impl<I> Guarded<I> {
             return Poll::Pending;
         }
         if !conn.is_idle() {
-            conn.parked_busy.store(true, Ordering::Release);
+            conn.parked_busy.store(true, Ordering::SeqCst);
             // A request may have ended between the check and the flag: look again.
-            if conn.is_idle() && conn.parked_busy.swap(false, Ordering::AcqRel) {
+            if conn.in_flight.load(Ordering::SeqCst) == 0
+                && conn.parked_busy.swap(false, Ordering::SeqCst)
+            {
                 cx.waker().wake_by_ref();
             }
             return Poll::Pending;
@@ -358,7 +391,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
         if self.conn.killed.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&written);
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -377,7 +412,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
         if self.conn.killed.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -395,19 +432,34 @@ pub struct Tracked<S> {
     conn: Arc<Conn>,
 }
 
-/// Ends a request's busy mark when dropped: after the response body, or on cancellation.
-struct InFlight(Arc<Conn>);
+/// A request's busy mark on its connection. A request counts as busy only once it is known
+/// to come from someone with credentials (the connection was authenticated before, or this
+/// request authenticates it): an anonymous request whose body never arrives must not keep a
+/// connection out of the idle rule and the eviction. Ends when dropped: after the response
+/// body, or on cancellation.
+struct InFlight {
+    conn: Arc<Conn>,
+    counted: Arc<AtomicBool>,
+}
 
 impl InFlight {
     fn start(conn: &Arc<Conn>) -> Self {
-        conn.begin();
-        InFlight(conn.clone())
+        let counted = conn.authenticated.load(Ordering::Acquire);
+        if counted {
+            conn.begin();
+        }
+        InFlight {
+            conn: conn.clone(),
+            counted: Arc::new(AtomicBool::new(counted)),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.end();
+        if self.counted.load(Ordering::Acquire) {
+            self.conn.end();
+        }
     }
 }
 
@@ -427,9 +479,10 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let busy = InFlight::start(&self.conn);
-        request
-            .extensions_mut()
-            .insert(ConnHandle(self.conn.clone()));
+        request.extensions_mut().insert(ConnHandle {
+            conn: self.conn.clone(),
+            counted: busy.counted.clone(),
+        });
         let conn = self.conn.clone();
         let response = self.inner.call(request);
         Box::pin(async move {

@@ -160,6 +160,17 @@ pub async fn run(
         )),
     }));
     write_initial_admin_key(&state, &config.data_dir).await?;
+    // Leases out when the hub stopped get their full time again: their connectors could not
+    // renew while it was away, and a restart must not cost a job an attempt.
+    let extended = store
+        .extend_open_leases(crate::time_util::now_ms() + i64::from(config.lease_secs) * 1000)
+        .await?;
+    if extended > 0 {
+        tracing::info!(
+            leases = extended,
+            "open leases given their full time after the start"
+        );
+    }
     let sweeper = tokio::spawn(sweeper::run(state.clone()));
     let presence = tokio::spawn(presence::run(state.clone()));
     let agent_writer = tokio::spawn(agents::run_writer(state.clone()));

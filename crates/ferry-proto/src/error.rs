@@ -98,6 +98,8 @@ error_codes! {
     SessionReplaced = "session_replaced",
     SessionClosed = "session_closed",
     LastAdmin = "last_admin",
+    /// A device reported other inventory since the administrator looked (409).
+    InventoryChanged = "inventory_changed",
     /// A technician holds the most live API keys allowed; revoke one first.
     TooManyKeys = "too_many_keys",
     // ----- content that cannot be accepted (422) -----

@@ -75,6 +75,16 @@ pub struct Device {
     pub approved: Option<RuleFacts>,
 }
 
+/// `POST /api/v1/devices/{id}/approve-inventory` (the body may be left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveInventory {
+    /// The reported values the administrator saw: refused (409) if the device reported
+    /// others since.
+    #[serde(default)]
+    pub expected: Option<RuleFacts>,
+}
+
 /// The inventory fields rule collections match. The agent declares them itself, so the hub
 /// matches them as enrolled (the enrolment secret's holder vouched for the device) or as an
 /// administrator approved a change — never as merely reported.

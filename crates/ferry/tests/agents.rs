@@ -636,3 +636,21 @@ async fn an_install_operation_runs_the_packages_own_command_and_the_package_is_r
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "--mode silent");
     assert_eq!(content(token).await, 404, "the operation is over");
 }
+
+#[tokio::test]
+async fn an_approval_of_values_the_device_no_longer_reports_is_refused() {
+    let (hub, office, _) = renamed_into_the_lab("").await;
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/v1/devices/{}/approve-inventory", office.device),
+        )
+        .json(&json!({"expected": {"hostname": "lab-99", "os_name": "x", "os_version": "1", "domain": null, "arch": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "inventory_changed");
+    assert!(hub.device(office.device).await.collections.is_empty());
+}

@@ -1102,6 +1102,14 @@ async fn run_chaos(size: Size, killable: impl Fn(&World) -> Vec<Target>) {
         w.started.elapsed().as_secs_f64()
     );
     eprintln!("{summary}");
+    // A run in which no fault happened proves nothing: say so rather than pass.
+    let kills_done: u32 = w.kills.values().sum();
+    if size.rounds > 0 && kills_done == 0 {
+        found.push("no process was killed: the chaos never happened".to_owned());
+    }
+    if stats.connections == 0 || stats.cuts + stats.stalls == 0 {
+        found.push("the proxy injected no fault (or carried no connection)".to_owned());
+    }
     if !found.is_empty() {
         let kept = w.keep(&size);
         panic!(

@@ -210,3 +210,34 @@ async fn interval_polling_mode_still_delivers_jobs() {
         .await;
     assert_eq!(done.state, JobState::Succeeded);
 }
+
+#[tokio::test]
+async fn a_hub_down_longer_than_a_lease_gives_open_leases_their_full_time_again() {
+    let mut hub = TestHub::start("lease_secs = 3").await;
+    let c = hub.register("c").await;
+    let job = hub.enqueue(c.remote_id, Value::Null).await;
+    let (status, lease) = hub.poll(&c, 1).await;
+    assert_eq!(status, 200);
+    let renew = |hub: &TestHub| {
+        hub.as_connector(
+            &c,
+            reqwest::Method::POST,
+            &format!("/api/v1/connector/jobs/{}/lease", job.id),
+        )
+        .json(&serde_json::json!({ "lease_token": lease["lease_token"] }))
+        .send()
+    };
+    // Confirmed by a renewal, so a lapse would count an attempt.
+    assert_eq!(renew(&hub).await.unwrap().status(), 200);
+    hub.kill9();
+    // The hub stays away longer than the lease (an upgrade, say).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    hub.restart().await;
+    assert_eq!(hub.job(job.id).await.state, JobState::Leased);
+    assert_eq!(
+        renew(&hub).await.unwrap().status(),
+        200,
+        "the connector's lease survived the outage"
+    );
+    assert_eq!(hub.job(job.id).await.attempts, 1);
+}

@@ -19,8 +19,11 @@ CREATE TABLE packages_new (
 );
 INSERT INTO packages_new (id, filename, size, sha256, metadata, created_by, created_at, owner)
 SELECT p.id, p.filename, p.size, p.sha256, p.metadata, p.created_by, p.created_at,
-       COALESCE((SELECT 'connector:' || u.connector_id FROM uploads u
-                 WHERE u.package_id = p.id AND u.connector_id IS NOT NULL
+       -- The first uploader owns it; later uploaders of the same bytes lose the access
+       -- they got by deduplication (access now follows the owner, not the upload row).
+       COALESCE((SELECT CASE WHEN u.connector_id IS NULL THEN 'technicians'
+                             ELSE 'connector:' || u.connector_id END
+                 FROM uploads u WHERE u.package_id = p.id
                  ORDER BY u.created_at LIMIT 1), 'technicians')
 FROM packages p;
 DROP TABLE packages;

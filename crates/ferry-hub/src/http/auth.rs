@@ -291,12 +291,12 @@ pub async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (mut parts, body) = request.into_parts();
-    // A caller that keeps failing to authenticate is refused before any checking: per
-    // address, and per credential id (a key, connector, device or session guessed at from
-    // many addresses).
+    // An address that keeps failing to authenticate is refused before any checking. A
+    // credential id guessed at (from many addresses) is not: its real holder must still get
+    // in, so its failures only turn further failures into 429 (below).
     if access != Access::Public
         && state.auth_failures.any()
-        && let Err(secs) = state.auth_gate(addr, credential_key(&parts).as_deref())
+        && let Err(secs) = state.auth_gate(addr)
     {
         return Error::Throttled(secs).into_response();
     }
@@ -338,7 +338,14 @@ pub async fn authorize(
         }
         let (mut probe, _) = Request::new(()).into_parts();
         probe.headers = headers;
-        state.auth_failed(addr, credential_key(&probe).as_deref(), uri.path());
+        // On the login and enrolment routes a stale cookie is not what is being tried.
+        let credential = match access {
+            Access::Login | Access::Enrollment | Access::Public => None,
+            _ => credential_key(&probe),
+        };
+        if let Err(secs) = state.auth_failed(addr, credential.as_deref(), uri.path()) {
+            return Error::Throttled(secs).into_response();
+        }
     }
     response
 }

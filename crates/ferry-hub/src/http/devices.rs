@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::error::Result;
-use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::extract::{ApiJson, ApiQuery, IdPath, OptionalJson};
 use crate::AppState;
 
 // ----- enrolment secrets ------------------------------------------------------------------
@@ -83,8 +83,14 @@ pub async fn approve_inventory(
     caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    OptionalJson(req): OptionalJson<ferry_proto::ops::ApproveInventory>,
 ) -> Result<Json<Device>> {
-    Ok(Json(state.approve_inventory(&caller.actor(), id).await?))
+    let expected = req.and_then(|r| r.expected);
+    Ok(Json(
+        state
+            .approve_inventory(&caller.actor(), id, expected.as_ref())
+            .await?,
+    ))
 }
 
 /// `POST /api/v1/devices/{id}/rotate-token`: a new token for a device whose token may have

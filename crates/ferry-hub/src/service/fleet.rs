@@ -120,10 +120,31 @@ impl AppState {
     }
 
     /// Accepts a device's reported rule-matched fields (hostname, domain, OS, version,
-    /// architecture): rule collections match them from now on.
-    pub async fn approve_inventory(&self, actor: &Actor, id: Uuid) -> Result<Device> {
+    /// architecture): rule collections match them from now on. With `expected` (what the
+    /// administrator saw), a device that reported something else meanwhile is refused (409),
+    /// so an approval never covers a change nobody looked at.
+    pub async fn approve_inventory(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        expected: Option<&ferry_proto::ops::RuleFacts>,
+    ) -> Result<Device> {
+        let device = self
+            .store
+            .get_device(id)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        let reported = ferry_proto::ops::RuleFacts::of(&device.inventory);
+        if let Some(expected) = expected
+            && *expected != reported
+        {
+            return Err(Error::conflict(
+                ErrorCode::InventoryChanged,
+                "the device reported other values since: look again before approving",
+            ));
+        }
         self.store
-            .approve_inventory(actor, id)
+            .approve_inventory(actor, id, &reported)
             .await?
             .ok_or(Error::NotFound("device"))
     }

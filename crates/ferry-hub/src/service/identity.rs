@@ -387,18 +387,16 @@ pub struct LoggedIn {
 impl AppState {
     // --- authentication ---
 
-    /// `Err(seconds)` when the address or the credential id has failed to authenticate too
-    /// often lately ([`HubConfig::auth_failures_per_address`], `…_per_credential`).
+    /// `Err(seconds)` when the address has failed to authenticate too often lately
+    /// ([`HubConfig::auth_failures_per_address`]); checked before any credential is.
     ///
     /// [`HubConfig::auth_failures_per_address`]: crate::HubConfig::auth_failures_per_address
-    pub fn auth_gate(
-        &self,
-        addr: Option<IpAddr>,
-        credential: Option<&str>,
-    ) -> std::result::Result<(), u64> {
-        let keys = self.auth_keys(addr, credential);
-        let keys: Vec<(&str, usize)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-        match self.auth_failures.check(&keys, false) {
+    pub fn auth_gate(&self, addr: Option<IpAddr>) -> std::result::Result<(), u64> {
+        let key = address_key(addr);
+        match self.auth_failures.check(
+            &[(&key, self.config.auth_failures_per_address as usize)],
+            false,
+        ) {
             Ok(_) => Ok(()),
             Err(secs) => {
                 self.metrics
@@ -409,31 +407,43 @@ impl AppState {
         }
     }
 
-    /// Counts a failed authentication (a `401`), logs it with the address and the
-    /// credential's id (never the secret).
-    pub fn auth_failed(&self, addr: Option<IpAddr>, credential: Option<&str>, path: &str) {
-        let keys = self.auth_keys(addr, credential);
-        let keys: Vec<(&str, usize)> = keys.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    /// Counts a failed authentication (a `401`) against the address and the credential id,
+    /// and logs it with both (the id, never the secret). `Err(seconds)` when the credential
+    /// id has now failed too often: the caller answers 429 instead of 401 (a real holder of
+    /// the credential still gets in: only failures are throttled by id).
+    pub fn auth_failed(
+        &self,
+        addr: Option<IpAddr>,
+        credential: Option<&str>,
+        path: &str,
+    ) -> std::result::Result<(), u64> {
+        let per_credential = self.config.auth_failures_per_credential as usize;
+        let address = address_key(addr);
+        let mut keys = vec![(
+            address.as_str(),
+            self.config.auth_failures_per_address as usize,
+        )];
+        if let Some(c) = credential {
+            keys.push((c, per_credential));
+        }
         let _ = self.auth_failures.check(&keys, true);
         self.metrics
             .auth_failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path: String = path.chars().take(120).collect();
         tracing::warn!(address = ?addr, credential = credential.unwrap_or("-"), %path, "authentication failed");
-    }
-
-    fn auth_keys(&self, addr: Option<IpAddr>, credential: Option<&str>) -> Vec<(String, usize)> {
-        let mut keys = vec![(
-            format!("addr:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
-            self.config.auth_failures_per_address as usize,
-        )];
-        if let Some(c) = credential {
-            keys.push((
-                c.to_owned(),
-                self.config.auth_failures_per_credential as usize,
-            ));
+        match credential {
+            Some(c) => self
+                .auth_failures
+                .check(&[(c, per_credential)], false)
+                .map(|_| ())
+                .inspect_err(|_| {
+                    self.metrics
+                        .auth_throttled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }),
+            None => Ok(()),
         }
-        keys
     }
 
     /// A guard that drops every cached key and session when it goes, whether the change it
@@ -1007,6 +1017,19 @@ impl AppState {
             )
             .await?;
         Ok(true)
+    }
+}
+
+/// The throttle's key for an address: IPv4 as it is, IPv6 by its /64 (one host usually
+/// holds a whole /64 and could rotate within it).
+fn address_key(addr: Option<IpAddr>) -> String {
+    match addr {
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(v4) => format!("addr:{v4}"),
+        None => "addr:".to_owned(),
     }
 }
 

@@ -264,6 +264,9 @@ impl AppState {
             .await?
             .ok_or(Error::NotFound("upload"))?;
         if let (UploadState::Completed, Some(package)) = (upload.state, upload.package_id) {
+            // A replay answers with the package only if the caller may read it (an upload
+            // row from before ownership was per owner may point at another's package).
+            self.check_package_access(actor, package).await?;
             let package = self
                 .store
                 .get_package(package)

@@ -333,10 +333,10 @@ impl AppState {
         if declared.is_some_and(|n| n <= 1024 * 1024) {
             return Ok(None);
         }
-        let permit = self
-            .large_bodies
-            .acquire()
+        // A caller is told to come back rather than queue behind slow senders for long.
+        let permit = tokio::time::timeout(Duration::from_secs(30), self.large_bodies.acquire())
             .await
+            .map_err(|_| Error::Busy(10))?
             .map_err(|e| anyhow::anyhow!("body slots closed: {e}"))?;
         Ok(Some(permit))
     }

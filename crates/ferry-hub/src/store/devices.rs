@@ -107,6 +107,7 @@ pub trait DeviceStore {
         &self,
         actor: &Actor,
         id: Uuid,
+        facts: &ferry_proto::ops::RuleFacts,
     ) -> Result<Option<Device>, StoreError>;
 
     /// Pre-registers devices with their tokens' hashes in one transaction (imaging, bulk

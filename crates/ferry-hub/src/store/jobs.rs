@@ -126,6 +126,10 @@ pub trait JobStore {
     /// (or `cancelled`, if a cancel was requested). Returns the new state.
     async fn release(&self, job: Uuid, connector: Uuid, token: Uuid) -> Result<JobState, JobError>;
 
+    /// Gives every open lease at least `until_ms`: a hub that was down must not lapse leases
+    /// for its own absence (their connectors could not renew). Returns how many.
+    async fn extend_open_leases(&self, until_ms: i64) -> Result<u64, StoreError>;
+
     /// Resolves lapsed leases and expired jobs as of now and finds the next deadline;
     /// `since_ms` is the previous sweep's time (delayed jobs due in between wake their
     /// connectors).

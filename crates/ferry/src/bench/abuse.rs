@@ -91,6 +91,11 @@ async fn start(binary: &Path, dir: &Path, files: Option<u64>) -> anyhow::Result<
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    #[cfg(not(unix))]
+    if files.is_some() {
+        anyhow::bail!("limiting the hub's open files needs Unix");
+    }
+    #[cfg(unix)]
     if let Some(files) = files {
         use std::os::unix::process::CommandExt;
         // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
@@ -204,11 +209,12 @@ async fn run(args: &AbuseArgs, binary: &Path, root: &Path) -> anyhow::Result<Rep
         let hub = start(binary, &root.join("sockets"), Some(args.files)).await?;
         let addr = hub.url.trim_start_matches("http://").to_owned();
         let mut sockets = Vec::new();
-        while sockets.len() < args.max_sockets {
+        'open: while sockets.len() < args.max_sockets {
             for _ in 0..args.step {
                 match tokio::net::TcpStream::connect(&addr).await {
                     Ok(s) => sockets.push(s),
-                    Err(_) => break,
+                    // This process ran out of sockets: what was opened is the answer.
+                    Err(_) => break 'open,
                 }
             }
             if !healthz(&hub.url).await && report.idle_sockets_to_deny_service.is_none() {
@@ -259,7 +265,10 @@ async fn run(args: &AbuseArgs, binary: &Path, root: &Path) -> anyhow::Result<Rep
                 .await?
                 .json()
                 .await?;
-            let _ = job;
+            anyhow::ensure!(
+                job["id"] == leased["id"],
+                "the leased job is not the one enqueued"
+            );
             (
                 leased["id"].as_str().unwrap_or_default().to_owned(),
                 leased["lease_token"]

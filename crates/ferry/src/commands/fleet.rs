@@ -348,8 +348,25 @@ pub async fn devices(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Disable { id, hub } => set_enabled(id, &hub, false).await?,
         DeviceCmd::Enable { id, hub } => set_enabled(id, &hub, true).await?,
         DeviceCmd::Approve { id, hub } => {
-            let d: Device = crate::admin_client::connect(&hub)?
-                .post(&format!("/api/v1/devices/{id}/approve-inventory"), &())
+            // Approve what is shown: the hub refuses if the device reported otherwise since.
+            let client = crate::admin_client::connect(&hub)?;
+            let d: Device = client.get(&format!("/api/v1/devices/{id}")).await?;
+            let facts = ferry_proto::ops::RuleFacts::of(&d.inventory);
+            eprintln!(
+                "approving hostname {}, domain {}, {} {}, {}",
+                facts.hostname,
+                facts.domain.as_deref().unwrap_or("-"),
+                facts.os_name,
+                facts.os_version,
+                facts.arch
+            );
+            let d: Device = client
+                .post(
+                    &format!("/api/v1/devices/{id}/approve-inventory"),
+                    &ferry_proto::ops::ApproveInventory {
+                        expected: Some(facts),
+                    },
+                )
                 .await?;
             pretty(&d)?;
         }

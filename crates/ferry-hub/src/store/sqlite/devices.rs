@@ -308,6 +308,7 @@ impl DeviceStore for SqliteStore {
         &self,
         actor: &Actor,
         id: Uuid,
+        facts: &RuleFacts,
     ) -> Result<Option<Device>, StoreError> {
         let mut tx = self.begin().await?;
         let Some(row) = sqlx::query(select_devices!("WHERE id = ?"))
@@ -318,13 +319,13 @@ impl DeviceStore for SqliteStore {
             return Ok(None);
         };
         let device = device_from_row(&row)?;
-        let facts = RuleFacts::of(&device.inventory);
+        // Exactly the facts approved, even if the device reported others since.
         sqlx::query("UPDATE devices SET vouched = ? WHERE id = ?")
-            .bind(to_json(&facts)?)
+            .bind(to_json(facts)?)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        sync_rule_memberships(&mut tx, id, &device.inventory).await?;
+        sync_rule_memberships(&mut tx, id, &facts.over(&device.inventory)).await?;
         audit(
             &mut tx,
             actor,

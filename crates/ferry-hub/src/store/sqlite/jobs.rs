@@ -514,6 +514,17 @@ impl JobStore for SqliteStore {
         tx.commit().await?;
         Ok(new_state)
     }
+    async fn extend_open_leases(&self, until_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_expires_at = MAX(lease_expires_at, ?) \
+             WHERE state IN ('leased', 'running')",
+        )
+        .bind(until_ms)
+        .execute(&self.write)
+        .await?
+        .rows_affected())
+    }
+
     /// Resolves lapsed leases and expired jobs as of now, and finds the next deadline.
     /// `since_ms` is the previous sweep's time: jobs whose `not_before` fell in between are due.
     async fn sweep(&self, since_ms: i64) -> Result<Sweep, StoreError> {

@@ -195,37 +195,58 @@ async fn migrate_to(pool: &SqlitePool, last: i64) -> Result<(), StoreError> {
                 .await
                 .map_err(fail)?;
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(fail)?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+        let applied = apply_one(&mut conn, version, name, sql, rebuilds).await;
         if rebuilds {
-            let broken: Option<String> =
-                sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(fail)?;
-            if let Some(table) = broken {
-                return Err(StoreError::Corrupt(format!(
-                    "migration {version} ({name}) would break references from {table}"
-                )));
-            }
-        }
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-            .bind(version)
-            .bind(name)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        if rebuilds {
+            // Whatever happened, the connection goes back to the pool enforcing references.
             sqlx::query("PRAGMA foreign_keys = ON")
                 .execute(&mut *conn)
                 .await
                 .map_err(fail)?;
         }
+        applied?;
         tracing::info!(version, name, "applied database migration");
     }
     Ok(())
+}
+
+/// One migration in one `BEGIN IMMEDIATE` transaction, recorded in `schema_migrations`; a
+/// rebuild is checked for broken references before it commits.
+async fn apply_one(
+    conn: &mut sqlx::SqliteConnection,
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+    rebuilds: bool,
+) -> Result<(), StoreError> {
+    let fail = |source| StoreError::Migrate {
+        version,
+        name,
+        source,
+    };
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
+        .await
+        .map_err(fail)?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+    if rebuilds {
+        let broken: Option<String> =
+            sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        if let Some(table) = broken {
+            return Err(StoreError::Corrupt(format!(
+                "migration {version} ({name}) would leave rows of {table} referring to missing rows"
+            )));
+        }
+    }
+    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+        .bind(version)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
@@ -337,6 +358,40 @@ mod migration_tests {
             typed
                 .proposal
                 .is_user_set(ferry_proto::package::MetadataField::Vendor)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_package_first_uploaded_by_a_technician_stays_the_technicians_on_upgrade() {
+        let pool = memory_pool().await;
+        migrate_to(&pool, 9).await.unwrap();
+        sqlx::query(
+            "INSERT INTO packages (id, filename, size, sha256, metadata, created_by, created_at) \
+             VALUES ('p', 'p.zip', 1, 'abc', '{}', 'admin', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, connector, at) in [("u1", None, 1), ("u2", Some("c1"), 2)] {
+            sqlx::query(
+                "INSERT INTO uploads (id, filename, size, received, state, package_id, created_by, \
+                 created_at, connector_id) VALUES (?, 'p.zip', 1, 1, 'completed', 'p', 'x', ?, ?)",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(connector)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        migrate(&pool).await.unwrap();
+        let owner: String = sqlx::query_scalar("SELECT owner FROM packages WHERE id = 'p'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            owner, "technicians",
+            "a later connector upload of the same bytes owns nothing"
         );
     }
 }

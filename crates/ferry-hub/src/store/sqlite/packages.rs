@@ -141,7 +141,7 @@ impl PackageStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM jobs WHERE package_id = ?2 AND connector_id = ?1) \
-                         OR EXISTS (SELECT 1 FROM uploads WHERE package_id = ?2 AND connector_id = ?1)",
+                         OR EXISTS (SELECT 1 FROM packages WHERE id = ?2 AND owner = 'connector:' || ?1)",
         )
         .bind(connector.to_string())
         .bind(package.to_string())
@@ -297,7 +297,7 @@ impl PackageStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let own: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM uploads WHERE package_id = ?1 AND connector_id = ?2 LIMIT 1",
+            "SELECT 1 FROM packages WHERE id = ?1 AND owner = 'connector:' || ?2",
         )
         .bind(id.to_string())
         .bind(connector.to_string())
