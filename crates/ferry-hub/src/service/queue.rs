@@ -313,8 +313,8 @@ impl AppState {
     /// report's body is read, so that a report to someone else's or no job costs nothing.
     /// Refusals answer like a missing job.
     pub async fn check_report_target(&self, connector: Uuid, job: Uuid) -> Result<()> {
-        match self.store.get_job(job, false).await? {
-            Some(j) if j.connector_id == connector => Ok(()),
+        match self.store.job_connector(job).await? {
+            Some(owner) if owner == connector => Ok(()),
             _ => Err(Error::NotFound("job")),
         }
     }

@@ -74,6 +74,9 @@ pub trait JobStore {
 
     async fn get_job(&self, id: Uuid, with_events: bool) -> Result<Option<Job>, StoreError>;
 
+    /// The connector a job belongs to (one indexed read: checked before a report is read).
+    async fn job_connector(&self, id: Uuid) -> Result<Option<Uuid>, StoreError>;
+
     /// Newest first, at most `filter.limit` (100 by default, 1,000 at most).
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
 

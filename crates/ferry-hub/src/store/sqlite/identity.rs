@@ -54,6 +54,34 @@ async fn technician_in(
     row.as_ref().map(technician_from_row).transpose()
 }
 
+/// The end of a change to one live key: `NotFound` if it touched no row (no such live key of
+/// that technician), else the audit entry, the key as it is now, and the commit.
+async fn key_changed(
+    mut tx: Transaction<'static, Sqlite>,
+    actor: &Actor,
+    action: &str,
+    technician: Uuid,
+    key_id: Uuid,
+    rows: u64,
+) -> Result<ApiKey, IdentityError> {
+    if rows == 0 {
+        return Err(IdentityError::NotFound);
+    }
+    audit(
+        &mut tx,
+        actor,
+        action,
+        Some(&key_id.to_string()),
+        Some(&format!("technician={technician}")),
+    )
+    .await?;
+    let key = key_in(&mut tx, technician, key_id)
+        .await?
+        .ok_or(IdentityError::NotFound)?;
+    tx.commit().await?;
+    Ok(key)
+}
+
 async fn key_in(
     tx: &mut Transaction<'static, Sqlite>,
     technician: Uuid,
@@ -367,22 +395,7 @@ impl IdentityStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 0 {
-            return Err(IdentityError::NotFound);
-        }
-        audit(
-            &mut tx,
-            actor,
-            "api_key.regenerate",
-            Some(&key_id.to_string()),
-            Some(&format!("technician={technician}")),
-        )
-        .await?;
-        let key = key_in(&mut tx, technician, key_id)
-            .await?
-            .ok_or(IdentityError::NotFound)?;
-        tx.commit().await?;
-        Ok(key)
+        key_changed(tx, actor, "api_key.regenerate", technician, key_id, n).await
     }
 
     async fn revoke_api_key(
@@ -402,22 +415,7 @@ impl IdentityStore for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 0 {
-            return Err(IdentityError::NotFound);
-        }
-        audit(
-            &mut tx,
-            actor,
-            "api_key.revoke",
-            Some(&key_id.to_string()),
-            Some(&format!("technician={technician}")),
-        )
-        .await?;
-        let key = key_in(&mut tx, technician, key_id)
-            .await?
-            .ok_or(IdentityError::NotFound)?;
-        tx.commit().await?;
-        Ok(key)
+        key_changed(tx, actor, "api_key.revoke", technician, key_id, n).await
     }
 
     async fn list_api_keys(&self, technician: Uuid) -> Result<Vec<ApiKey>, StoreError> {

@@ -138,6 +138,15 @@ impl JobStore for SqliteStore {
         })
     }
 
+    async fn job_connector(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let connector: Option<String> =
+            sqlx::query_scalar("SELECT connector_id FROM jobs WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+        connector.as_deref().map(parse_uuid).transpose()
+    }
+
     async fn get_job(&self, id: Uuid, with_events: bool) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(select_jobs!("WHERE id = ?"))
             .bind(id.to_string())

@@ -162,9 +162,9 @@ impl PackageStore for SqliteStore {
         Ok(())
     }
 
-    /// Removes open uploads last touched before `cutoff_ms` and returns their IDs (the caller
-    /// deletes their part files). Uploads only record their creation, which bounds this from
-    /// below: an upload is abandoned when it was opened long ago and is still open.
+    /// Removes the open uploads opened before `opened_before_ms` or idle (no bytes received)
+    /// since before `idle_since_ms`, and returns their IDs (the caller deletes their part
+    /// files).
     async fn expire_uploads(
         &self,
         opened_before_ms: i64,
