@@ -29,6 +29,7 @@ pub async fn collect(hub_host: Option<&str>) -> Inventory {
             ips.push(ip);
         }
     }
+    let users = logged_on_users(&hostname).await;
     Inventory {
         hostname,
         os_name,
@@ -37,7 +38,68 @@ pub async fn collect(hub_host: Option<&str>) -> Inventory {
         arch: std::env::consts::ARCH.to_owned(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         ips,
+        users,
     }
+}
+
+// ----- logged-on users ----------------------------------------------------------------------
+
+/// The owners of every `explorer.exe`: one per interactive session, console and remote
+/// desktop alike. A constant script: nothing from outside goes into it.
+#[cfg(windows)]
+const USERS_SCRIPT: &str = "Get-CimInstance Win32_Process -Filter \"Name='explorer.exe'\" | \
+    ForEach-Object { $o = Invoke-CimMethod -InputObject $_ -MethodName GetOwner; \
+    if ($o.ReturnValue -eq 0) { $o.Domain + '\\' + $o.User } }";
+
+/// Users logged on now, as `DOMAIN\name` (a local account as `HOSTNAME\name`), sorted and
+/// without repeats; empty when they cannot be read.
+#[cfg(windows)]
+async fn logged_on_users(_hostname: &str) -> Vec<String> {
+    let mut cmd = tokio::process::Command::new(crate::exec::default_powershell());
+    cmd.args(["-NoProfile", "-NonInteractive", "-Command", USERS_SCRIPT]);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    match crate::exec::process::run_process(cmd, VER_TIMEOUT, 64 * 1024, &cancel).await {
+        Ok(out) => qualified_users(out.stdout.lines().map(str::to_owned), ""),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(not(windows))]
+async fn logged_on_users(hostname: &str) -> Vec<String> {
+    let mut cmd = tokio::process::Command::new("who");
+    cmd.env("LC_ALL", "C");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    match crate::exec::process::run_process(cmd, VER_TIMEOUT, 64 * 1024, &cancel).await {
+        Ok(out) => qualified_users(
+            out.stdout
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned)),
+            hostname,
+        ),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `DOMAIN\name` for each user: kept as is when qualified, `user@realm` as `realm\user`,
+/// a bare name under `host`; sorted, without repeats, at most 64.
+pub fn qualified_users(names: impl Iterator<Item = String>, host: &str) -> Vec<String> {
+    let mut users: Vec<String> = names
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty() && !n.chars().any(char::is_control) && n.len() <= 255)
+        .map(|n| {
+            if n.contains('\\') {
+                n
+            } else if let Some((user, realm)) = n.split_once('@') {
+                format!("{realm}\\{user}")
+            } else {
+                format!("{host}\\{n}")
+            }
+        })
+        .collect();
+    users.sort_by_key(|u| u.to_lowercase());
+    users.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    users.truncate(64);
+    users
 }
 
 // ----- hostname -----------------------------------------------------------------------------
@@ -349,12 +411,28 @@ fn parse_if_inet6_global(text: &str) -> Vec<std::net::Ipv6Addr> {
         .collect()
 }
 
-/// How long `ver` may take before the version is left empty.
-#[cfg_attr(not(windows), allow(dead_code))]
+/// How long `ver` (or the logged-on users' query) may take before it is left empty.
 const VER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn logged_on_users_are_qualified_sorted_and_unique() {
+        let names = [
+            "alice",
+            "CORP\\bob",
+            "carol@corp.example",
+            "alice",
+            "",
+            "Alice",
+        ];
+        assert_eq!(
+            qualified_users(names.iter().map(|s| s.to_string()), "PC-1"),
+            vec!["corp.example\\carol", "CORP\\bob", "PC-1\\alice"]
+        );
+    }
+
     use super::*;
 
     #[test]

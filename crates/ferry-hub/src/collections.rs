@@ -77,6 +77,7 @@ mod tests {
             arch: "x86_64".into(),
             agent_version: "0.1.0".into(),
             ips: vec![],
+            users: vec![],
         }
     }
 

@@ -59,6 +59,10 @@ pub struct HubConfig {
     pub agent_admission_rate: u32,
     /// Sessions admitted at once before pacing starts.
     pub agent_admission_burst: u32,
+    /// Delays (seconds) before each retry of a task callback that failed; once they are used
+    /// up the callback is given up (`failed`). Each delay varies by ±20% (jitter); a
+    /// `Retry-After` from the receiver replaces the delay. The default adds up to about a day.
+    pub callback_retry_secs: Vec<u64>,
     /// Largest message an agent may send (bytes); a larger WebSocket message closes the
     /// session with code 1009. Must exceed twice the largest output limit (256 KiB).
     pub agent_max_message_bytes: u32,
@@ -143,6 +147,7 @@ impl Default for HubConfig {
             agent_ping_secs: 30,
             agent_admission_rate: 1000,
             agent_admission_burst: 500,
+            callback_retry_secs: vec![5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800],
             agent_max_message_bytes: 2 * 1024 * 1024,
             session_idle_mins: 30,
             session_absolute_hours: 12,
@@ -238,6 +243,14 @@ impl HubConfig {
         }
         if !(5..=600).contains(&self.agent_ping_secs) {
             return bad("agent_ping_secs must be between 5 and 600");
+        }
+        if self.callback_retry_secs.len() > 100
+            || self
+                .callback_retry_secs
+                .iter()
+                .any(|&s| s == 0 || s > 86_400)
+        {
+            return bad("callback_retry_secs: at most 100 delays, each 1–86400 seconds");
         }
         if self.agent_admission_rate == 0 {
             return bad("agent_admission_rate must be at least 1");

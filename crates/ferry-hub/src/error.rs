@@ -28,6 +28,16 @@ pub enum Error {
     /// Well-formed, but the content cannot be accepted (a corrupt package, a hash mismatch).
     #[error("{message}")]
     Unprocessable { code: ErrorCode, message: String },
+    /// One field's value cannot be accepted (422): the answer names the field.
+    #[error("`{field}`: {message}")]
+    Invalid {
+        code: ErrorCode,
+        field: String,
+        message: String,
+    },
+    /// A signed request that does not verify (401).
+    #[error("{0}")]
+    BadSignature(&'static str),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
     #[error("the hub is shutting down")]
@@ -76,6 +86,23 @@ impl Error {
         }
     }
 
+    /// 422 naming `field` (a path such as `targets.users[2]`).
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            code: ErrorCode::InvalidTask,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The field at fault, when one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
     /// The typed code this error answers with.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -83,7 +110,9 @@ impl Error {
             Error::Forbidden { code, .. }
             | Error::Conflict { code, .. }
             | Error::BadRequest { code, .. }
-            | Error::Unprocessable { code, .. } => *code,
+            | Error::Unprocessable { code, .. }
+            | Error::Invalid { code, .. } => *code,
+            Error::BadSignature(_) => ErrorCode::BadSignature,
             Error::Throttled(_) => ErrorCode::TooManyAttempts,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::TooLarge(_) => ErrorCode::BodyTooLarge,

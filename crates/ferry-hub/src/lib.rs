@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod blobs;
+pub mod callbacks;
 pub mod collections;
 pub mod config;
 pub mod conn;
@@ -22,6 +23,7 @@ mod sweeper;
 pub mod throttle;
 pub mod time_util;
 pub mod wake;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +46,8 @@ use crate::wake::Waiters;
 /// File names inside the data dir.
 pub const DB_FILE: &str = "ferry.db";
 pub const KEY_FILE: &str = "hub.key";
+/// The key sealing integrations' signing secrets and run-as passwords (AES-256-GCM).
+pub const SEAL_KEY_FILE: &str = "seal.key";
 /// The initial administrator's first API key (see [`AppState::bootstrap_admin`]).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The URL the hub is serving on, written once it listens (useful with port 0).
@@ -84,6 +88,12 @@ pub struct Shared {
     pub uploads: service::packages::UploadSlots,
     /// Connected agents, admission and the batched writer of their reports.
     pub agents: Arc<agents::Agents>,
+    /// Seals the secrets the hub must read back (see [`secrets::Sealer`]).
+    pub sealer: secrets::Sealer,
+    /// The task callback outbox's worker state.
+    pub outbox: callbacks::Outbox,
+    /// Wakes the task scheduler (a task scheduled for later was created).
+    pub scheduler: Notify,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -116,6 +126,8 @@ pub async fn run(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     prepare_data_dir(&config.data_dir)?;
     let key = ServerKey::load_or_create(&config.data_dir.join(KEY_FILE)).context("server key")?;
+    let sealer = secrets::Sealer::load_or_create(&config.data_dir.join(SEAL_KEY_FILE))
+        .context("sealing key")?;
     let store: Store = Arc::new(
         store::sqlite::SqliteStore::open(&config.data_dir, config.sqlite_synchronous)
             .await
@@ -158,6 +170,9 @@ pub async fn run(
             config.agent_admission_rate,
             config.agent_admission_burst,
         )),
+        sealer,
+        outbox: callbacks::Outbox::default(),
+        scheduler: Notify::new(),
     }));
     write_initial_admin_key(&state, &config.data_dir).await?;
     // Leases out when the hub stopped get their full time again: their connectors could not
@@ -177,6 +192,8 @@ pub async fn run(
     let op_sweeper = tokio::spawn(agents::run_sweeper(state.clone()));
     let poll_reaper = tokio::spawn(agents::run_poll_reaper(state.clone()));
     let memory_trim = tokio::spawn(agents::run_memory_trim(state.clone()));
+    let callbacks = tokio::spawn(callbacks::run(state.clone()));
+    let scheduler = tokio::spawn(service::helpdesk::run_scheduler(state.clone()));
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -238,6 +255,10 @@ pub async fn run(
     op_sweeper.abort();
     poll_reaper.abort();
     memory_trim.abort();
+    scheduler.abort();
+    // Attempts in flight are recorded before the store closes (a kill would leave them to
+    // be sent again, with the same webhook-id).
+    let _ = tokio::time::timeout(Duration::from_secs(20), callbacks).await;
     // Sessions have been told to close; what they reported is committed before the store
     // closes (bounded, so that a broken database cannot hold the shutdown forever).
     state.agents.stop_writer();

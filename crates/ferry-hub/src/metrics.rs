@@ -22,6 +22,10 @@ pub struct Metrics {
     /// Requests refused with 429 for too many recent authentication failures.
     pub auth_throttled: AtomicU64,
     pub logins_throttled: AtomicU64,
+    /// Task callbacks the receiver acknowledged (2xx).
+    pub callbacks_delivered: AtomicU64,
+    /// Task callback attempts, whatever their answer.
+    pub callback_attempts: AtomicU64,
 }
 
 impl Metrics {
@@ -43,6 +47,16 @@ impl Metrics {
             "ferry_auth_throttled_total",
             "Requests refused (429) because their address or credential failed to authenticate too often.",
             &self.auth_throttled,
+        );
+        counter(
+            "ferry_callbacks_delivered_total",
+            "Task status callbacks acknowledged by their receiver (2xx).",
+            &self.callbacks_delivered,
+        );
+        counter(
+            "ferry_callback_attempts_total",
+            "Task status callback attempts, whatever their answer.",
+            &self.callback_attempts,
         );
         counter(
             "ferry_logins_failed_total",

@@ -79,6 +79,91 @@ impl ServerKey {
     }
 }
 
+/// AES-256-GCM for the few secrets the hub must read back — integrations' signing secrets and
+/// run-as passwords — under a key kept in its own file (mode 0600) beside the database and never
+/// in it: a copy of the database alone reveals none of them. Each sealed value is
+/// `nonce (12 bytes) ‖ ciphertext ‖ tag`, with a purpose label as associated data so that a
+/// value sealed for one use cannot be replayed as another.
+pub struct Sealer(aws_lc_rs::aead::LessSafeKey);
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+/// What a sealed value is for (the associated data).
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    SigningSecret,
+    RunAsPassword,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::SigningSecret => b"ferry signing secret v1",
+            Purpose::RunAsPassword => b"ferry run-as password v1",
+        }
+    }
+}
+
+impl Sealer {
+    /// Loads the key file, or creates it (32 random bytes, mode 0600).
+    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+        let key = ServerKey::load_or_create(path)?;
+        Ok(Self::from_bytes(&key.0))
+    }
+
+    pub fn from_bytes(key: &[u8; 32]) -> Self {
+        use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+        // A 32-byte key is exactly what AES-256 takes.
+        match UnboundKey::new(&AES_256_GCM, key) {
+            Ok(k) => Sealer(LessSafeKey::new(k)),
+            Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
+        }
+    }
+
+    pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        // Sealing in place only fails for inputs beyond GCM's 64 GiB limit.
+        if self
+            .0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose.label()),
+                &mut buf,
+            )
+            .is_err()
+        {
+            unreachable!("AES-GCM seals anything under 64 GiB");
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// The plaintext, or `None` if the value was tampered with, sealed under another key or
+    /// for another purpose.
+    pub fn open(&self, purpose: Purpose, sealed: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{Aad, NONCE_LEN, Nonce};
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(purpose.label()), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
 /// A new random secret: 32 bytes from the OS, base64url without padding (43 characters).
 pub fn generate_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -86,7 +171,7 @@ pub fn generate_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn fill_random(buf: &mut [u8]) {
+pub(crate) fn fill_random(buf: &mut [u8]) {
     // The OS random source failing is not something a server can recover from safely:
     // handing out predictable secrets would be worse than stopping.
     if let Err(e) = getrandom::fill(buf) {
@@ -151,5 +236,33 @@ mod tests {
         assert_eq!(k1.hash("x"), k2.hash("x"));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_with_its_key_and_purpose() {
+        let sealer = Sealer::from_bytes(&[7u8; 32]);
+        let sealed = sealer.seal(Purpose::RunAsPassword, b"hunter2");
+        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            sealer.open(Purpose::RunAsPassword, &sealed).as_deref(),
+            Some(&b"hunter2"[..])
+        );
+        assert_eq!(sealer.open(Purpose::SigningSecret, &sealed), None);
+        assert_eq!(
+            Sealer::from_bytes(&[8u8; 32]).open(Purpose::RunAsPassword, &sealed),
+            None
+        );
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(sealer.open(Purpose::RunAsPassword, &tampered), None);
+    }
+
+    #[test]
+    fn sealing_twice_gives_different_ciphertexts() {
+        let sealer = Sealer::from_bytes(&[7u8; 32]);
+        assert_ne!(
+            sealer.seal(Purpose::RunAsPassword, b"x"),
+            sealer.seal(Purpose::RunAsPassword, b"x")
+        );
     }
 }

@@ -54,6 +54,10 @@ pub struct Inventory {
     /// Addresses the device uses (the one it reaches the hub from first).
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Users logged on now, `DOMAIN\name` (the computer's name for local accounts): how a
+    /// helpdesk's "install for this user" finds the user's workstations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
 }
 
 /// `POST /api/v1/agent/enroll` (no Authorization header: the secret is in the body).

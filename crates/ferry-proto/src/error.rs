@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// The request field at fault, as a path (`targets.users[2]`), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 macro_rules! error_codes {
@@ -46,6 +49,8 @@ error_codes! {
     // ----- who is calling -----
     /// Missing, malformed, unknown, expired or revoked credentials (401).
     Unauthorized = "unauthorized",
+    /// A signed request whose signature or timestamp does not verify (401).
+    BadSignature = "bad_signature",
     /// Valid credentials without the role this route needs (403).
     Forbidden = "forbidden",
     /// A state-changing request made with a session cookie lacks a valid CSRF token (403).
@@ -102,10 +107,22 @@ error_codes! {
     InventoryChanged = "inventory_changed",
     /// A technician holds the most live API keys allowed; revoke one first.
     TooManyKeys = "too_many_keys",
+    /// The idempotency key was used before for a different task request.
+    IdempotencyKeyReused = "idempotency_key_reused",
+    /// The script was retired; use its newest version.
+    ScriptRetired = "script_retired",
+    /// The task has finished; it can no longer change.
+    TaskFinished = "task_finished",
     // ----- content that cannot be accepted (422) -----
     UnknownReference = "unknown_reference",
     NotAnMsi = "not_an_msi",
     InvalidPackage = "invalid_package",
+    /// A field of a task, script or integration cannot be accepted; `field` names it.
+    InvalidTask = "invalid_task",
+    /// A callback URL outside the integration's prefixes, or to an address it may not use.
+    CallbackNotAllowed = "callback_not_allowed",
+    /// A setting this hub and its agents cannot honour yet; `field` names it.
+    UnsupportedSetting = "unsupported_setting",
     Sha256Mismatch = "sha256_mismatch",
     // ----- refusals a caller can act on (403) -----
     EnrollmentSecretExpired = "enrollment_secret_expired",

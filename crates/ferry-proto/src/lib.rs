@@ -13,6 +13,7 @@ pub mod connector;
 pub mod diagnostics;
 mod error;
 pub mod glob;
+pub mod helpdesk;
 pub mod identity;
 pub mod inventory;
 pub mod job;

@@ -143,7 +143,7 @@ fn default_restart_command() -> Vec<String> {
 }
 
 #[cfg(windows)]
-fn default_powershell() -> PathBuf {
+pub(crate) fn default_powershell() -> PathBuf {
     // The full path, so a `powershell.exe` planted in an operation's folder or on a user's
     // PATH is never the one that runs.
     let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
@@ -151,7 +151,7 @@ fn default_powershell() -> PathBuf {
 }
 
 #[cfg(not(windows))]
-fn default_powershell() -> PathBuf {
+pub(crate) fn default_powershell() -> PathBuf {
     PathBuf::from("powershell.exe")
 }
 

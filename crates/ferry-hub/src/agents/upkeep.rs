@@ -29,6 +29,9 @@ pub async fn run_sweeper(state: AppState) {
                 if !sweep.ops.is_empty() {
                     state.agents.touch_ops(sweep.ops);
                 }
+                if sweep.callbacks {
+                    state.outbox.wake.notify_one();
+                }
                 sweep
                     .next_deadline_ms
                     .unwrap_or(i64::MAX)

@@ -84,6 +84,9 @@ pub async fn run_writer(state: AppState) {
                 if !effect.ops.is_empty() {
                     state.agents.touch_ops(effect.ops);
                 }
+                if effect.callbacks {
+                    state.outbox.wake.notify_one();
+                }
             }
             Err(e) => {
                 // Keep the batch and try again: the reports are only acknowledged after a

@@ -9,13 +9,13 @@ pub use crate::error::{Error, Result};
 
 fn status(e: &Error) -> StatusCode {
     match e {
-        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Unauthorized(_) | Error::BadSignature(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
         Error::Throttled(_) | Error::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
-        Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Unprocessable { .. } | Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::ShuttingDown | Error::Deferred(_) | Error::Busy(_) => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -33,6 +33,7 @@ impl IntoResponse for Error {
         let body = ApiError {
             code: self.code(),
             message: self.to_string(),
+            field: self.field().map(str::to_owned),
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

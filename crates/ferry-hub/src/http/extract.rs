@@ -183,3 +183,49 @@ fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
     .map(|q| q.0)
     .map_err(|e| Error::bad(ErrorCode::InvalidQuery, e.body_text()))
 }
+
+/// The `{id}` segment as a UUID and the `{name}` segment as text (a delivery's id).
+pub struct IdNamePath(pub Uuid, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdNamePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let axum::extract::Path((id, name)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::bad(ErrorCode::InvalidPath, e.body_text()))?;
+        let id = Uuid::parse_str(&id).map_err(|_| invalid_id("id", &id))?;
+        Ok(IdNamePath(id, name))
+    }
+}
+
+/// One text path segment (percent-decoded), such as a service request's reference.
+pub struct NamePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let axum::extract::Path(name) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::bad(ErrorCode::InvalidPath, e.body_text()))?;
+        Ok(NamePath(name))
+    }
+}
+
+/// The raw body, at most `max_body_bytes` (for signed requests, verified before parsing).
+pub struct RawBody(pub bytes::Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let limit = state.config.max_body_bytes;
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(RawBody)
+            .map_err(|_| Error::TooLarge(limit))
+    }
+}

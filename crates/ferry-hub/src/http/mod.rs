@@ -9,6 +9,7 @@ pub mod extract;
 mod agent;
 mod connectors;
 mod devices;
+mod helpdesk;
 mod identity;
 mod jobs;
 mod ops;
@@ -143,6 +144,29 @@ routes! {
     get    "/api/v1/ops/{id}/results"                   GUEST => ops::results;
     get    "/api/v1/ops/{id}/watch"                     GUEST => ops::watch;
     post   "/api/v1/ops/{id}/cancel"                    OPERATOR => ops::cancel;
+
+    // The helpdesk: what it may offer, where callbacks go, tasks from service requests.
+    get    "/api/v1/catalog/software"                   GUEST => helpdesk::software;
+    get    "/api/v1/catalog/scripts"                    GUEST => helpdesk::scripts_catalog;
+    get    "/api/v1/catalog/domains"                    GUEST => helpdesk::domains;
+    get    "/api/v1/catalog/workstations"               GUEST => helpdesk::workstations;
+    get    "/api/v1/catalog/users"                      GUEST => helpdesk::users;
+    get    "/api/v1/scripts"                            GUEST => helpdesk::list_scripts;
+    post   "/api/v1/scripts"                            ADMIN => helpdesk::add_script;
+    get    "/api/v1/scripts/{id}"                       GUEST => helpdesk::show_script;
+    post   "/api/v1/scripts/{id}/retire"                ADMIN => helpdesk::retire_script;
+    get    "/api/v1/integrations"                       ADMIN => helpdesk::list_integrations;
+    post   "/api/v1/integrations"                       ADMIN => helpdesk::create_integration;
+    post   "/api/v1/integrations/{id}/rotate-secret"    ADMIN => helpdesk::rotate_secret;
+    get    "/api/v1/tasks"                              GUEST => helpdesk::list_tasks;
+    post   "/api/v1/tasks"                              OPERATOR => helpdesk::create_task;
+    get    "/api/v1/tasks/{id}"                         GUEST => helpdesk::show_task;
+    post   "/api/v1/tasks/{id}/cancel"                  OPERATOR => helpdesk::cancel_task;
+    post   "/api/v1/tasks/{id}/status"                  OPERATOR => helpdesk::inbound_status;
+    // Attempts name receivers' errors and addresses: operators and up.
+    get    "/api/v1/tasks/{id}/deliveries"              OPERATOR => helpdesk::deliveries;
+    post   "/api/v1/tasks/{id}/deliveries/{delivery}/redeliver" OPERATOR => helpdesk::redeliver;
+    post   "/api/v1/requests/{ref}/close"               OPERATOR => helpdesk::close_request;
 }
 
 pub fn router(state: AppState) -> Router {

@@ -25,6 +25,7 @@ const MAX_NAME: usize = 200;
 /// Longest inventory string field, and most addresses kept.
 const MAX_FIELD: usize = 255;
 const MAX_IPS: usize = 64;
+const MAX_USERS: usize = 64;
 /// Most devices one import takes.
 pub const MAX_IMPORT_DEVICES: usize = 20_000;
 /// Longest detection path or script.
@@ -62,6 +63,18 @@ pub fn validate_inventory(inv: &Inventory) -> Result<()> {
         return Err(Error::bad(
             ErrorCode::InvalidInventory,
             "inventory `hostname` is empty",
+        ));
+    }
+    if inv.users.len() > MAX_USERS
+        || inv.users.iter().any(|u| {
+            u.trim().is_empty() || u.chars().count() > MAX_FIELD || u.chars().any(char::is_control)
+        })
+    {
+        return Err(Error::bad(
+            ErrorCode::InvalidInventory,
+            format!(
+                "inventory `users` must be at most {MAX_USERS} names of at most {MAX_FIELD} printable characters"
+            ),
         ));
     }
     if inv.ips.len() > MAX_IPS

@@ -13,6 +13,7 @@
 
 pub mod connectors;
 pub mod fleet;
+pub mod helpdesk;
 pub mod identity;
 pub mod ops;
 pub mod packages;

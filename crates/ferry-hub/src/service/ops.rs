@@ -34,7 +34,7 @@ const MAX_TARGET_IDS: usize = 100_000;
 const MAX_PAGE: u32 = 1000;
 
 /// How long a device may run each kind of operation unless the operator says otherwise.
-fn default_timeout(spec: &OpSpec) -> u32 {
+pub(crate) fn default_timeout(spec: &OpSpec) -> u32 {
     match spec {
         OpSpec::FullAvScan => 6 * 3600,
         OpSpec::RunScript { .. } => 600,
@@ -151,22 +151,56 @@ impl AppState {
         };
         let online = self.agents.online_devices();
         let (operation, targets) = self.store.create_op(actor, &insert, &online).await?;
-        // One serialisation for every target.
-        let frame = serde_json::to_vec(&HubMessage::Operation(Assignment {
-            op_id: insert.id,
-            spec: insert.spec,
+        let sent = self.announce_op(
+            insert.id,
+            &insert.spec,
             timeout_secs,
             output_limit,
             on_interrupt,
-        }))
-        .map_err(anyhow::Error::from)?;
-        // Every target connected now, including any whose session opened since `online` was
-        // taken (`send_to` skips the rest); a duplicate is answered from the agent's journal.
-        let sent = self.agents.send_to(&targets, &Bytes::from(frame));
+            &targets,
+        );
         tracing::info!(op = %operation.id, kind = operation.spec.kind(), targets = operation.counts.total, sent, "operation started");
-        self.agents.sweeper.notify_one();
-        self.agents.touch_ops([operation.id]);
         Ok(operation)
+    }
+
+    /// After an operation committed: hands it to every target connected now, including any
+    /// whose session opened since the online list was taken (`send_to` skips the rest; a
+    /// duplicate is answered from the agent's journal). Returns how many were sent.
+    pub(crate) fn announce_op(
+        &self,
+        op_id: Uuid,
+        spec: &OpSpec,
+        timeout_secs: u32,
+        output_limit: u32,
+        on_interrupt: OnInterrupt,
+        targets: &[Uuid],
+    ) -> usize {
+        // One serialisation for every target.
+        let sent = match serde_json::to_vec(&HubMessage::Operation(Assignment {
+            op_id,
+            spec: spec.clone(),
+            timeout_secs,
+            output_limit,
+            on_interrupt,
+        })) {
+            Ok(frame) => self.agents.send_to(targets, &Bytes::from(frame)),
+            // Agents get it at their next session start (open assignments are re-sent).
+            Err(e) => {
+                tracing::error!(op = %op_id, error = %e, "could not serialise an operation");
+                0
+            }
+        };
+        self.agents.sweeper.notify_one();
+        self.agents.touch_ops([op_id]);
+        sent
+    }
+
+    /// After a cancellation committed: devices running it are told to stop.
+    pub(crate) fn tell_cancelled(&self, op_id: Uuid, devices: &[Uuid]) {
+        if let Ok(frame) = serde_json::to_vec(&HubMessage::Cancel { op_id }) {
+            self.agents.send_to(devices, &Bytes::from(frame));
+        }
+        self.agents.touch_ops([op_id]);
     }
 
     pub async fn ops(&self, limit: Option<u32>) -> Result<Vec<Operation>> {
@@ -235,11 +269,11 @@ impl AppState {
 
     /// Unfinished targets become `cancelled`; agents running it are told to stop.
     pub async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<Operation> {
-        let devices = self.store.cancel_op(actor, id).await?;
-        if let Ok(frame) = serde_json::to_vec(&HubMessage::Cancel { op_id: id }) {
-            self.agents.send_to(&devices, &Bytes::from(frame));
+        let (devices, callbacks) = self.store.cancel_op(actor, id).await?;
+        self.tell_cancelled(id, &devices);
+        if callbacks {
+            self.outbox.wake.notify_one();
         }
-        self.agents.touch_ops([id]);
         self.op(id).await
     }
 }

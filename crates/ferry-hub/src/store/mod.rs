@@ -21,6 +21,7 @@
 mod audit;
 mod connectors;
 mod devices;
+pub mod helpdesk;
 mod identity;
 mod inventory;
 mod jobs;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 pub use audit::{Actor, AuditStore};
 pub use connectors::{ConnectorAuthRow, ConnectorStore};
 pub use devices::{CatalogError, DeviceAuthRow, DeviceStore, EnrollError};
+pub use helpdesk::{HelpdeskError, HelpdeskStore};
 pub use identity::{
     AdminAccess, ApiKeyAuthRow, IdentityError, IdentityStore, NewSession, SessionAuthRow,
     TechnicianInsert,
@@ -52,6 +54,7 @@ pub trait Backend:
     + OpStore
     + IdentityStore
     + AuditStore
+    + HelpdeskStore
     + Send
     + Sync
 {

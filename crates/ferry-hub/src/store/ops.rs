@@ -88,6 +88,8 @@ pub struct BatchEffect {
     /// (device, operation) pairs the device reported on although their record is final:
     /// the device is told to stop.
     pub stop: Vec<(Uuid, Uuid)>,
+    /// A task's status changed and its callback was queued.
+    pub callbacks: bool,
 }
 
 /// What the sweeper changed, and when it must look again.
@@ -97,6 +99,8 @@ pub struct OpSweep {
     pub expired: u64,
     pub timed_out: u64,
     pub next_deadline_ms: Option<i64>,
+    /// A task's status changed and its callback was queued.
+    pub callbacks: bool,
 }
 
 #[async_trait]
@@ -127,14 +131,17 @@ pub trait OpStore {
     ) -> Result<Vec<TargetResult>, StoreError>;
 
     /// Marks the operation cancelled and its unfinished records `cancelled`; returns the
-    /// devices that were delivered or running it (they are told to stop).
-    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<Vec<Uuid>, OpError>;
+    /// devices that were delivered or running it (they are told to stop), and whether a
+    /// task's callback was queued.
+    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<(Vec<Uuid>, bool), OpError>;
 
     /// What the device still has to do (or report): sent again at every session start.
     async fn open_assignments(&self, device: Uuid) -> Result<Vec<Assignment>, StoreError>;
 
     /// Commits a batch of agent reports (state changes, results, inventories, contacts) in
     /// one transaction; transitions only move forward and a device changes only its own rows.
+    /// The statuses of tasks driven by the changed operations are recomputed in the same
+    /// transaction, and their callbacks queued there.
     async fn apply_agent_batch(&self, batch: &[AgentWrite]) -> Result<BatchEffect, StoreError>;
 
     /// Expires undelivered targets of expired operations and fails delivered or running

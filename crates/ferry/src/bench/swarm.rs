@@ -90,6 +90,7 @@ pub fn simulated_inventory(device: Uuid) -> Inventory {
         arch: std::env::consts::ARCH.into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         ips: vec![],
+        users: vec![],
     }
 }
 

@@ -21,7 +21,7 @@ macro_rules! select_devices {
     ($rest:literal) => {
         concat!(
             "SELECT id, enabled, hostname, os_name, os_version, domain, arch, agent_version, ips, \
-             enrolled_at, last_seen, remote_addr, vouched FROM devices ",
+             users, enrolled_at, last_seen, remote_addr, vouched FROM devices ",
             $rest
         )
     };
@@ -40,6 +40,8 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
             arch: row.get("arch"),
             agent_version: row.get("agent_version"),
             ips,
+            users: serde_json::from_str(row.get::<&str, _>("users"))
+                .map_err(|e| corrupt(format!("device users: {e}")))?,
         },
         enabled: row.get::<i64, _>("enabled") != 0,
         online: false,

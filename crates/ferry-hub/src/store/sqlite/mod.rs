@@ -13,6 +13,7 @@
 mod audit;
 mod connectors;
 mod devices;
+mod helpdesk;
 mod identity;
 mod inventory;
 mod jobs;
@@ -103,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "lease_contact",
         include_str!("../../../migrations/sqlite/0013_lease_contact.sql"),
+    ),
+    (
+        14,
+        "helpdesk",
+        include_str!("../../../migrations/sqlite/0014_helpdesk.sql"),
     ),
 ];
 

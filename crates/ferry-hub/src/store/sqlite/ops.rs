@@ -10,11 +10,14 @@ use ferry_proto::agent::Assignment;
 use ferry_proto::ops::{
     OnInterrupt, OpCounts, OpSpec, Operation, OutcomeState, TargetResult, TargetState,
 };
-use sqlx::Row;
+use std::collections::BTreeSet;
+
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::devices::sync_rule_memberships;
+use super::helpdesk::{refresh_tasks, sync_device_users};
 use super::{SqliteStore, audit, corrupt, parse_uuid};
 use crate::store::{
     Actor, AgentWrite, BatchEffect, OpError, OpInsert, OpStore, OpSweep, RESULT_GRACE_MS,
@@ -75,85 +78,9 @@ impl OpStore for SqliteStore {
         op: &OpInsert,
         online: &[Uuid],
     ) -> Result<(Operation, Vec<Uuid>), OpError> {
-        let spec = serde_json::to_string(&op.spec).map_err(|e| corrupt(e.to_string()))?;
-        let now = now_ms();
-        let id = op.id.to_string();
         let mut tx = self.begin().await?;
-        for c in &op.collections {
-            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM collections WHERE id = ?")
-                .bind(c.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(OpError::UnknownCollection(*c));
-            }
-        }
-        for d in &op.devices {
-            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?")
-                .bind(d.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(OpError::UnknownDevice(*d));
-            }
-        }
-        sqlx::query(
-            "INSERT INTO ops (id, spec, package_id, created_by, created_at, expires_at, \
-             timeout_secs, output_limit, on_interrupt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&spec)
-        .bind(op.spec.package().map(|p| p.id.to_string()))
-        .bind(&actor.name)
-        .bind(now)
-        .bind(op.expires_at)
-        .bind(i64::from(op.timeout_secs))
-        .bind(i64::from(op.output_limit))
-        .bind(interrupt_str(op.on_interrupt))
-        .execute(&mut *tx)
-        .await?;
-        // Targets are expanded in SQL (one statement, whatever the collection's size); the
-        // ID lists travel as JSON arrays rather than as thousands of bound parameters.
-        let collections = json_ids(&op.collections)?;
-        let devices = json_ids(&op.devices)?;
-        let targets: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO op_targets (op_id, device_id, state, updated_at) \
-             SELECT ?1, d.id, 'offline', ?2 FROM devices d WHERE d.enabled = 1 AND ( \
-               d.id IN (SELECT value FROM json_each(?3)) OR d.id IN \
-               (SELECT device_id FROM collection_members WHERE collection_id IN \
-                 (SELECT value FROM json_each(?4)))) RETURNING device_id",
-        )
-        .bind(&id)
-        .bind(now)
-        .bind(&devices)
-        .bind(&collections)
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted = targets.len();
-        if inserted == 0 {
-            return Err(OpError::NoTargets);
-        }
-        sqlx::query(
-            "UPDATE op_targets SET state = 'pending' WHERE op_id = ?1 \
-             AND device_id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(&id)
-        .bind(json_ids(online)?)
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            actor,
-            "op.start",
-            Some(&id),
-            Some(&format!("kind={} targets={inserted}", op.spec.kind())),
-        )
-        .await?;
+        let targets = insert_op(&mut tx, actor, op, online, now_ms()).await?;
         tx.commit().await?;
-        let targets = targets
-            .iter()
-            .map(|s| parse_uuid(s))
-            .collect::<Result<Vec<_>, _>>()?;
         let operation = self.get_op(op.id).await?.ok_or(OpError::NotFound)?;
         Ok((operation, targets))
     }
@@ -223,32 +150,14 @@ impl OpStore for SqliteStore {
 
     /// Cancels every unfinished target. Returns the devices that already had the operation
     /// (they are told to stop).
-    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<Vec<Uuid>, OpError> {
+    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<(Vec<Uuid>, bool), OpError> {
+        let now = now_ms();
         let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE ops SET cancelled = 1 WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(OpError::NotFound);
-        }
-        let rows = sqlx::query(open_states!(
-            "UPDATE op_targets SET state = 'cancelled', deadline = NULL, updated_at = ?, \
-             error = 'cancelled by ' || ? WHERE op_id = ? AND state IN",
-            "RETURNING device_id, state"
-        ))
-        .bind(now_ms())
-        .bind(&actor.name)
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        audit(&mut tx, actor, "op.cancel", Some(&id.to_string()), None).await?;
+        let devices = cancel_op_in(&mut tx, actor, id, now).await?;
+        let reason = format!("cancelled by {}", actor.name);
+        let callbacks = refresh_tasks(&mut tx, &BTreeSet::from([id]), Some(&reason), now).await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|r| parse_uuid(r.get("device_id")))
-            .collect::<Result<_, _>>()
-            .map_err(OpError::from)
+        Ok((devices, callbacks))
     }
 
     /// What the device still has to do (or report): sent again at every session start.
@@ -373,6 +282,19 @@ impl OpStore for SqliteStore {
                 } => {
                     let ips = serde_json::to_string(&inventory.ips)
                         .map_err(|e| corrupt(e.to_string()))?;
+                    let users = serde_json::to_string(&inventory.users)
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    let users_changed =
+                        sqlx::query("UPDATE devices SET users = ? WHERE id = ? AND users IS NOT ?")
+                            .bind(&users)
+                            .bind(device.to_string())
+                            .bind(&users)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                    if users_changed > 0 {
+                        sync_device_users(&mut tx, &device.to_string(), &inventory.users).await?;
+                    }
                     let changed = sqlx::query(
                         "UPDATE devices SET hostname = ?, os_name = ?, os_version = ?, domain = ?, \
                          arch = ?, agent_version = ?, ips = ? WHERE id = ? AND NOT \
@@ -428,6 +350,7 @@ impl OpStore for SqliteStore {
                 }
             }
         }
+        effect.callbacks = refresh_tasks(&mut tx, &effect.ops, None, now).await?;
         tx.commit().await?;
         Ok(effect)
     }
@@ -462,6 +385,7 @@ impl OpStore for SqliteStore {
         for row in expired.iter().chain(&overdue) {
             sweep.ops.insert(parse_uuid(row.get(0))?);
         }
+        sweep.callbacks = refresh_tasks(&mut tx, &sweep.ops, None, now).await?;
         let next_expiry: Option<i64> = sqlx::query_scalar(
             "SELECT min(o.expires_at) FROM ops o WHERE o.cancelled = 0 AND EXISTS \
              (SELECT 1 FROM op_targets t WHERE t.op_id = o.id AND t.state IN ('pending', 'offline'))",
@@ -505,4 +429,125 @@ impl SqliteStore {
         }
         Ok(counts)
     }
+}
+
+/// Inserts the operation and one record per target device (see [`OpStore::create_op`]) in
+/// `tx`, with its audit entry. Tasks start their operations through this too.
+pub(super) async fn insert_op(
+    tx: &mut Transaction<'static, Sqlite>,
+    actor: &Actor,
+    op: &OpInsert,
+    online: &[Uuid],
+    now: i64,
+) -> Result<Vec<Uuid>, OpError> {
+    let spec = serde_json::to_string(&op.spec).map_err(|e| corrupt(e.to_string()))?;
+    let id = op.id.to_string();
+    for c in &op.collections {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM collections WHERE id = ?")
+            .bind(c.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            return Err(OpError::UnknownCollection(*c));
+        }
+    }
+    for d in &op.devices {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?")
+            .bind(d.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            return Err(OpError::UnknownDevice(*d));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO ops (id, spec, package_id, created_by, created_at, expires_at, \
+             timeout_secs, output_limit, on_interrupt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&spec)
+    .bind(op.spec.package().map(|p| p.id.to_string()))
+    .bind(&actor.name)
+    .bind(now)
+    .bind(op.expires_at)
+    .bind(i64::from(op.timeout_secs))
+    .bind(i64::from(op.output_limit))
+    .bind(interrupt_str(op.on_interrupt))
+    .execute(&mut **tx)
+    .await?;
+    // Targets are expanded in SQL (one statement, whatever the collection's size); the
+    // ID lists travel as JSON arrays rather than as thousands of bound parameters.
+    let collections = json_ids(&op.collections)?;
+    let devices = json_ids(&op.devices)?;
+    let targets: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO op_targets (op_id, device_id, state, updated_at) \
+             SELECT ?1, d.id, 'offline', ?2 FROM devices d WHERE d.enabled = 1 AND ( \
+               d.id IN (SELECT value FROM json_each(?3)) OR d.id IN \
+               (SELECT device_id FROM collection_members WHERE collection_id IN \
+                 (SELECT value FROM json_each(?4)))) RETURNING device_id",
+    )
+    .bind(&id)
+    .bind(now)
+    .bind(&devices)
+    .bind(&collections)
+    .fetch_all(&mut **tx)
+    .await?;
+    let inserted = targets.len();
+    if inserted == 0 {
+        return Err(OpError::NoTargets);
+    }
+    sqlx::query(
+        "UPDATE op_targets SET state = 'pending' WHERE op_id = ?1 \
+             AND device_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(&id)
+    .bind(json_ids(online)?)
+    .execute(&mut **tx)
+    .await?;
+    audit(
+        tx,
+        actor,
+        "op.start",
+        Some(&id),
+        Some(&format!("kind={} targets={inserted}", op.spec.kind())),
+    )
+    .await?;
+    targets
+        .iter()
+        .map(|s| parse_uuid(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(OpError::from)
+}
+
+/// Marks the operation cancelled and its unfinished records `cancelled`, in `tx`; returns the
+/// devices whose records were cancelled.
+pub(super) async fn cancel_op_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    actor: &Actor,
+    id: Uuid,
+    now: i64,
+) -> Result<Vec<Uuid>, OpError> {
+    let n = sqlx::query("UPDATE ops SET cancelled = 1 WHERE id = ?")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(OpError::NotFound);
+    }
+    let rows = sqlx::query(open_states!(
+        "UPDATE op_targets SET state = 'cancelled', deadline = NULL, updated_at = ?, \
+         error = 'cancelled by ' || ? WHERE op_id = ? AND state IN",
+        "RETURNING device_id, state"
+    ))
+    .bind(now)
+    .bind(&actor.name)
+    .bind(id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    audit(tx, actor, "op.cancel", Some(&id.to_string()), None).await?;
+    rows.iter()
+        .map(|r| parse_uuid(r.get("device_id")))
+        .collect::<Result<_, _>>()
+        .map_err(OpError::from)
 }

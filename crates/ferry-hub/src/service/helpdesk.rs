@@ -1,0 +1,1008 @@
+//! The helpdesk integration: the catalogue, the script library, integrations and their signing
+//! secrets, tasks from service requests (validated field by field, idempotent, turned into one
+//! client operation), request closure, signed inbound status, and the task scheduler.
+//!
+//! Every refusal of a task names the field at fault (`422` with `field`), and nothing is
+//! created: validation and target resolution finish before the one transaction that creates
+//! the task, its operation and its first callback.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use ferry_proto::ErrorCode;
+use ferry_proto::helpdesk::{
+    CatalogDomain, CatalogPage, CatalogSoftware, CatalogUser, CatalogWorkstation, CloseRequest,
+    Delivery, InboundStatus, Integration, IntegrationSecret, NewIntegration, NewScript, NewTask,
+    RebootPolicy, Redelivered, RotateSigningSecret, RunWhen, Schedule, Script, Task, TaskAction,
+    TaskStatus, installer_type,
+};
+use ferry_proto::ops::{OnInterrupt, OpSpec};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::check_printable;
+use super::ops::{DEFAULT_OUTPUT_LIMIT, default_timeout};
+use crate::AppState;
+use crate::callbacks::{check_url, is_internal, receiver_client};
+use crate::error::{Error, Result};
+use crate::secrets::Purpose;
+use crate::store::Actor;
+use crate::store::helpdesk::{
+    HelpdeskError, IntegrationInsert, ScriptInsert, TaskInsert, TaskPlan,
+};
+use crate::time_util::now_ms;
+use crate::webhooks;
+
+const MAX_REF: usize = 200;
+const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+const MAX_PARAMETERS: usize = 32;
+const MAX_ARG_BYTES: usize = 4096;
+const MAX_PREFIXES: usize = 20;
+const MAX_URL: usize = 2048;
+const MAX_TARGETS: usize = 10_000;
+const MAX_PAGE: u32 = 500;
+/// An undelivered task operation expires this long after it starts.
+const TASK_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// The furthest ahead a task may be scheduled.
+const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
+
+impl From<HelpdeskError> for Error {
+    fn from(e: HelpdeskError) -> Self {
+        match e {
+            HelpdeskError::NotFound(what) => Error::NotFound(what),
+            HelpdeskError::NameTaken(_) => Error::conflict(ErrorCode::NameTaken, e.to_string()),
+            HelpdeskError::UnknownTechnician(_) => Error::Invalid {
+                code: ErrorCode::UnknownReference,
+                field: "technician_id".to_owned(),
+                message: e.to_string(),
+            },
+            HelpdeskError::KeyReused(_) => {
+                Error::conflict(ErrorCode::IdempotencyKeyReused, e.to_string())
+            }
+            HelpdeskError::Finished(_) => Error::conflict(ErrorCode::TaskFinished, e.to_string()),
+            HelpdeskError::Op(op) => op.into(),
+            HelpdeskError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// 422 naming `field` unless `value` is 1–`max` printable characters.
+fn printable(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.trim().is_empty() || value.chars().count() > max || value.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            field,
+            format!("must be 1–{max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn unsupported(field: &str, why: &str) -> Error {
+    Error::Invalid {
+        code: ErrorCode::UnsupportedSetting,
+        field: field.to_owned(),
+        message: why.to_owned(),
+    }
+}
+
+/// A parameter name a PowerShell `param()` block and a shell script can both take.
+fn valid_parameter_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
+/// `(date, time, zone)` → Unix ms, or 422 naming the part at fault.
+pub fn schedule_ms(s: &Schedule) -> Result<i64> {
+    use time::macros::format_description;
+    let date =
+        time::Date::parse(&s.date, format_description!("[year]-[month]-[day]")).map_err(|_| {
+            Error::invalid(
+                "deployment.schedule.date",
+                format!("{:?} is not a date as YYYY-MM-DD", s.date),
+            )
+        })?;
+    let t = time::Time::parse(&s.time, format_description!("[hour]:[minute]"))
+        .or_else(|_| time::Time::parse(&s.time, format_description!("[hour]:[minute]:[second]")))
+        .map_err(|_| {
+            Error::invalid(
+                "deployment.schedule.time",
+                format!("{:?} is not a time as HH:MM or HH:MM:SS", s.time),
+            )
+        })?;
+    let zone = s.time_zone.trim();
+    let offset = if zone.eq_ignore_ascii_case("utc") || zone == "Z" {
+        time::UtcOffset::UTC
+    } else {
+        time::UtcOffset::parse(zone, format_description!("[offset_hour]:[offset_minute]")).map_err(
+            |_| {
+                Error::invalid(
+                    "deployment.schedule.time_zone",
+                    format!("{zone:?} is not UTC or an offset as +HH:MM"),
+                )
+            },
+        )?
+    };
+    let at = time::PrimitiveDateTime::new(date, t).assume_offset(offset);
+    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Whether `url` lies under `prefix`: the same scheme, host and port, and a path that is the
+/// prefix's or continues it past a `/` (so `https://hd.example/cb` does not admit
+/// `https://hd.example/cb-evil` nor `https://hd.example.evil.net/…`).
+pub fn within_prefix(url: &reqwest::Url, prefix: &reqwest::Url) -> bool {
+    if url.scheme() != prefix.scheme()
+        || url.host_str() != prefix.host_str()
+        || url.port_or_known_default() != prefix.port_or_known_default()
+    {
+        return false;
+    }
+    let (path, base) = (url.path(), prefix.path());
+    path == base
+        || (path.starts_with(base) && (base.ends_with('/') || path[base.len()..].starts_with('/')))
+}
+
+fn parse_prefix(p: &str, allow_http: bool) -> std::result::Result<reqwest::Url, String> {
+    let url = check_url(p, allow_http).map_err(|e| e.to_string())?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a prefix has no query or fragment".to_owned());
+    }
+    Ok(url)
+}
+
+impl AppState {
+    // ----- catalogue ----------------------------------------------------------------------
+
+    pub async fn catalog_software(&self) -> Result<Vec<CatalogSoftware>> {
+        let mut out: Vec<CatalogSoftware> = self
+            .store
+            .list_packages()
+            .await?
+            .into_iter()
+            .map(|p| {
+                let proposal = &p.metadata.proposal;
+                let kind = installer_type(proposal);
+                CatalogSoftware {
+                    package_id: p.id,
+                    vendor: proposal.vendor.clone(),
+                    name: proposal
+                        .product
+                        .clone()
+                        .or_else(|| proposal.package_name.clone())
+                        .unwrap_or(p.filename),
+                    version: proposal.version.clone(),
+                    language: proposal.language.clone(),
+                    installer_type: kind,
+                    actions: kind.actions().to_vec(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (
+                a.vendor.as_deref(),
+                &a.name,
+                a.version.as_deref(),
+                a.package_id,
+            )
+                .cmp(&(
+                    b.vendor.as_deref(),
+                    &b.name,
+                    b.version.as_deref(),
+                    b.package_id,
+                ))
+        });
+        Ok(out)
+    }
+
+    pub async fn catalog_domains(&self) -> Result<Vec<CatalogDomain>> {
+        Ok(self.store.catalog_domains().await?)
+    }
+
+    pub async fn catalog_workstations(
+        &self,
+        domain: Option<&str>,
+        q: Option<&str>,
+        limit: Option<u32>,
+        offset: Option<u64>,
+    ) -> Result<CatalogPage<CatalogWorkstation>> {
+        let limit = limit.unwrap_or(100).clamp(1, MAX_PAGE);
+        let offset = offset.unwrap_or(0);
+        let mut items = self
+            .store
+            .catalog_workstations(domain, q, limit + 1, offset)
+            .await?;
+        let next_offset = (items.len() > limit as usize).then(|| offset + u64::from(limit));
+        items.truncate(limit as usize);
+        for w in &mut items {
+            w.online = self.agents.is_online(w.device_id);
+        }
+        Ok(CatalogPage { items, next_offset })
+    }
+
+    pub async fn catalog_users(
+        &self,
+        domain: Option<&str>,
+        q: Option<&str>,
+        limit: Option<u32>,
+        offset: Option<u64>,
+    ) -> Result<CatalogPage<CatalogUser>> {
+        let limit = limit.unwrap_or(100).clamp(1, MAX_PAGE);
+        let offset = offset.unwrap_or(0);
+        let mut items = self
+            .store
+            .catalog_users(domain, q, limit + 1, offset)
+            .await?;
+        let next_offset = (items.len() > limit as usize).then(|| offset + u64::from(limit));
+        items.truncate(limit as usize);
+        Ok(CatalogPage { items, next_offset })
+    }
+
+    // ----- script library -----------------------------------------------------------------
+
+    pub async fn add_script(&self, actor: &Actor, new: NewScript) -> Result<Script> {
+        printable("name", &new.name, 128)?;
+        if new.description.chars().count() > 2000 {
+            return Err(Error::invalid("description", "at most 2,000 characters"));
+        }
+        if new.content.trim().is_empty() || new.content.len() > MAX_SCRIPT_BYTES {
+            return Err(Error::invalid(
+                "content",
+                "must be non-empty and at most 256 KiB",
+            ));
+        }
+        if new.content.contains('\0') {
+            return Err(Error::invalid("content", "contains a NUL character"));
+        }
+        if new.parameters.len() > MAX_PARAMETERS {
+            return Err(Error::invalid(
+                "parameters",
+                format!("at most {MAX_PARAMETERS} parameters"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, p) in new.parameters.iter().enumerate() {
+            if !valid_parameter_name(&p.name) || !seen.insert(p.name.to_ascii_lowercase()) {
+                return Err(Error::invalid(
+                    format!("parameters[{i}].name"),
+                    "must be a unique identifier (letters, digits, _; at most 64)",
+                ));
+            }
+            if p.description.chars().count() > 500 {
+                return Err(Error::invalid(
+                    format!("parameters[{i}].description"),
+                    "at most 500 characters",
+                ));
+            }
+            if let Some(d) = &p.default
+                && (d.len() > MAX_ARG_BYTES || d.contains('\0'))
+            {
+                return Err(Error::invalid(
+                    format!("parameters[{i}].default"),
+                    "at most 4,096 bytes, no NUL",
+                ));
+            }
+        }
+        let sha256 = hex(&Sha256::digest(new.content.as_bytes()));
+        let insert = ScriptInsert {
+            id: Uuid::new_v4(),
+            name: new.name,
+            description: new.description,
+            content: new.content,
+            sha256,
+            parameters: new.parameters,
+        };
+        Ok(self.store.add_script(actor, &insert).await?)
+    }
+
+    pub async fn scripts(&self, include_retired: bool) -> Result<Vec<Script>> {
+        Ok(self.store.scripts(include_retired).await?)
+    }
+
+    pub async fn script(&self, id: Uuid) -> Result<Script> {
+        self.store
+            .script(id, true)
+            .await?
+            .ok_or(Error::NotFound("script"))
+    }
+
+    pub async fn retire_script(&self, actor: &Actor, id: Uuid) -> Result<Script> {
+        Ok(self.store.retire_script(actor, id).await?)
+    }
+
+    // ----- integrations -------------------------------------------------------------------
+
+    pub async fn create_integration(
+        &self,
+        actor: &Actor,
+        new: NewIntegration,
+    ) -> Result<IntegrationSecret> {
+        printable("name", &new.name, 128)?;
+        if new.callback_prefixes.is_empty() || new.callback_prefixes.len() > MAX_PREFIXES {
+            return Err(Error::invalid(
+                "callback_prefixes",
+                format!("name 1–{MAX_PREFIXES} URL prefixes"),
+            ));
+        }
+        for (i, p) in new.callback_prefixes.iter().enumerate() {
+            if p.len() > MAX_URL {
+                return Err(Error::invalid(
+                    format!("callback_prefixes[{i}]"),
+                    "too long",
+                ));
+            }
+            parse_prefix(p, new.allow_http)
+                .map_err(|e| Error::invalid(format!("callback_prefixes[{i}]"), e))?;
+        }
+        if let Some(pem) = &new.ca_pem {
+            if pem.len() > 64 * 1024 {
+                return Err(Error::invalid("ca_pem", "at most 64 KiB"));
+            }
+            receiver_client(new.allow_private, Some(pem))
+                .map_err(|e| Error::invalid("ca_pem", e))?;
+        }
+        let secret = webhooks::generate_secret();
+        let insert = IntegrationInsert {
+            id: Uuid::new_v4(),
+            name: new.name,
+            callback_prefixes: new.callback_prefixes,
+            technician_id: new.technician_id,
+            allow_http: new.allow_http,
+            allow_private: new.allow_private,
+            ca_pem: new.ca_pem,
+            secret_sealed: self.sealer.seal(Purpose::SigningSecret, secret.as_bytes()),
+        };
+        let integration = self.store.create_integration(actor, &insert).await?;
+        Ok(IntegrationSecret {
+            integration,
+            signing_secret: secret,
+        })
+    }
+
+    pub async fn integrations(&self) -> Result<Vec<Integration>> {
+        Ok(self.store.integrations().await?)
+    }
+
+    /// A new signing secret; the old one keeps signing beside it for the grace period.
+    pub async fn rotate_signing_secret(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        req: RotateSigningSecret,
+    ) -> Result<IntegrationSecret> {
+        let grace = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
+        if grace > MAX_GRACE_SECS {
+            return Err(Error::invalid("grace_secs", "at most 604800 (7 days)"));
+        }
+        let secret = webhooks::generate_secret();
+        let sealed = self.sealer.seal(Purpose::SigningSecret, secret.as_bytes());
+        let until = now_ms() + (grace as i64) * 1000;
+        let integration = self
+            .store
+            .rotate_integration_secret(actor, id, &sealed, until)
+            .await?;
+        self.outbox.forget(id);
+        Ok(IntegrationSecret {
+            integration,
+            signing_secret: secret,
+        })
+    }
+
+    // ----- tasks --------------------------------------------------------------------------
+
+    /// Creates a task (or returns the one this caller created with the same idempotency key):
+    /// `201`-worthy when `.1` is true.
+    pub async fn create_task(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        new: NewTask,
+    ) -> Result<(Task, bool)> {
+        printable("request_ref", &new.request_ref, MAX_REF)?;
+        printable("idempotency_key", &new.idempotency_key, MAX_REF)?;
+        let request_hash =
+            Sha256::digest(serde_json::to_vec(&new).map_err(|e| Error::Internal(e.into()))?)
+                .to_vec();
+
+        // The integration, its callback URL.
+        let integration = match new.integration_id {
+            Some(id) => Some(
+                self.store
+                    .integration(id)
+                    .await?
+                    .ok_or_else(|| Error::invalid("integration_id", "no such integration"))?,
+            ),
+            None => match self.store.integration_of(technician).await? {
+                Some(id) => self.store.integration(id).await?,
+                None => None,
+            },
+        };
+        if let Some(url) = &new.callback_url {
+            let Some(integration) = &integration else {
+                return Err(Error::invalid(
+                    "callback_url",
+                    "a callback needs an integration (to sign it and to bound where it may go): name `integration_id`",
+                ));
+            };
+            self.check_callback(integration, url)?;
+        }
+
+        // What to run.
+        let (spec, timeout) = self.task_spec(&new).await?;
+
+        // Deployment settings the agents cannot honour yet are refused, not ignored.
+        if let Some(run_as) = &new.package_settings.run_as {
+            printable("package_settings.run_as.user", &run_as.user, 256)?;
+            return Err(unsupported(
+                "package_settings.run_as",
+                "running as another account is not supported by the agent yet; the task would run as the agent's service account",
+            ));
+        }
+        if new.package_settings.copy_from_share.is_some() {
+            return Err(unsupported(
+                "package_settings.copy_from_share",
+                "installing from a network share is not supported by the agent yet; packages are downloaded from the hub",
+            ));
+        }
+        match new.deployment.when {
+            None | Some(RunWhen::Immediately) => {}
+            Some(_) => {
+                return Err(unsupported(
+                    "deployment.when",
+                    "the agent cannot yet hold an action until a logon or a startup; use `immediately` (or a schedule)",
+                ));
+            }
+        }
+        match new.deployment.reboot {
+            None | Some(RebootPolicy::AllowSkip) => {}
+            Some(_) => {
+                return Err(unsupported(
+                    "deployment.reboot",
+                    "forcing a restart or shutdown after the action is not supported by the agent yet; `allow_skip` reports the restart the device needs",
+                ));
+            }
+        }
+        if let Some(d) = &new.deployment.domain {
+            printable("deployment.domain", d, 255)?;
+        }
+        let scheduled_for = match &new.deployment.schedule {
+            None => None,
+            Some(s) => {
+                let at = schedule_ms(s)?;
+                let now = now_ms();
+                if at <= now {
+                    return Err(Error::invalid(
+                        "deployment.schedule",
+                        "the scheduled time has passed",
+                    ));
+                }
+                if at > now + MAX_SCHEDULE_AHEAD_MS {
+                    return Err(Error::invalid(
+                        "deployment.schedule",
+                        "at most a year ahead",
+                    ));
+                }
+                Some(at)
+            }
+        };
+
+        // Targets, resolved to enabled devices now (a later logon does not add devices).
+        let devices = self.resolve_targets(&new).await?;
+
+        let insert = TaskInsert {
+            id: Uuid::new_v4(),
+            request_ref: new.request_ref,
+            idem_owner: format!("technician:{technician}"),
+            idem_key: new.idempotency_key,
+            request_hash,
+            integration_id: integration.as_ref().map(|i| i.id),
+            action: new.action,
+            package_id: new.package_id,
+            script_id: new.script_id,
+            plan: TaskPlan {
+                spec,
+                timeout_secs: timeout,
+                output_limit: DEFAULT_OUTPUT_LIMIT,
+                on_interrupt: OnInterrupt::Fail,
+                expires_in_secs: TASK_EXPIRY_SECS,
+                devices,
+            },
+            run_as_sealed: None,
+            callback_url: new.callback_url,
+            scheduled_for,
+        };
+        let online = self.agents.online_devices();
+        let created = self.store.create_task(actor, &insert, &online).await?;
+        if created.created {
+            if let Some(op) = created.task.op_id {
+                self.announce_op(
+                    op,
+                    &insert.plan.spec,
+                    insert.plan.timeout_secs,
+                    insert.plan.output_limit,
+                    insert.plan.on_interrupt,
+                    &created.targets,
+                );
+            }
+            if scheduled_for.is_some() {
+                self.scheduler.notify_one();
+            }
+            self.outbox.wake.notify_one();
+            tracing::info!(task = %created.task.id, request = %created.task.request_ref, action = created.task.action.as_str(), devices = insert.plan.devices.len(), "task created");
+        }
+        Ok((created.task, created.created))
+    }
+
+    fn check_callback(&self, integration: &Integration, url: &str) -> Result<()> {
+        let not_allowed = |why: String| Error::Invalid {
+            code: ErrorCode::CallbackNotAllowed,
+            field: "callback_url".to_owned(),
+            message: why,
+        };
+        if url.len() > MAX_URL {
+            return Err(not_allowed("too long".to_owned()));
+        }
+        let parsed =
+            check_url(url, integration.allow_http).map_err(|e| not_allowed(e.to_string()))?;
+        let inside = integration
+            .callback_prefixes
+            .iter()
+            .filter_map(|p| parse_prefix(p, integration.allow_http).ok())
+            .any(|p| within_prefix(&parsed, &p));
+        if !inside {
+            return Err(not_allowed(format!(
+                "not under any of the integration's callback prefixes ({})",
+                integration.callback_prefixes.join(", ")
+            )));
+        }
+        if let Some(ip) = parsed
+            .host_str()
+            .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+            && is_internal(ip)
+            && !integration.allow_private
+        {
+            return Err(not_allowed(format!(
+                "{ip} is a loopback, private or link-local address"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The operation a task runs, and its timeout.
+    async fn task_spec(&self, new: &NewTask) -> Result<(OpSpec, u32)> {
+        let spec = match new.action {
+            TaskAction::RunScript => {
+                if new.package_id.is_some() {
+                    return Err(Error::invalid(
+                        "package_id",
+                        "`run_script` takes `script_id`, not a package",
+                    ));
+                }
+                let id = new
+                    .script_id
+                    .ok_or_else(|| Error::invalid("script_id", "`run_script` needs a script"))?;
+                let script = self
+                    .store
+                    .script(id, true)
+                    .await?
+                    .ok_or_else(|| Error::invalid("script_id", "no such script"))?;
+                if script.retired {
+                    return Err(Error::Invalid {
+                        code: ErrorCode::ScriptRetired,
+                        field: "script_id".to_owned(),
+                        message: format!(
+                            "script {:?} version {} was retired",
+                            script.name, script.version
+                        ),
+                    });
+                }
+                let declared: HashMap<String, usize> = script
+                    .parameters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.name.to_ascii_lowercase(), i))
+                    .collect();
+                for (name, value) in &new.arguments {
+                    if !declared.contains_key(&name.to_ascii_lowercase()) {
+                        return Err(Error::invalid(
+                            format!("arguments.{name}"),
+                            "the script declares no such parameter",
+                        ));
+                    }
+                    if value.len() > MAX_ARG_BYTES || value.contains('\0') {
+                        return Err(Error::invalid(
+                            format!("arguments.{name}"),
+                            "at most 4,096 bytes, no NUL",
+                        ));
+                    }
+                }
+                let given: HashMap<String, &String> = new
+                    .arguments
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect();
+                let mut args = Vec::with_capacity(script.parameters.len());
+                for p in &script.parameters {
+                    match (given.get(&p.name.to_ascii_lowercase()), &p.default) {
+                        (Some(v), _) => args.push((*v).clone()),
+                        (None, Some(d)) => args.push(d.clone()),
+                        (None, None) if p.required => {
+                            return Err(Error::invalid(
+                                format!("arguments.{}", p.name),
+                                "required by the script",
+                            ));
+                        }
+                        (None, None) => args.push(String::new()),
+                    }
+                }
+                OpSpec::RunScript {
+                    script: script.content.unwrap_or_default(),
+                    args,
+                }
+            }
+            action => {
+                if new.script_id.is_some() {
+                    return Err(Error::invalid(
+                        "script_id",
+                        "only `run_script` takes a script",
+                    ));
+                }
+                if !new.arguments.is_empty() {
+                    return Err(Error::invalid(
+                        "arguments",
+                        "only `run_script` takes arguments",
+                    ));
+                }
+                let id = new.package_id.ok_or_else(|| {
+                    Error::invalid(
+                        "package_id",
+                        format!("`{}` needs a package", action.as_str()),
+                    )
+                })?;
+                let package = self
+                    .store
+                    .get_package(id)
+                    .await?
+                    .ok_or_else(|| Error::invalid("package_id", "no such package"))?;
+                let kind = installer_type(&package.metadata.proposal);
+                if let Some(declared) = new.package_settings.installer_type
+                    && declared != kind
+                {
+                    return Err(Error::invalid(
+                        "package_settings.installer_type",
+                        format!(
+                            "the package is `{}`, not `{}`",
+                            kind.as_str(),
+                            declared.as_str()
+                        ),
+                    ));
+                }
+                if !kind.actions().contains(&action) {
+                    return Err(Error::invalid(
+                        "action",
+                        format!(
+                            "a `{}` package cannot be `{}`d",
+                            kind.as_str(),
+                            action.as_str()
+                        ),
+                    ));
+                }
+                let package = self
+                    .store
+                    .package_ref(id)
+                    .await?
+                    .ok_or_else(|| Error::invalid("package_id", "no such package"))?;
+                match action {
+                    TaskAction::Install => OpSpec::Install { package },
+                    TaskAction::Uninstall => OpSpec::Uninstall { package },
+                    TaskAction::Advertise if package.msi_file.is_some() => {
+                        OpSpec::Advertise { package }
+                    }
+                    TaskAction::Advertise => {
+                        return Err(Error::invalid(
+                            "action",
+                            "the package has no MSI chosen to advertise",
+                        ));
+                    }
+                    TaskAction::RunScript => unreachable!("handled above"),
+                }
+            }
+        };
+        let timeout = default_timeout(&spec);
+        Ok((spec, timeout))
+    }
+
+    async fn resolve_targets(&self, new: &NewTask) -> Result<Vec<Uuid>> {
+        let t = &new.targets;
+        if t.workstations.is_empty() && t.users.is_empty() {
+            return Err(Error::invalid(
+                "targets",
+                "name at least one workstation or user",
+            ));
+        }
+        if t.workstations.len() + t.users.len() > MAX_TARGETS {
+            return Err(Error::invalid(
+                "targets",
+                format!("at most {MAX_TARGETS} targets"),
+            ));
+        }
+        let mut devices = BTreeSet::new();
+        for (i, w) in t.workstations.iter().enumerate() {
+            let field = format!("targets.workstations[{i}]");
+            printable(&field, w, 255)?;
+            let found = self.store.resolve_workstation(w.trim()).await?;
+            if found.is_empty() {
+                return Err(Error::invalid(
+                    field,
+                    format!("no enabled device named {w:?}"),
+                ));
+            }
+            devices.extend(found);
+        }
+        for (i, u) in t.users.iter().enumerate() {
+            let field = format!("targets.users[{i}]");
+            printable(&field, u, 512)?;
+            let user = match (u.contains('\\'), &new.deployment.domain) {
+                (true, _) => u.trim().to_owned(),
+                (false, Some(d)) => format!("{}\\{}", d.trim(), u.trim()),
+                (false, None) => {
+                    return Err(Error::invalid(
+                        field,
+                        "name the user as DOMAIN\\name, or give `deployment.domain`",
+                    ));
+                }
+            };
+            let found = self.store.resolve_user(&user).await?;
+            if found.is_empty() {
+                return Err(Error::invalid(
+                    field,
+                    format!("no enabled workstation reports {user} logged on"),
+                ));
+            }
+            devices.extend(found);
+        }
+        Ok(devices.into_iter().collect())
+    }
+
+    pub async fn tasks(
+        &self,
+        request_ref: Option<&str>,
+        status: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Task>> {
+        let status = match status {
+            None => None,
+            Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+                Error::bad(ErrorCode::InvalidQuery, format!("unknown status {s:?}"))
+            })?),
+        };
+        let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
+        Ok(self.store.tasks(request_ref, status, limit).await?)
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Task> {
+        self.store.task(id).await?.ok_or(Error::NotFound("task"))
+    }
+
+    pub async fn cancel_task(&self, actor: &Actor, id: Uuid) -> Result<Task> {
+        let (op, devices) = self.store.cancel_task(actor, id).await?;
+        if let Some(op) = op {
+            self.tell_cancelled(op, &devices);
+        }
+        self.outbox.wake.notify_one();
+        self.task(id).await
+    }
+
+    pub async fn deliveries(&self, id: Uuid) -> Result<Vec<Delivery>> {
+        self.task(id).await?;
+        Ok(self.store.deliveries(id).await?)
+    }
+
+    pub async fn redeliver(&self, actor: &Actor, id: Uuid, delivery: &str) -> Result<Redelivered> {
+        if delivery.len() > 64 {
+            return Err(Error::NotFound("delivery"));
+        }
+        let r = self.store.redeliver(actor, id, delivery).await?;
+        self.outbox.wake.notify_one();
+        Ok(r)
+    }
+
+    /// The helpdesk deleted, archived or closed the request: its tasks send no more callbacks.
+    pub async fn close_request(
+        &self,
+        actor: &Actor,
+        request_ref: &str,
+        req: CloseRequest,
+    ) -> Result<u64> {
+        printable("ref", request_ref, MAX_REF)?;
+        printable("state", &req.state, 64)?;
+        Ok(self
+            .store
+            .close_request(actor, request_ref, &req.state)
+            .await?)
+    }
+
+    /// `POST /api/v1/tasks/{id}/status`: accepted only when signed by the task's integration
+    /// (any live secret) within the tolerance window; anything else is `401` and changes
+    /// nothing.
+    pub async fn inbound_status(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        webhook_id: Option<&str>,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Task> {
+        const BAD: Error = Error::BadSignature(
+            "missing or invalid webhook-id, webhook-timestamp or webhook-signature",
+        );
+        let (Some(wid), Some(ts), Some(sig)) = (webhook_id, timestamp, signature) else {
+            return Err(BAD);
+        };
+        let task = self.store.task(id).await?.ok_or(Error::NotFound("task"))?;
+        let Some(integration) = task.integration_id else {
+            return Err(Error::conflict(
+                ErrorCode::InvalidTask,
+                "the task has no integration whose secret could sign its status",
+            ));
+        };
+        let keys = self
+            .store
+            .integration_keys(integration)
+            .await?
+            .ok_or(Error::NotFound("integration"))?;
+        let now = now_ms();
+        let mut secrets = Vec::new();
+        for (sealed, until) in std::iter::once((&keys.secret_sealed, i64::MAX))
+            .chain(keys.previous.as_ref().map(|(s, u)| (s, *u)))
+        {
+            if until <= now {
+                continue;
+            }
+            let key = self
+                .sealer
+                .open(Purpose::SigningSecret, sealed)
+                .and_then(|s| String::from_utf8(s).ok())
+                .and_then(|s| webhooks::secret_key(&s))
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("signing secret does not open")))?;
+            secrets.push(key);
+        }
+        let refs: Vec<&[u8]> = secrets.iter().map(Vec::as_slice).collect();
+        webhooks::verify(&refs, wid, ts, sig, body, now / 1000).map_err(|_| BAD)?;
+        let status: InboundStatus = serde_json::from_slice(body)
+            .map_err(|e| Error::bad(ErrorCode::InvalidBody, format!("invalid body: {e}")))?;
+        if let Some(r) = &status.reason {
+            check_printable("reason", r, 1000, ErrorCode::InvalidField)?;
+        }
+        let task = self
+            .store
+            .set_task_status(actor, id, status.status, status.reason.as_deref())
+            .await?;
+        self.outbox.wake.notify_one();
+        Ok(task)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts scheduled tasks when their time comes; sleeps until the next one.
+pub async fn run_scheduler(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let now = now_ms();
+        let next = match state.store.due_scheduled(now).await {
+            Ok((due, next)) => {
+                for id in &due {
+                    let online = state.agents.online_devices();
+                    match state.store.start_scheduled(*id, &online).await {
+                        Ok(Some((op, targets))) => {
+                            if let Ok(task) = state.task(*id).await
+                                && let Ok(Some(operation)) = state.store.get_op(op).await
+                            {
+                                state.announce_op(
+                                    op,
+                                    &operation.spec,
+                                    operation.timeout_secs,
+                                    operation.output_limit,
+                                    operation.on_interrupt,
+                                    &targets,
+                                );
+                                tracing::info!(task = %task.id, "scheduled task started");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(task = %id, error = %e, "starting a scheduled task failed")
+                        }
+                    }
+                }
+                if !due.is_empty() {
+                    state.outbox.wake.notify_one();
+                }
+                if due.len() >= 100 {
+                    now
+                } else {
+                    next.unwrap_or(i64::MAX)
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading scheduled tasks failed; retrying in a second");
+                now + 1000
+            }
+        };
+        let sleep = Duration::from_millis((next - now_ms()).clamp(0, 60_000) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = state.scheduler.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_prefix_admits_its_own_path_and_below_only() {
+        let p = url("https://hd.example/ferry");
+        assert!(within_prefix(&url("https://hd.example/ferry"), &p));
+        assert!(within_prefix(&url("https://hd.example/ferry/t/1"), &p));
+        assert!(!within_prefix(&url("https://hd.example/ferry-evil"), &p));
+        assert!(!within_prefix(
+            &url("https://hd.example.evil.net/ferry"),
+            &p
+        ));
+        assert!(!within_prefix(&url("http://hd.example/ferry"), &p));
+        assert!(!within_prefix(&url("https://hd.example:8443/ferry"), &p));
+        let slash = url("https://hd.example/");
+        assert!(within_prefix(&url("https://hd.example/anything"), &slash));
+    }
+
+    #[test]
+    fn an_impossible_date_names_the_date_field() {
+        let e = schedule_ms(&Schedule {
+            date: "2027-02-30".into(),
+            time: "10:00".into(),
+            time_zone: "UTC".into(),
+        })
+        .unwrap_err();
+        assert_eq!(e.field(), Some("deployment.schedule.date"));
+    }
+
+    #[test]
+    fn a_schedule_honours_its_offset() {
+        let utc = schedule_ms(&Schedule {
+            date: "2027-01-01".into(),
+            time: "10:00".into(),
+            time_zone: "UTC".into(),
+        })
+        .unwrap();
+        let plus_one = schedule_ms(&Schedule {
+            date: "2027-01-01".into(),
+            time: "11:00".into(),
+            time_zone: "+01:00".into(),
+        })
+        .unwrap();
+        assert_eq!(utc, plus_one);
+        let bad = schedule_ms(&Schedule {
+            date: "2027-01-01".into(),
+            time: "25:00".into(),
+            time_zone: "UTC".into(),
+        })
+        .unwrap_err();
+        assert_eq!(bad.field(), Some("deployment.schedule.time"));
+    }
+}

@@ -1,0 +1,292 @@
+//! The helpdesk's state: the script library, integrations, tasks and the callback outbox.
+//!
+//! The outbox is what makes callbacks durable and exactly-once: every change of a task's
+//! status (made here, or by an operation's targets moving in [`super::OpStore`]) writes one
+//! `task_events` row *in the transaction that made the change*, so a status that committed has
+//! its callback queued, and one that did not has none. The delivery worker then sends a task's
+//! events strictly in sequence: only the oldest pending event of each task is ever due.
+
+use async_trait::async_trait;
+use ferry_proto::helpdesk::{
+    CatalogDomain, CatalogUser, CatalogWorkstation, Delivery, DeliveryState, Integration,
+    Redelivered, Script, ScriptParameter, Task, TaskAction, TaskStatus,
+};
+use ferry_proto::ops::{OnInterrupt, OpSpec};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Actor, OpInsert, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelpdeskError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
+    #[error("no technician with ID {0}")]
+    UnknownTechnician(Uuid),
+    #[error("the idempotency key was used before for a different request (task {0})")]
+    KeyReused(Uuid),
+    #[error("the task has finished ({0})")]
+    Finished(&'static str),
+    #[error(transparent)]
+    Op(#[from] super::OpError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for HelpdeskError {
+    fn from(e: sqlx::Error) -> Self {
+        HelpdeskError::Store(e.into())
+    }
+}
+
+pub struct ScriptInsert {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub content: String,
+    pub sha256: String,
+    pub parameters: Vec<ScriptParameter>,
+}
+
+pub struct IntegrationInsert {
+    pub id: Uuid,
+    pub name: String,
+    pub callback_prefixes: Vec<String>,
+    pub technician_id: Option<Uuid>,
+    pub allow_http: bool,
+    pub allow_private: bool,
+    pub ca_pem: Option<String>,
+    pub secret_sealed: Vec<u8>,
+}
+
+/// What the delivery worker needs of an integration: its rules and sealed secrets.
+#[derive(Clone)]
+pub struct IntegrationKeys {
+    pub id: Uuid,
+    pub allow_http: bool,
+    pub allow_private: bool,
+    pub ca_pem: Option<String>,
+    pub secret_sealed: Vec<u8>,
+    /// The previous secret while its grace period lasts (ms since the epoch).
+    pub previous: Option<(Vec<u8>, i64)>,
+}
+
+/// The operation a task starts (now, or at its scheduled time), targets resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPlan {
+    pub spec: OpSpec,
+    pub timeout_secs: u32,
+    pub output_limit: u32,
+    pub on_interrupt: OnInterrupt,
+    pub expires_in_secs: u64,
+    pub devices: Vec<Uuid>,
+}
+
+impl TaskPlan {
+    pub fn op_insert(&self, now_ms: i64) -> OpInsert {
+        OpInsert {
+            id: Uuid::new_v4(),
+            spec: self.spec.clone(),
+            expires_at: now_ms + (self.expires_in_secs as i64) * 1000,
+            timeout_secs: self.timeout_secs,
+            output_limit: self.output_limit,
+            on_interrupt: self.on_interrupt,
+            collections: Vec::new(),
+            devices: self.devices.clone(),
+        }
+    }
+}
+
+pub struct TaskInsert {
+    pub id: Uuid,
+    pub request_ref: String,
+    pub idem_owner: String,
+    pub idem_key: String,
+    pub request_hash: Vec<u8>,
+    pub integration_id: Option<Uuid>,
+    pub action: TaskAction,
+    pub package_id: Option<Uuid>,
+    pub script_id: Option<Uuid>,
+    pub plan: TaskPlan,
+    pub run_as_sealed: Option<Vec<u8>>,
+    pub callback_url: Option<String>,
+    /// Start at this time (ms) instead of now.
+    pub scheduled_for: Option<i64>,
+}
+
+/// The result of creating a task.
+pub struct TaskCreated {
+    pub task: Task,
+    /// False when the idempotency key returned an existing task.
+    pub created: bool,
+    /// Devices given the operation now (the caller delivers it to those connected).
+    pub targets: Vec<Uuid>,
+}
+
+/// One callback due for an attempt.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub event_id: String,
+    pub task_id: Uuid,
+    pub body: String,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub callback_url: String,
+    pub integration_id: Option<Uuid>,
+}
+
+/// One attempt's record and what follows it.
+pub struct AttemptRecord {
+    pub at: i64,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub next: AttemptNext,
+}
+
+pub enum AttemptNext {
+    Delivered,
+    RetryAt(i64),
+    /// Given up: the retry window is over.
+    Failed,
+    /// `410 Gone`: the helpdesk no longer wants updates for this task's request.
+    Gone,
+}
+
+#[async_trait]
+pub trait HelpdeskStore {
+    /// Adds the script as the next version of its name.
+    async fn add_script(&self, actor: &Actor, script: &ScriptInsert) -> Result<Script, StoreError>;
+    async fn scripts(&self, include_retired: bool) -> Result<Vec<Script>, StoreError>;
+    /// The script; its content only when `content`.
+    async fn script(&self, id: Uuid, content: bool) -> Result<Option<Script>, StoreError>;
+    async fn retire_script(&self, actor: &Actor, id: Uuid) -> Result<Script, HelpdeskError>;
+
+    async fn create_integration(
+        &self,
+        actor: &Actor,
+        integration: &IntegrationInsert,
+    ) -> Result<Integration, HelpdeskError>;
+    async fn integrations(&self) -> Result<Vec<Integration>, StoreError>;
+    async fn integration(&self, id: Uuid) -> Result<Option<Integration>, StoreError>;
+    async fn integration_keys(&self, id: Uuid) -> Result<Option<IntegrationKeys>, StoreError>;
+    /// The integration this technician's keys act for, if any.
+    async fn integration_of(&self, technician: Uuid) -> Result<Option<Uuid>, StoreError>;
+    /// The new secret signs from now on; the old one alongside it until `previous_until`.
+    async fn rotate_integration_secret(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        secret_sealed: &[u8],
+        previous_until: i64,
+    ) -> Result<Integration, HelpdeskError>;
+
+    /// Creates the task, its first status and (unless scheduled) its operation, in one
+    /// transaction; or returns the task this owner created before under the same key
+    /// (`KeyReused` when the request differs).
+    async fn create_task(
+        &self,
+        actor: &Actor,
+        task: &TaskInsert,
+        online: &[Uuid],
+    ) -> Result<TaskCreated, HelpdeskError>;
+    /// The task with its first 1,000 targets.
+    async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+    async fn tasks(
+        &self,
+        request_ref: Option<&str>,
+        status: Option<TaskStatus>,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+    /// Cancels the task: its unfinished targets become `cancelled` (returned: the devices
+    /// running it are told to stop), or a scheduled task never starts.
+    async fn cancel_task(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<(Option<Uuid>, Vec<Uuid>), HelpdeskError>;
+    /// Scheduled tasks whose time has come, with the time of the next one after them.
+    async fn due_scheduled(&self, now: i64) -> Result<(Vec<Uuid>, Option<i64>), StoreError>;
+    /// Starts a scheduled task's operation (nothing if it is no longer scheduled).
+    async fn start_scheduled(
+        &self,
+        id: Uuid,
+        online: &[Uuid],
+    ) -> Result<Option<(Uuid, Vec<Uuid>)>, HelpdeskError>;
+    /// Stops callbacks for every task of the request; returns how many tasks.
+    async fn close_request(
+        &self,
+        actor: &Actor,
+        request_ref: &str,
+        state: &str,
+    ) -> Result<u64, StoreError>;
+    /// An external endpoint manager's report: the task takes this status (a final task
+    /// refuses with `Finished`).
+    async fn set_task_status(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        status: TaskStatus,
+        reason: Option<&str>,
+    ) -> Result<Task, HelpdeskError>;
+
+    /// At most `limit` callbacks due now, at most one per task (its oldest pending).
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
+    /// When the next pending callback is due.
+    async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError>;
+    /// Records attempts (event id, attempt) in one transaction and moves their events on.
+    async fn record_attempts(&self, attempts: &[(String, AttemptRecord)])
+    -> Result<(), StoreError>;
+    async fn deliveries(&self, task: Uuid) -> Result<Vec<Delivery>, StoreError>;
+    /// Queues the delivery again, now (its `webhook-id` unchanged).
+    async fn redeliver(
+        &self,
+        actor: &Actor,
+        task: Uuid,
+        event_id: &str,
+    ) -> Result<Redelivered, HelpdeskError>;
+
+    /// The directory: domains with their workstation and user counts.
+    async fn catalog_domains(&self) -> Result<Vec<CatalogDomain>, StoreError>;
+    async fn catalog_workstations(
+        &self,
+        domain: Option<&str>,
+        query: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<CatalogWorkstation>, StoreError>;
+    async fn catalog_users(
+        &self,
+        domain: Option<&str>,
+        query: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<CatalogUser>, StoreError>;
+    /// Enabled devices by hostname (case-insensitive) or ID string.
+    async fn resolve_workstation(&self, name: &str) -> Result<Vec<Uuid>, StoreError>;
+    /// Enabled devices the user (`DOMAIN\name`) is reported logged on to.
+    async fn resolve_user(&self, user: &str) -> Result<Vec<Uuid>, StoreError>;
+}
+
+/// A delivery state's name in the database.
+pub fn delivery_state_str(s: DeliveryState) -> &'static str {
+    match s {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Failed => "failed",
+        DeliveryState::Stopped => "stopped",
+    }
+}
+
+pub fn parse_delivery_state(s: &str) -> Option<DeliveryState> {
+    [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+        DeliveryState::Stopped,
+    ]
+    .into_iter()
+    .find(|d| delivery_state_str(*d) == s)
+}
