@@ -39,6 +39,19 @@ if ! have wixl || ! have x86_64-w64-mingw32-windres; then
     || echo "wixl/mingw-w64 could not be installed; the tests that need them will say they were skipped"
 fi
 
+# Python test tools from PyPI, in a virtualenv under target/: the Standard Webhooks reference
+# verifier the fake helpdesk checks every callback with, and aiosmtpd, a real SMTP server.
+VENV=target/test-venv
+if ! "$VENV/bin/python" -c "import standardwebhooks, aiosmtpd" >/dev/null 2>&1; then
+  echo "== installing Python test tools (standardwebhooks, aiosmtpd)"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q standardwebhooks==1.1.0 aiosmtpd==1.4.6
+fi
+export FERRY_TEST_PYTHON="$PWD/$VENV/bin/python"
+
 # PostgreSQL and NATS (JetStream) on 127.0.0.1, for the cluster-mode tests. Start them if down;
 # a machine without them still runs every single-node test.
 if have pg_ctlcluster && [ -d /etc/postgresql ]; then

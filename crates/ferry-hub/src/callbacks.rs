@@ -377,9 +377,11 @@ pub async fn run(state: AppState) {
                     });
                 }
                 match state.store.next_delivery_at().await {
-                    // Something due now is in flight: its receipt wakes the loop.
                     Ok(Some(next)) if next > now => wait_ms = next - now,
-                    Ok(_) => {}
+                    // Due now, and so in flight (or just queued): a receipt or the next
+                    // queued change wakes the loop; the second is a safety net.
+                    Ok(Some(_)) => wait_ms = 1000,
+                    Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "reading the callback outbox failed"),
                 }
             }

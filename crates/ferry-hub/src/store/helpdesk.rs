@@ -234,7 +234,7 @@ pub trait HelpdeskStore {
 
     /// At most `limit` callbacks due now, at most one per task (its oldest pending).
     async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
-    /// When the next pending callback is due.
+    /// When the next pending callback is due (each task's oldest pending only).
     async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError>;
     /// Records attempts (event id, attempt) in one transaction and moves their events on.
     async fn record_attempts(&self, attempts: &[(String, AttemptRecord)])

@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod chaos_proxy;
+pub mod helpdesk;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

@@ -1015,8 +1015,11 @@ impl HelpdeskStore for SqliteStore {
     }
 
     async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
+        // Only each task's oldest pending event can be due; later ones wait behind it.
         Ok(sqlx::query_scalar(
-            "SELECT min(next_attempt_at) FROM task_events WHERE state = 'pending'",
+            "SELECT min(e.next_attempt_at) FROM task_events e WHERE e.state = 'pending' \
+             AND NOT EXISTS (SELECT 1 FROM task_events p WHERE p.task_id = e.task_id \
+             AND p.state = 'pending' AND p.seq < e.seq)",
         )
         .fetch_one(&self.read)
         .await?)
