@@ -93,6 +93,18 @@ pub enum Command {
     /// Client operations: policy, antivirus scans, scripts, installs, restarts.
     #[command(subcommand)]
     Ops(crate::commands::fleet::OpsCmd),
+    /// What a helpdesk may offer: software, scripts, and the directory of domains,
+    /// workstations and users.
+    Catalog(crate::commands::helpdesk::CatalogArgs),
+    /// The script library helpdesk tasks run from.
+    #[command(subcommand)]
+    Script(crate::commands::helpdesk::ScriptCmd),
+    /// Helpdesk integrations: callback prefixes and signing secrets.
+    #[command(subcommand)]
+    Integration(crate::commands::helpdesk::IntegrationCmd),
+    /// Tasks from service requests, their status and callbacks.
+    #[command(subcommand)]
+    Task(crate::commands::helpdesk::TaskCmd),
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),
@@ -279,6 +291,9 @@ pub enum BenchCmd {
     Abuse(crate::bench::abuse::AbuseArgs),
     /// One client operation to N connected agents, against agents polling every 10 s.
     Fanout(crate::bench::fanout::FanoutArgs),
+    /// Helpdesk task status callbacks: verified deliveries per second and commit-to-receipt
+    /// delay, healthy and with a receiver failing half its requests, against polling.
+    Callbacks(crate::bench::callbacks::CallbacksArgs),
     /// The fan-out benchmark's load process: many simulated agents in one process.
     #[command(hide = true)]
     Swarm(crate::bench::swarm::SwarmArgs),

@@ -2,6 +2,7 @@
 //! load process they start. Each prints a table and, with `--json`, one JSON object.
 
 pub mod abuse;
+pub mod callbacks;
 pub mod dispatch;
 pub mod fanout;
 pub mod swarm;

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod connectors;
 pub mod fleet;
+pub mod helpdesk;
 pub mod hub;
 pub mod identity;
 pub mod jobs;
@@ -48,6 +49,10 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Collection(cmd) => fleet::collections(cmd).await,
         Command::Deployment(cmd) => fleet::deployments(cmd).await,
         Command::Ops(cmd) => fleet::ops(cmd).await,
+        Command::Catalog(args) => helpdesk::catalog(args).await,
+        Command::Script(cmd) => helpdesk::script(cmd).await,
+        Command::Integration(cmd) => helpdesk::integration(cmd).await,
+        Command::Task(cmd) => helpdesk::task(cmd).await,
         Command::Technician(cmd) => identity::technician(cmd).await,
         Command::Me { hub } => identity::me(&hub).await,
         Command::Audit(args) => identity::audit(args).await,
@@ -69,6 +74,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCmd::Dispatch(args)) => crate::bench::dispatch::dispatch(args).await,
         Command::Bench(BenchCmd::Transfer(args)) => crate::bench::transfer::run(args).await,
         Command::Bench(BenchCmd::Fanout(args)) => crate::bench::fanout::run(args).await,
+        Command::Bench(BenchCmd::Callbacks(args)) => crate::bench::callbacks::run(args).await,
         Command::Bench(BenchCmd::Abuse(args)) => crate::bench::abuse::abuse(args).await,
         Command::Bench(BenchCmd::Swarm(args)) => crate::bench::swarm::run(args).await,
         Command::Bench(BenchCmd::Sccm(_)) | Command::Sccm(_) => {
