@@ -2,9 +2,13 @@
 //! to its task's callback URL signed as Standard Webhooks asks, and records every attempt.
 //!
 //! Ordering: only a task's oldest pending event is ever due (the store's rule), and a task
-//! with an attempt in flight is skipped until that attempt is recorded, so a task's changes
-//! arrive in sequence. Attempts are recorded in batches by one recorder (one transaction for
-//! many receipts), and a task leaves the in-flight set only once its attempt is committed.
+//! with an attempt in flight is skipped by the main loop, so a task's changes arrive in
+//! sequence. Once an event is acknowledged, the same worker goes on at once with the task's
+//! next due event (a chain), without waiting for the acknowledgement to be recorded: attempts
+//! are recorded in batches by one recorder (one transaction for many receipts), and a task
+//! leaves the in-flight set only when its chain ended and the chain's last attempt is
+//! committed. A hub killed mid-chain sends the unrecorded events again after its restart,
+//! under the same `webhook-id`s.
 //!
 //! Exactly once: the `webhook-id` is the event's id and never changes. An attempt whose
 //! answer was lost (a timeout, a hub killed mid-request) is repeated with the same id, which
@@ -46,7 +50,14 @@ const MAX_RETRY_AFTER_SECS: u64 = 6 * 3600;
 pub struct Outbox {
     /// Something was queued (or redelivered): look now.
     pub wake: Notify,
+    /// Per integration: its live keys and client, read again after [`KEYS_TTL`].
     clients: Mutex<HashMap<uuid::Uuid, (Instant, Arc<Receiver>)>>,
+    /// HTTP clients by what they are built from (building one reads the platform's roots:
+    /// milliseconds of CPU, so never once per delivery).
+    http: Mutex<HashMap<(bool, Option<Vec<u8>>), reqwest::Client>>,
+    /// One refresh at a time: a burst of deliveries must not rebuild the same client in
+    /// parallel.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl Outbox {
@@ -208,8 +219,23 @@ impl AppState {
             let secret = String::from_utf8(secret).map_err(|_| "signing secret is not UTF-8")?;
             secrets.push(webhooks::secret_key(&secret).ok_or("malformed signing secret")?);
         }
+        let fingerprint = (
+            keys.allow_private,
+            keys.ca_pem
+                .as_deref()
+                .map(|p| <sha2::Sha256 as sha2::Digest>::digest(p.as_bytes()).to_vec()),
+        );
+        let cached = lock(&self.outbox.http).get(&fingerprint).cloned();
+        let http = match cached {
+            Some(h) => h,
+            None => {
+                let h = receiver_client(keys.allow_private, keys.ca_pem.as_deref())?;
+                lock(&self.outbox.http).insert(fingerprint, h.clone());
+                h
+            }
+        };
         Ok(Arc::new(Receiver {
-            http: receiver_client(keys.allow_private, keys.ca_pem.as_deref())?,
+            http,
             allow_http: keys.allow_http,
             allow_private: keys.allow_private,
             keys: secrets,
@@ -217,10 +243,18 @@ impl AppState {
     }
 
     async fn receiver_for(&self, integration: uuid::Uuid) -> Result<Arc<Receiver>, String> {
-        if let Some((at, r)) = lock(&self.outbox.clients).get(&integration)
-            && at.elapsed() < KEYS_TTL
-        {
-            return Ok(r.clone());
+        let fresh = || {
+            lock(&self.outbox.clients)
+                .get(&integration)
+                .filter(|(at, _)| at.elapsed() < KEYS_TTL)
+                .map(|(_, r)| r.clone())
+        };
+        if let Some(r) = fresh() {
+            return Ok(r);
+        }
+        let _one = self.outbox.refresh.lock().await;
+        if let Some(r) = fresh() {
+            return Ok(r);
         }
         let keys = self
             .store
@@ -228,7 +262,7 @@ impl AppState {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the integration was deleted")?;
-        // Rotation grace ends: read again then, whatever the TTL says.
+        // An ended grace period drops the old key at the next read, within KEYS_TTL.
         let r = self.receiver(keys)?;
         lock(&self.outbox.clients).insert(integration, (Instant::now(), r.clone()));
         Ok(r)
@@ -352,14 +386,22 @@ fn describe(e: &reqwest::Error) -> String {
 /// Runs the worker until shutdown.
 pub async fn run(state: AppState) {
     let in_flight: Arc<Mutex<HashSet<uuid::Uuid>>> = Arc::default();
-    let (done_tx, done_rx) = mpsc::channel::<(DueDelivery, AttemptRecord)>(MAX_IN_FLIGHT * 2);
+    let (done_tx, done_rx) = mpsc::channel::<Done>(MAX_IN_FLIGHT * 2);
     let recorder = tokio::spawn(record(state.clone(), done_rx, in_flight.clone()));
     let mut shutdown = state.shutdown.clone();
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let now = now_ms();
         let mut wait_ms = 30_000i64;
-        match state.store.due_deliveries(now, MAX_IN_FLIGHT as u32).await {
+        let busy: Vec<uuid::Uuid> = lock(&in_flight).iter().copied().collect();
+        let room = sem.available_permits() as u32;
+        let due = if room == 0 {
+            // Every permit is taken: a finishing chain wakes the loop.
+            Ok(Vec::new())
+        } else {
+            state.store.due_deliveries(now, &busy, room).await
+        };
+        match due {
             Ok(due) => {
                 for d in due {
                     if !lock(&in_flight).insert(d.task_id) {
@@ -371,16 +413,42 @@ pub async fn run(state: AppState) {
                     let state = state.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let record = deliver(&state, &d).await;
-                        drop(permit);
-                        let _ = done.send((d, record)).await;
+                        let mut permit = Some(permit);
+                        let mut current = d;
+                        loop {
+                            let record = deliver(&state, &current).await;
+                            let next = match record.next {
+                                AttemptNext::Delivered => state
+                                    .store
+                                    .next_in_line(current.task_id, current.seq, now_ms())
+                                    .await
+                                    .ok()
+                                    .flatten(),
+                                _ => None,
+                            };
+                            let release = next.is_none();
+                            if release {
+                                // Before the recorder wakes the loop: it must find room.
+                                drop(permit.take());
+                            }
+                            let _ = done
+                                .send(Done {
+                                    delivery: current,
+                                    record,
+                                    release,
+                                })
+                                .await;
+                            match next {
+                                Some(n) => current = n,
+                                None => break,
+                            }
+                        }
                     });
                 }
-                match state.store.next_delivery_at().await {
-                    Ok(Some(next)) if next > now => wait_ms = next - now,
-                    // Due now, and so in flight (or just queued): a receipt or the next
-                    // queued change wakes the loop; the second is a safety net.
-                    Ok(Some(_)) => wait_ms = 1000,
+                // What is due now is in flight or was just taken: a receipt or a new change
+                // wakes the loop. Otherwise sleep until the next retry.
+                match state.store.next_delivery_at(now).await {
+                    Ok(Some(next)) => wait_ms = next - now,
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "reading the callback outbox failed"),
                 }
@@ -439,30 +507,30 @@ async fn deliver(state: &AppState, d: &DueDelivery) -> AttemptRecord {
     }
 }
 
-/// Commits attempts in batches; a task leaves the in-flight set once its attempt is stored.
+/// One attempt, for the recorder; `release` ends the task's chain.
+struct Done {
+    delivery: DueDelivery,
+    record: AttemptRecord,
+    release: bool,
+}
+
+/// Commits attempts in batches; a task leaves the in-flight set once its chain's last attempt
+/// is stored.
 async fn record(
     state: AppState,
-    mut rx: mpsc::Receiver<(DueDelivery, AttemptRecord)>,
+    mut rx: mpsc::Receiver<Done>,
     in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
 ) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<Done> = Vec::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut released = Vec::new();
         let records: Vec<(String, AttemptRecord)> = batch
-            .iter_mut()
-            .map(|(d, r)| {
-                (
-                    d.event_id.clone(),
-                    std::mem::replace(
-                        r,
-                        AttemptRecord {
-                            at: 0,
-                            status_code: None,
-                            latency_ms: 0,
-                            error: None,
-                            next: AttemptNext::Failed,
-                        },
-                    ),
-                )
+            .drain(..)
+            .map(|d| {
+                if d.release {
+                    released.push(d.delivery.task_id);
+                }
+                (d.delivery.event_id, d.record)
             })
             .collect();
         loop {
@@ -488,11 +556,10 @@ async fn record(
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
         {
             let mut f = lock(&in_flight);
-            for (d, _) in &batch {
-                f.remove(&d.task_id);
+            for task in &released {
+                f.remove(task);
             }
         }
-        batch.clear();
         state.outbox.wake.notify_one();
     }
 }

@@ -102,6 +102,31 @@ pub struct HubConfig {
     /// approves it (`ferry device approve`), so a device cannot talk its way into a rule
     /// collection; `trust` applies it at once.
     pub inventory_changes: InventoryChanges,
+    /// The SMTP server notification e-mails go through (none: e-mail rules are refused).
+    pub smtp_server: Option<String>,
+    /// Its port (default: 587 with `starttls`, 465 with `tls`, 25 with `none`).
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default: the connection must upgrade, or nothing is sent), `tls`
+    /// (implicit TLS from the first byte) or `none` (plain; only for a relay on this host).
+    pub smtp_security: SmtpSecurity,
+    /// The account to authenticate as (after TLS), with the password in `smtp_password_file`.
+    pub smtp_username: Option<String>,
+    /// A file holding the SMTP password (so that it is in neither the config nor the
+    /// environment); read at start.
+    pub smtp_password_file: Option<PathBuf>,
+    /// The sender address of notification e-mails.
+    pub smtp_from: Option<String>,
+    /// A private CA (PEM) to trust for the SMTP server's certificate, instead of the platform's.
+    pub smtp_ca_cert: Option<PathBuf>,
+}
+
+/// See [`HubConfig::smtp_security`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
 }
 
 /// See [`HubConfig::inventory_changes`].
@@ -163,6 +188,13 @@ impl Default for HubConfig {
             max_open_upload_bytes: 100 * 1024 * 1024 * 1024,
             upload_idle_hours: 24,
             inventory_changes: InventoryChanges::Approve,
+            smtp_server: None,
+            smtp_port: None,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_username: None,
+            smtp_password_file: None,
+            smtp_from: None,
+            smtp_ca_cert: None,
         }
     }
 }
@@ -244,6 +276,14 @@ impl HubConfig {
         if !(5..=600).contains(&self.agent_ping_secs) {
             return bad("agent_ping_secs must be between 5 and 600");
         }
+        if self.smtp_server.is_some() {
+            if !self.smtp_from.as_deref().is_some_and(|f| f.contains('@')) {
+                return bad("smtp_from (an e-mail address) is needed with smtp_server");
+            }
+            if self.smtp_username.is_some() != self.smtp_password_file.is_some() {
+                return bad("smtp_username and smtp_password_file go together");
+            }
+        }
         if self.callback_retry_secs.len() > 100
             || self
                 .callback_retry_secs
@@ -310,7 +350,17 @@ fn known_keys() -> Vec<String> {
             .into_iter()
             .chain(
                 // Optional fields are absent from the serialised default.
-                ["tls_cert", "tls_key"].map(str::to_owned),
+                [
+                    "tls_cert",
+                    "tls_key",
+                    "smtp_server",
+                    "smtp_port",
+                    "smtp_username",
+                    "smtp_password_file",
+                    "smtp_from",
+                    "smtp_ca_cert",
+                ]
+                .map(str::to_owned),
             )
             .collect(),
         Err(_) => Vec::new(),
@@ -322,6 +372,13 @@ fn known_keys() -> Vec<String> {
 fn env_value(raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    // A list, as TOML writes it: `FERRY_CALLBACK_RETRY_SECS=[5, 30, 120]`.
+    if raw.trim_start().starts_with('[')
+        && let Ok(mut t) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = t.remove("v")
+    {
+        return v;
     }
     match raw {
         "true" => toml::Value::Boolean(true),

@@ -109,6 +109,8 @@ error_codes! {
     TooManyKeys = "too_many_keys",
     /// The idempotency key was used before for a different task request.
     IdempotencyKeyReused = "idempotency_key_reused",
+    /// A technician has as many notification rules as allowed; delete one first.
+    TooManyRules = "too_many_rules",
     /// The script was retired; use its newest version.
     ScriptRetired = "script_retired",
     /// The task has finished; it can no longer change.

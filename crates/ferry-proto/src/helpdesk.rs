@@ -575,6 +575,66 @@ pub struct Redelivered {
     pub state: DeliveryState,
 }
 
+// ----- notification rules -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationChannel {
+    /// POST the same signed event a callback carries.
+    Webhook,
+    /// An e-mail through the hub's SMTP server.
+    Email,
+}
+
+/// Which changes of a technician's tasks notify.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    #[default]
+    All,
+    /// `failed`, `partially_succeeded` and `expired` only.
+    Failures,
+}
+
+/// `POST /api/v1/technicians/{id}/notifications`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNotificationRule {
+    pub channel: NotificationChannel,
+    /// The webhook's URL, or the e-mail address.
+    pub target: String,
+    #[serde(default)]
+    pub on: NotifyOn,
+    /// Webhook over plain HTTP (administrators only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Webhook to loopback, private or link-local addresses (administrators only).
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRule {
+    pub id: Uuid,
+    pub technician_id: Uuid,
+    pub channel: NotificationChannel,
+    pub target: String,
+    pub on: NotifyOn,
+    pub allow_http: bool,
+    pub allow_private: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// The answer to creating a rule: a webhook's signing secret is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedNotificationRule {
+    #[serde(flatten)]
+    pub rule: NotificationRule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,6 +65,7 @@ CREATE TABLE tasks (
     op_id              TEXT UNIQUE REFERENCES ops (id),
     seq                INTEGER NOT NULL DEFAULT 0,  -- status changes so far
     created_by         TEXT NOT NULL,
+    owner_id           TEXT,                    -- the technician who created it (notifications)
     created_at         INTEGER NOT NULL,
     updated_at         INTEGER NOT NULL,
     UNIQUE (idem_owner, idem_key)
@@ -97,3 +98,30 @@ CREATE TABLE delivery_attempts (
     error        TEXT
 );
 CREATE INDEX delivery_attempts_event ON delivery_attempts (event_id, at);
+
+-- Per-technician notification rules, and their outbox (written with the status change).
+CREATE TABLE notification_rules (
+    id              TEXT PRIMARY KEY,
+    technician_id   TEXT NOT NULL REFERENCES technicians (id),
+    channel         TEXT NOT NULL,             -- webhook | email
+    target          TEXT NOT NULL,             -- URL or address
+    failures_only   INTEGER NOT NULL,
+    allow_http      INTEGER NOT NULL,
+    allow_private   INTEGER NOT NULL,
+    secret_sealed   BLOB,                      -- webhook: its signing secret, sealed
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX notification_rules_technician ON notification_rules (technician_id);
+
+CREATE TABLE notifications (
+    id               TEXT PRIMARY KEY,         -- the webhook-id
+    rule_id          TEXT NOT NULL REFERENCES notification_rules (id) ON DELETE CASCADE,
+    task_id          TEXT NOT NULL REFERENCES tasks (id),
+    body             TEXT NOT NULL,            -- the CallbackEvent
+    created_at       INTEGER NOT NULL,
+    state            TEXT NOT NULL,            -- pending | delivered | failed
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER,
+    last_error       TEXT
+);
+CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state = 'pending';

@@ -62,6 +62,7 @@ impl From<HelpdeskError> for Error {
                 Error::conflict(ErrorCode::IdempotencyKeyReused, e.to_string())
             }
             HelpdeskError::Finished(_) => Error::conflict(ErrorCode::TaskFinished, e.to_string()),
+            HelpdeskError::TooMany(..) => Error::conflict(ErrorCode::TooManyRules, e.to_string()),
             HelpdeskError::Op(op) => op.into(),
             HelpdeskError::Store(s) => s.into(),
         }
@@ -515,6 +516,7 @@ impl AppState {
             run_as_sealed: None,
             callback_url: new.callback_url,
             scheduled_for,
+            owner_id: Some(technician),
         };
         let online = self.agents.online_devices();
         let created = self.store.create_task(actor, &insert, &online).await?;

@@ -9,7 +9,8 @@
 use async_trait::async_trait;
 use ferry_proto::helpdesk::{
     CatalogDomain, CatalogUser, CatalogWorkstation, Delivery, DeliveryState, Integration,
-    Redelivered, Script, ScriptParameter, Task, TaskAction, TaskStatus,
+    NotificationChannel, NotificationRule, NotifyOn, Redelivered, Script, ScriptParameter, Task,
+    TaskAction, TaskStatus,
 };
 use ferry_proto::ops::{OnInterrupt, OpSpec};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub enum HelpdeskError {
     KeyReused(Uuid),
     #[error("the task has finished ({0})")]
     Finished(&'static str),
+    #[error("at most {1} {0}")]
+    TooMany(&'static str, u64),
     #[error(transparent)]
     Op(#[from] super::OpError),
     #[error(transparent)]
@@ -114,6 +117,32 @@ pub struct TaskInsert {
     pub callback_url: Option<String>,
     /// Start at this time (ms) instead of now.
     pub scheduled_for: Option<i64>,
+    /// The technician who created it: their notification rules apply.
+    pub owner_id: Option<Uuid>,
+}
+
+pub struct RuleInsert {
+    pub id: Uuid,
+    pub technician_id: Uuid,
+    pub channel: NotificationChannel,
+    pub target: String,
+    pub on: NotifyOn,
+    pub allow_http: bool,
+    pub allow_private: bool,
+    pub secret_sealed: Option<Vec<u8>>,
+}
+
+/// One notification due for an attempt, with its rule.
+#[derive(Debug, Clone)]
+pub struct DueNotification {
+    pub id: String,
+    pub body: String,
+    pub attempts: u32,
+    pub channel: NotificationChannel,
+    pub target: String,
+    pub allow_http: bool,
+    pub allow_private: bool,
+    pub secret_sealed: Option<Vec<u8>>,
 }
 
 /// The result of creating a task.
@@ -130,6 +159,7 @@ pub struct TaskCreated {
 pub struct DueDelivery {
     pub event_id: String,
     pub task_id: Uuid,
+    pub seq: i64,
     pub body: String,
     pub attempts: u32,
     pub created_at: i64,
@@ -232,10 +262,25 @@ pub trait HelpdeskStore {
         reason: Option<&str>,
     ) -> Result<Task, HelpdeskError>;
 
-    /// At most `limit` callbacks due now, at most one per task (its oldest pending).
-    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError>;
-    /// When the next pending callback is due (each task's oldest pending only).
-    async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError>;
+    /// At most `limit` callbacks due now, at most one per task (its oldest pending), leaving
+    /// out the tasks in `busy` (those the worker has an attempt in flight for).
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        busy: &[Uuid],
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// The task's next pending callback after `seq`, if it is due by `now` (the worker goes on
+    /// with it as soon as `seq` was acknowledged, before that is recorded).
+    async fn next_in_line(
+        &self,
+        task: Uuid,
+        seq: i64,
+        now: i64,
+    ) -> Result<Option<DueDelivery>, StoreError>;
+    /// When the next pending callback due after `now` is (a retry's time). A task's blocked
+    /// events wait behind its oldest, which is either due later (counted here) or in flight.
+    async fn next_delivery_at(&self, now: i64) -> Result<Option<i64>, StoreError>;
     /// Records attempts (event id, attempt) in one transaction and moves their events on.
     async fn record_attempts(&self, attempts: &[(String, AttemptRecord)])
     -> Result<(), StoreError>;
@@ -247,6 +292,35 @@ pub trait HelpdeskStore {
         task: Uuid,
         event_id: &str,
     ) -> Result<Redelivered, HelpdeskError>;
+
+    async fn create_notification_rule(
+        &self,
+        actor: &Actor,
+        rule: &RuleInsert,
+    ) -> Result<NotificationRule, HelpdeskError>;
+    async fn notification_rules(
+        &self,
+        technician: Uuid,
+    ) -> Result<Vec<NotificationRule>, StoreError>;
+    async fn delete_notification_rule(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        id: Uuid,
+    ) -> Result<(), HelpdeskError>;
+    /// At most `limit` notifications due now.
+    async fn due_notifications(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError>;
+    async fn next_notification_at(&self) -> Result<Option<i64>, StoreError>;
+    async fn record_notification(
+        &self,
+        id: &str,
+        next: &AttemptNext,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// The directory: domains with their workstation and user counts.
     async fn catalog_domains(&self) -> Result<Vec<CatalogDomain>, StoreError>;

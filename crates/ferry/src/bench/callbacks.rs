@@ -4,11 +4,14 @@
 //! A hub process; in this process, D simulated devices (the real agent session code with a
 //! runner that works `--work-ms` and succeeds, so each task goes queued → in progress →
 //! succeeded) and a receiver that verifies every callback as Standard Webhooks asks and notes
-//! when it arrived. Reported, for a healthy receiver and for one failing every other request:
-//! verified deliveries per second, and the time from each status's commit (the event's own
-//! `timestamp`) to its verified receipt. The baseline, measured in the same run, is a helpdesk
-//! that learns statuses by polling the task list every `--baseline-interval` seconds, the way
-//! integrations without callbacks synchronise.
+//! when it arrived. Each phase first creates N tasks while the devices are offline (the
+//! `queued` callbacks flow while tasks are being created: creation-bound), then connects the
+//! devices, so that 2N changes (`in_progress`, `succeeded`) are committed and delivered in one
+//! burst: that burst measures the callback pipeline. Reported, for a healthy receiver and for
+//! one failing every other request: verified deliveries per second, and the time from each
+//! status's commit (the event's own `timestamp`) to its verified receipt. The baseline,
+//! measured in the same run, is a helpdesk that learns statuses by polling the task list every
+//! `--baseline-interval` seconds, the way integrations without callbacks synchronise.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -68,14 +71,23 @@ pub struct CallbacksArgs {
 #[derive(Debug, Default, Serialize)]
 struct Phase {
     tasks: usize,
-    deliveries: usize,
+    /// Devices online, tasks created as fast as `--concurrency` clients go: every change of
+    /// every task delivered while the next tasks are being created.
+    steady_deliveries: usize,
+    steady_deliveries_per_sec: f64,
+    steady_commit_to_receipt_p50_ms: f64,
+    steady_commit_to_receipt_p99_ms: f64,
+    steady_commit_to_receipt_max_ms: f64,
+    /// Tasks created per second in the steady part.
+    created_per_sec: f64,
+    /// Devices offline while the tasks are created, then connected at once: `in_progress` and
+    /// `succeeded` of every task committed within moments, drained as fast as the pipeline goes.
+    burst_deliveries: usize,
+    burst_deliveries_per_sec: f64,
+    burst_commit_to_receipt_p50_ms: f64,
+    burst_commit_to_receipt_p99_ms: f64,
     /// Requests the receiver refused on purpose (the failing phase).
     refused: u64,
-    deliveries_per_sec: f64,
-    commit_to_receipt_p50_ms: f64,
-    commit_to_receipt_p99_ms: f64,
-    commit_to_receipt_max_ms: f64,
-    elapsed_secs: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -210,11 +222,13 @@ pub async fn run(args: CallbacksArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn measure(args: &CallbacksArgs, dir: &std::path::Path) -> anyhow::Result<Report> {
-    // Retries quick enough that the failing phase ends in seconds, not the default day.
+    // Retries quick enough that the failing phase ends in seconds, not the default day, and
+    // many enough that a receiver failing half its requests never exhausts them (30 failures
+    // in a row: one chance in a billion).
     let hub = start_hub_with(
         dir,
         &args.synchronous,
-        "callback_retry_secs = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]\nagent_admission_rate = 5000\n",
+        "callback_retry_secs = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]\nagent_admission_rate = 5000\n",
         None,
     )
     .await?;
@@ -259,36 +273,18 @@ async fn measure(args: &CallbacksArgs, dir: &std::path::Path) -> anyhow::Result<
             },
         )
         .await?;
-    let shutdown = CancellationToken::new();
-    let devices = start_devices(&hub, args, &shutdown).await?;
+    let fleet = Fleet::import(&hub, args).await?;
 
-    let healthy = phase(
-        &hub,
-        args,
-        &receiver,
-        &devices,
-        &script,
-        &integration,
-        "h",
-        args.tasks,
-    )
-    .await?;
+    let healthy = phase(&hub, args, &receiver, &fleet, &script, &integration, "h").await?;
     let healthy_final_p50 = healthy.1;
     receiver.fail_half.store(true, Ordering::Relaxed);
-    let failing = phase(
-        &hub,
-        args,
-        &receiver,
-        &devices,
-        &script,
-        &integration,
-        "f",
-        args.tasks,
-    )
-    .await?;
+    let failing = phase(&hub, args, &receiver, &fleet, &script, &integration, "f").await?;
     receiver.fail_half.store(false, Ordering::Relaxed);
     let (bp50, bp99) = if args.baseline_tasks > 0 {
-        polling_baseline(&hub, args, &devices, &script).await?
+        let online = fleet.connect(&hub).await?;
+        let r = polling_baseline(&hub, args, &fleet.ids, &script).await?;
+        online.cancel();
+        r
     } else {
         (0.0, 0.0)
     };
@@ -296,7 +292,6 @@ async fn measure(args: &CallbacksArgs, dir: &std::path::Path) -> anyhow::Result<
     if bad > 0 {
         bail!("{bad} callbacks did not verify");
     }
-    shutdown.cancel();
     server.abort();
     hub.stop();
     Ok(Report {
@@ -318,53 +313,73 @@ async fn measure(args: &CallbacksArgs, dir: &std::path::Path) -> anyhow::Result<
     })
 }
 
-/// Imports D devices and connects each through the real agent session code.
-async fn start_devices(
-    hub: &Hub,
-    args: &CallbacksArgs,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = (0..args.devices).map(|_| Uuid::new_v4()).collect();
-    let imported: Vec<ImportedDevice> = hub
-        .client
-        .post(
-            "/api/v1/devices/import",
-            &ImportDevices {
-                devices: ids.iter().map(|d| simulated_inventory(*d)).collect(),
-            },
-        )
-        .await?;
-    let config = AgentConfig::new(&hub.url);
-    let http = ferry_client::http_client(&config.client_config(None))?;
-    let ws = WsTarget::new(&hub.url, tls_config(None)?, None)?;
-    let runner: Arc<dyn OpRunner> = Arc::new(WorkRunner(Duration::from_millis(args.work_ms)));
-    let mut devices = Vec::new();
-    for (d, seed) in imported.iter().zip(&ids) {
-        let ctx = AgentCtx::new(
-            d.token.clone(),
-            HubHttp::with_http(http.clone(), &hub.url, Some(&d.token))?,
-            Some(ws.clone()),
-            TransportChoice::Websocket,
-            simulated_inventory(*seed),
-            Journal::memory(),
-            runner.clone(),
-        )?;
-        tokio::spawn(session::run(Arc::new(ctx), shutdown.clone()));
-        devices.push(d.device_id);
+/// The simulated devices: imported once, connected for each burst through the real agent
+/// session code, disconnected in between.
+struct Fleet {
+    ids: Vec<Uuid>,
+    tokens: Vec<(String, Uuid)>,
+    work: Duration,
+}
+
+impl Fleet {
+    async fn import(hub: &Hub, args: &CallbacksArgs) -> anyhow::Result<Fleet> {
+        let seeds: Vec<Uuid> = (0..args.devices).map(|_| Uuid::new_v4()).collect();
+        let imported: Vec<ImportedDevice> = hub
+            .client
+            .post(
+                "/api/v1/devices/import",
+                &ImportDevices {
+                    devices: seeds.iter().map(|d| simulated_inventory(*d)).collect(),
+                },
+            )
+            .await?;
+        Ok(Fleet {
+            ids: imported.iter().map(|d| d.device_id).collect(),
+            tokens: imported
+                .iter()
+                .zip(&seeds)
+                .map(|(d, s)| (d.token.clone(), *s))
+                .collect(),
+            work: Duration::from_millis(args.work_ms),
+        })
     }
-    // Every device online.
-    let started = Instant::now();
-    loop {
-        let list: Vec<ferry_proto::ops::Device> = hub.client.get("/api/v1/devices").await?;
-        if list.iter().filter(|d| d.online).count() >= devices.len() {
-            break;
+
+    /// Connects every device; cancelling the returned token disconnects them.
+    async fn connect(&self, hub: &Hub) -> anyhow::Result<CancellationToken> {
+        let shutdown = CancellationToken::new();
+        let config = AgentConfig::new(&hub.url);
+        let http = ferry_client::http_client(&config.client_config(None))?;
+        let ws = WsTarget::new(&hub.url, tls_config(None)?, None)?;
+        let runner: Arc<dyn OpRunner> = Arc::new(WorkRunner(self.work));
+        for (token, seed) in &self.tokens {
+            let ctx = AgentCtx::new(
+                token.clone(),
+                HubHttp::with_http(http.clone(), &hub.url, Some(token))?,
+                Some(ws.clone()),
+                TransportChoice::Websocket,
+                simulated_inventory(*seed),
+                Journal::memory(),
+                runner.clone(),
+            )?;
+            tokio::spawn(session::run(Arc::new(ctx), shutdown.clone()));
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the simulated devices did not all connect within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.wait_online(hub, self.ids.len()).await?;
+        Ok(shutdown)
     }
-    Ok(devices)
+
+    async fn wait_online(&self, hub: &Hub, want: usize) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let list: Vec<ferry_proto::ops::Device> = hub.client.get("/api/v1/devices").await?;
+            if list.iter().filter(|d| d.online).count() == want {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the simulated devices did not reach {want} online within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 fn new_task(
@@ -394,25 +409,16 @@ fn new_task(
     }
 }
 
-/// Creates `n` tasks at `--concurrency` and waits for every final status to be received.
-/// Returns the phase and the p50 delay of final statuses.
-#[allow(clippy::too_many_arguments)]
-async fn phase(
+/// Creates `n` tasks named `{prefix}-{i}` at `--concurrency`; returns the seconds it took.
+async fn create_tasks(
     hub: &Hub,
     args: &CallbacksArgs,
-    receiver: &Arc<Receiver>,
-    devices: &[Uuid],
+    fleet: &Fleet,
     script: &Script,
     integration: &IntegrationSecret,
     prefix: &str,
-    n: usize,
-) -> anyhow::Result<(Phase, f64)> {
-    receiver
-        .receipts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    receiver.refused.store(0, Ordering::Relaxed);
+) -> anyhow::Result<f64> {
+    let n = args.tasks;
     let cb_prefix = integration.integration.callback_prefixes[0].clone();
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -424,7 +430,7 @@ async fn phase(
             script.clone(),
             integration.clone(),
             cb_prefix.clone(),
-            devices.to_vec(),
+            fleet.ids.clone(),
             prefix.to_owned(),
         );
         creators.push(tokio::spawn(async move {
@@ -449,6 +455,109 @@ async fn phase(
     for c in creators {
         c.await??;
     }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// (count, per second since `start`, p50, p99, max) of the receipts from index `first`.
+fn stats(receiver: &Receiver, first: usize, start: Instant) -> (usize, f64, f64, f64, f64) {
+    let receipts = receiver.receipts.lock().unwrap_or_else(|p| p.into_inner());
+    let part = &receipts[first.min(receipts.len())..];
+    let last = part.iter().map(|r| r.at).max().unwrap_or(start);
+    let elapsed = last.duration_since(start).as_secs_f64();
+    let mut lat: Vec<f64> = part.iter().map(|r| r.latency_ms).collect();
+    lat.sort_by(f64::total_cmp);
+    (
+        part.len(),
+        part.len() as f64 / elapsed.max(1e-9),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0),
+    )
+}
+
+/// The steady part, then the burst (see [`Phase`]). Returns the phase and the steady part's
+/// p50 delay of final statuses.
+async fn phase(
+    hub: &Hub,
+    args: &CallbacksArgs,
+    receiver: &Arc<Receiver>,
+    fleet: &Fleet,
+    script: &Script,
+    integration: &IntegrationSecret,
+    prefix: &str,
+) -> anyhow::Result<(Phase, f64)> {
+    let n = args.tasks;
+    receiver
+        .receipts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    receiver.refused.store(0, Ordering::Relaxed);
+
+    // Steady: devices online while tasks are created.
+    let online = fleet.connect(hub).await?;
+    let start = Instant::now();
+    let created =
+        create_tasks(hub, args, fleet, script, integration, &format!("{prefix}s")).await?;
+    wait_receipts(receiver, n, |r| r.final_status).await?;
+    online.cancel();
+    fleet.wait_online(hub, 0).await?;
+    let steady = stats(receiver, 0, start);
+    let finals = sorted(receiver, |r| r.final_status);
+
+    // Burst: tasks created offline, devices connected at once.
+    create_tasks(hub, args, fleet, script, integration, &format!("{prefix}b")).await?;
+    wait_receipts(receiver, 2 * n, |r| !r.final_status).await?;
+    let first = receiver
+        .receipts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
+    let burst_start = Instant::now();
+    let online = fleet.connect(hub).await?;
+    wait_receipts(receiver, 2 * n, |r| r.final_status).await?;
+    online.cancel();
+    fleet.wait_online(hub, 0).await?;
+    let burst = stats(receiver, first, burst_start);
+    Ok((
+        Phase {
+            tasks: n,
+            steady_deliveries: steady.0,
+            steady_deliveries_per_sec: steady.1,
+            steady_commit_to_receipt_p50_ms: steady.2,
+            steady_commit_to_receipt_p99_ms: steady.3,
+            steady_commit_to_receipt_max_ms: steady.4,
+            created_per_sec: n as f64 / created.max(1e-9),
+            burst_deliveries: burst.0,
+            burst_deliveries_per_sec: burst.1,
+            burst_commit_to_receipt_p50_ms: burst.2,
+            burst_commit_to_receipt_p99_ms: burst.3,
+            refused: receiver.refused.load(Ordering::Relaxed),
+        },
+        percentile(&finals, 0.50),
+    ))
+}
+
+/// Sorted latencies of the receipts so far that `pred` selects.
+fn sorted(receiver: &Receiver, pred: impl Fn(&Receipt) -> bool) -> Vec<f64> {
+    let mut v: Vec<f64> = receiver
+        .receipts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|r| pred(r))
+        .map(|r| r.latency_ms)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// Waits until `n` distinct tasks have a receipt that `pred` selects.
+async fn wait_receipts(
+    receiver: &Receiver,
+    n: usize,
+    pred: impl Fn(&Receipt) -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let done: HashSet<Uuid> = receiver
@@ -456,44 +565,20 @@ async fn phase(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|r| r.final_status)
+            .filter(|r| pred(r))
             .map(|r| r.task)
             .collect();
         if done.len() >= n {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "only {} of {n} tasks had their final status delivered in 10 minutes",
+                "only {} of {n} tasks were heard of in 10 minutes",
                 done.len()
             );
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let receipts = receiver.receipts.lock().unwrap_or_else(|p| p.into_inner());
-    let last = receipts.iter().map(|r| r.at).max().unwrap_or(started);
-    let elapsed = last.duration_since(started).as_secs_f64();
-    let mut lat: Vec<f64> = receipts.iter().map(|r| r.latency_ms).collect();
-    lat.sort_by(f64::total_cmp);
-    let mut finals: Vec<f64> = receipts
-        .iter()
-        .filter(|r| r.final_status)
-        .map(|r| r.latency_ms)
-        .collect();
-    finals.sort_by(f64::total_cmp);
-    Ok((
-        Phase {
-            tasks: n,
-            deliveries: receipts.len(),
-            refused: receiver.refused.load(Ordering::Relaxed),
-            deliveries_per_sec: receipts.len() as f64 / elapsed.max(1e-9),
-            commit_to_receipt_p50_ms: percentile(&lat, 0.50),
-            commit_to_receipt_p99_ms: percentile(&lat, 0.99),
-            commit_to_receipt_max_ms: lat.last().copied().unwrap_or(0.0),
-            elapsed_secs: elapsed,
-        },
-        percentile(&finals, 0.50),
-    ))
 }
 
 /// A helpdesk without callbacks: it lists tasks every `--baseline-interval` seconds and
@@ -540,14 +625,22 @@ fn print_report(r: &Report) {
         ("receiver failing half", &r.failing_half),
     ] {
         println!(
-            "  {name:<22} {} tasks, {} verified deliveries in {:.2} s = {:.0}/s; commit → receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; refused on purpose {}",
+            "  {name:<22} steady: {} tasks created at {:.0}/s, {} verified deliveries at {:.0}/s; commit → receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             p.tasks,
-            p.deliveries,
-            p.elapsed_secs,
-            p.deliveries_per_sec,
-            p.commit_to_receipt_p50_ms,
-            p.commit_to_receipt_p99_ms,
-            p.commit_to_receipt_max_ms,
+            p.created_per_sec,
+            p.steady_deliveries,
+            p.steady_deliveries_per_sec,
+            p.steady_commit_to_receipt_p50_ms,
+            p.steady_commit_to_receipt_p99_ms,
+            p.steady_commit_to_receipt_max_ms,
+        );
+        println!(
+            "  {:<22} burst:  {} verified deliveries at {:.0}/s; commit → receipt p50 {:.1} ms, p99 {:.1} ms; refused on purpose {}",
+            "",
+            p.burst_deliveries,
+            p.burst_deliveries_per_sec,
+            p.burst_commit_to_receipt_p50_ms,
+            p.burst_commit_to_receipt_p99_ms,
             p.refused
         );
     }

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use ferry_proto::helpdesk::{
     CallbackEvent, CatalogDomain, CatalogUser, CatalogWorkstation, Delivery, DeliveryAttempt,
-    DeliveryState, Integration, Redelivered, Script, Task, TaskAction, TaskChange, TaskStatus,
-    TaskTarget,
+    DeliveryState, Integration, NotificationChannel, NotificationRule, NotifyOn, Redelivered,
+    Script, Task, TaskAction, TaskChange, TaskStatus, TaskTarget,
 };
 use ferry_proto::ops::{OpCounts, TargetState};
 use sqlx::sqlite::SqliteRow;
@@ -16,11 +16,30 @@ use uuid::Uuid;
 use super::ops::{cancel_op_in, insert_op};
 use super::{SqliteStore, audit, corrupt, parse_json, parse_opt_uuid, parse_uuid, to_json};
 use crate::store::helpdesk::{
-    AttemptNext, AttemptRecord, DueDelivery, HelpdeskError, HelpdeskStore, IntegrationInsert,
-    IntegrationKeys, ScriptInsert, TaskCreated, TaskInsert, TaskPlan, parse_delivery_state,
+    AttemptNext, AttemptRecord, DueDelivery, DueNotification, HelpdeskError, HelpdeskStore,
+    IntegrationInsert, IntegrationKeys, RuleInsert, ScriptInsert, TaskCreated, TaskInsert,
+    TaskPlan, parse_delivery_state,
 };
 use crate::store::{Actor, OpError, StoreError};
 use crate::time_util::{from_ms, now_ms};
+
+/// Most notification rules one technician may have.
+const MAX_RULES: i64 = 20;
+
+fn channel_str(c: NotificationChannel) -> &'static str {
+    match c {
+        NotificationChannel::Webhook => "webhook",
+        NotificationChannel::Email => "email",
+    }
+}
+
+fn parse_channel(s: &str) -> Result<NotificationChannel, StoreError> {
+    match s {
+        "webhook" => Ok(NotificationChannel::Webhook),
+        "email" => Ok(NotificationChannel::Email),
+        _ => Err(corrupt(format!("notification channel {s:?}"))),
+    }
+}
 
 /// Most failed devices a callback lists.
 const MAX_CALLBACK_FAILURES: i64 = 100;
@@ -172,12 +191,13 @@ async fn change_status(
     previous: Option<TaskStatus>,
     status: TaskStatus,
     reason: Option<&str>,
+    known_counts: Option<&OpCounts>,
     now: i64,
 ) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "UPDATE tasks SET status = ?1, reason = coalesce(?2, reason), seq = seq + 1, \
          updated_at = ?3 WHERE id = ?4 \
-         RETURNING seq, request_ref, callback_url, callbacks_stopped, op_id, reason",
+         RETURNING seq, request_ref, callback_url, callbacks_stopped, op_id, reason, owner_id",
     )
     .bind(status.as_str())
     .bind(reason)
@@ -186,17 +206,42 @@ async fn change_status(
     .fetch_one(&mut **tx)
     .await?;
     let seq: i64 = row.get("seq");
-    let callback: Option<String> = row.get("callback_url");
-    let stopped: Option<String> = row.get("callbacks_stopped");
-    if callback.is_none() || stopped.is_some() {
+    let callback = row.get::<Option<String>, _>("callback_url").is_some()
+        && row.get::<Option<String>, _>("callbacks_stopped").is_none();
+    let failure = matches!(
+        status,
+        TaskStatus::Failed | TaskStatus::PartiallySucceeded | TaskStatus::Expired
+    );
+    let rules: Vec<String> = match row.get::<Option<String>, _>("owner_id") {
+        Some(owner) => {
+            sqlx::query_scalar(
+                "SELECT id FROM notification_rules WHERE technician_id = ? \
+                 AND (failures_only = 0 OR ?)",
+            )
+            .bind(owner)
+            .bind(failure)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => Vec::new(),
+    };
+    if !callback && rules.is_empty() {
         return Ok(false);
     }
     let op: Option<String> = row.get("op_id");
     let (counts, failures) = match &op {
-        Some(op) => (
-            counts_in(tx, op).await?,
-            targets_in(tx, op, true, MAX_CALLBACK_FAILURES).await?,
-        ),
+        Some(op) => {
+            let counts = match known_counts {
+                Some(c) => c.clone(),
+                None => counts_in(tx, op).await?,
+            };
+            let failures = if counts.failed + counts.expired + counts.cancelled > 0 {
+                targets_in(tx, op, true, MAX_CALLBACK_FAILURES).await?
+            } else {
+                Vec::new()
+            };
+            (counts, failures)
+        }
         None => (OpCounts::default(), Vec::new()),
     };
     let event = CallbackEvent {
@@ -213,19 +258,36 @@ async fn change_status(
             failures,
         },
     };
-    sqlx::query(
-        "INSERT INTO task_events (id, task_id, seq, status, body, created_at, state, \
-         next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-    )
-    .bind(format!("msg_{}", Uuid::new_v4().simple()))
-    .bind(task)
-    .bind(seq)
-    .bind(status.as_str())
-    .bind(to_json(&event)?)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let body = to_json(&event)?;
+    if callback {
+        sqlx::query(
+            "INSERT INTO task_events (id, task_id, seq, status, body, created_at, state, \
+             next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(format!("msg_{}", Uuid::new_v4().simple()))
+        .bind(task)
+        .bind(seq)
+        .bind(status.as_str())
+        .bind(&body)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for rule in &rules {
+        sqlx::query(
+            "INSERT INTO notifications (id, rule_id, task_id, body, created_at, state, \
+             next_attempt_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(format!("msg_{}", Uuid::new_v4().simple()))
+        .bind(rule)
+        .bind(task)
+        .bind(&body)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(true)
 }
 
@@ -265,7 +327,16 @@ pub(super) async fn refresh_tasks(
             }
             _ => None,
         };
-        queued |= change_status(tx, &task, Some(old), new, why.as_deref(), now).await?;
+        queued |= change_status(
+            tx,
+            &task,
+            Some(old),
+            new,
+            why.as_deref(),
+            Some(&counts),
+            now,
+        )
+        .await?;
     }
     Ok(queued)
 }
@@ -292,6 +363,21 @@ async fn failure_reason(
         s.truncate(s.floor_char_boundary(1000));
         s
     }))
+}
+
+fn due_from_row(r: &SqliteRow) -> Result<DueDelivery, StoreError> {
+    Ok(DueDelivery {
+        event_id: r.get("id"),
+        task_id: parse_uuid(r.get("task_id"))?,
+        seq: r.get("seq"),
+        body: r.get("body"),
+        attempts: r.get::<i64, _>("attempts") as u32,
+        created_at: r.get("created_at"),
+        callback_url: r
+            .get::<Option<String>, _>("callback_url")
+            .ok_or_else(|| corrupt("a callback queued for a task without a URL"))?,
+        integration_id: parse_opt_uuid(r.get("integration_id"))?,
+    })
 }
 
 /// Replaces the device's logged-on users (`DOMAIN\name`).
@@ -703,8 +789,8 @@ impl HelpdeskStore for SqliteStore {
         sqlx::query(
             "INSERT INTO tasks (id, request_ref, idem_owner, idem_key, request_hash, \
              integration_id, action, package_id, script_id, plan, run_as_sealed, status, \
-             callback_url, scheduled_for, op_id, created_by, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+             callback_url, scheduled_for, op_id, created_by, owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&t.request_ref)
@@ -721,6 +807,7 @@ impl HelpdeskStore for SqliteStore {
         .bind(t.scheduled_for)
         .bind(&op_id)
         .bind(&actor.name)
+        .bind(t.owner_id.map(|o| o.to_string()))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -730,7 +817,7 @@ impl HelpdeskStore for SqliteStore {
         } else {
             TaskStatus::Queued
         };
-        change_status(&mut tx, &id, None, first, None, now).await?;
+        change_status(&mut tx, &id, None, first, None, None, now).await?;
         audit(
             &mut tx,
             actor,
@@ -826,6 +913,7 @@ impl HelpdeskStore for SqliteStore {
                     Some(status),
                     TaskStatus::Cancelled,
                     Some(&reason),
+                    None,
                     now,
                 )
                 .await?;
@@ -888,6 +976,7 @@ impl HelpdeskStore for SqliteStore {
                     Some(TaskStatus::Scheduled),
                     TaskStatus::Queued,
                     None,
+                    None,
                     now,
                 )
                 .await?;
@@ -902,6 +991,7 @@ impl HelpdeskStore for SqliteStore {
                     Some(TaskStatus::Scheduled),
                     TaskStatus::Failed,
                     Some("at the scheduled time none of the task's devices was enabled"),
+                    None,
                     now,
                 )
                 .await?;
@@ -968,7 +1058,7 @@ impl HelpdeskStore for SqliteStore {
             return Err(HelpdeskError::Finished(old.as_str()));
         }
         if old != status {
-            change_status(&mut tx, &task, Some(old), status, reason, now).await?;
+            change_status(&mut tx, &task, Some(old), status, reason, None, now).await?;
         }
         audit(
             &mut tx,
@@ -985,42 +1075,56 @@ impl HelpdeskStore for SqliteStore {
         Ok(out)
     }
 
-    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        busy: &[Uuid],
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let busy = to_json(&busy.iter().map(Uuid::to_string).collect::<Vec<_>>())?;
         let rows = sqlx::query(
-            "SELECT e.id, e.task_id, e.body, e.attempts, e.created_at, t.callback_url, \
+            "SELECT e.id, e.task_id, e.seq, e.body, e.attempts, e.created_at, t.callback_url, \
              t.integration_id FROM task_events e JOIN tasks t ON t.id = e.task_id \
-             WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 AND NOT EXISTS \
+             WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 \
+             AND e.task_id NOT IN (SELECT value FROM json_each(?3)) AND NOT EXISTS \
              (SELECT 1 FROM task_events p WHERE p.task_id = e.task_id AND p.state = 'pending' \
               AND p.seq < e.seq) ORDER BY e.next_attempt_at, e.seq LIMIT ?2",
         )
         .bind(now)
         .bind(i64::from(limit))
+        .bind(busy)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueDelivery {
-                    event_id: r.get("id"),
-                    task_id: parse_uuid(r.get("task_id"))?,
-                    body: r.get("body"),
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    created_at: r.get("created_at"),
-                    callback_url: r
-                        .get::<Option<String>, _>("callback_url")
-                        .ok_or_else(|| corrupt("a callback queued for a task without a URL"))?,
-                    integration_id: parse_opt_uuid(r.get("integration_id"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(due_from_row).collect()
     }
 
-    async fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
-        // Only each task's oldest pending event can be due; later ones wait behind it.
-        Ok(sqlx::query_scalar(
-            "SELECT min(e.next_attempt_at) FROM task_events e WHERE e.state = 'pending' \
-             AND NOT EXISTS (SELECT 1 FROM task_events p WHERE p.task_id = e.task_id \
-             AND p.state = 'pending' AND p.seq < e.seq)",
+    async fn next_in_line(
+        &self,
+        task: Uuid,
+        seq: i64,
+        now: i64,
+    ) -> Result<Option<DueDelivery>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.id, e.task_id, e.seq, e.body, e.attempts, e.created_at, t.callback_url, \
+             t.integration_id FROM task_events e JOIN tasks t ON t.id = e.task_id \
+             WHERE e.task_id = ? AND e.seq > ? AND e.state = 'pending' AND e.next_attempt_at <= ? \
+             ORDER BY e.seq LIMIT 1",
         )
+        .bind(task.to_string())
+        .bind(seq)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(due_from_row).transpose()
+    }
+
+    async fn next_delivery_at(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        // A range scan of the partial index: its first row.
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM task_events WHERE state = 'pending' \
+             AND next_attempt_at > ?",
+        )
+        .bind(now)
         .fetch_one(&self.read)
         .await?)
     }
@@ -1126,6 +1230,196 @@ impl HelpdeskStore for SqliteStore {
             id: event_id.to_owned(),
             state: DeliveryState::Pending,
         })
+    }
+
+    async fn create_notification_rule(
+        &self,
+        actor: &Actor,
+        r: &RuleInsert,
+    ) -> Result<NotificationRule, HelpdeskError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM technicians WHERE id = ?")
+            .bind(r.technician_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(HelpdeskError::NotFound("technician"));
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM notification_rules WHERE technician_id = ?")
+                .bind(r.technician_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if count >= MAX_RULES {
+            return Err(HelpdeskError::TooMany(
+                "notification rules",
+                MAX_RULES as u64,
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO notification_rules (id, technician_id, channel, target, failures_only, \
+             allow_http, allow_private, secret_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.id.to_string())
+        .bind(r.technician_id.to_string())
+        .bind(channel_str(r.channel))
+        .bind(&r.target)
+        .bind(r.on == NotifyOn::Failures)
+        .bind(r.allow_http)
+        .bind(r.allow_private)
+        .bind(&r.secret_sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            actor,
+            "notification.create",
+            Some(&r.id.to_string()),
+            Some(&format!(
+                "technician={} channel={} on={:?}",
+                r.technician_id,
+                channel_str(r.channel),
+                r.on
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NotificationRule {
+            id: r.id,
+            technician_id: r.technician_id,
+            channel: r.channel,
+            target: r.target.clone(),
+            on: r.on,
+            allow_http: r.allow_http,
+            allow_private: r.allow_private,
+            created_at: from_ms(now),
+        })
+    }
+
+    async fn notification_rules(
+        &self,
+        technician: Uuid,
+    ) -> Result<Vec<NotificationRule>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM notification_rules WHERE technician_id = ? ORDER BY created_at, id",
+        )
+        .bind(technician.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationRule {
+                    id: parse_uuid(r.get("id"))?,
+                    technician_id: parse_uuid(r.get("technician_id"))?,
+                    channel: parse_channel(r.get("channel"))?,
+                    target: r.get("target"),
+                    on: if r.get::<i64, _>("failures_only") != 0 {
+                        NotifyOn::Failures
+                    } else {
+                        NotifyOn::All
+                    },
+                    allow_http: r.get::<i64, _>("allow_http") != 0,
+                    allow_private: r.get::<i64, _>("allow_private") != 0,
+                    created_at: from_ms(r.get("created_at")),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_notification_rule(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        id: Uuid,
+    ) -> Result<(), HelpdeskError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM notification_rules WHERE id = ? AND technician_id = ?")
+            .bind(id.to_string())
+            .bind(technician.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(HelpdeskError::NotFound("notification rule"));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "notification.delete",
+            Some(&id.to_string()),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_notifications(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.id, n.body, n.attempts, r.channel, r.target, r.allow_http, \
+             r.allow_private, r.secret_sealed FROM notifications n \
+             JOIN notification_rules r ON r.id = n.rule_id \
+             WHERE n.state = 'pending' AND n.next_attempt_at <= ? \
+             ORDER BY n.next_attempt_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueNotification {
+                    id: r.get("id"),
+                    body: r.get("body"),
+                    attempts: r.get::<i64, _>("attempts") as u32,
+                    channel: parse_channel(r.get("channel"))?,
+                    target: r.get("target"),
+                    allow_http: r.get::<i64, _>("allow_http") != 0,
+                    allow_private: r.get::<i64, _>("allow_private") != 0,
+                    secret_sealed: r.get("secret_sealed"),
+                })
+            })
+            .collect()
+    }
+
+    async fn next_notification_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?)
+    }
+
+    async fn record_notification(
+        &self,
+        id: &str,
+        next: &AttemptNext,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (state, at) = match next {
+            AttemptNext::Delivered => ("delivered", None),
+            AttemptNext::RetryAt(t) => ("pending", Some(*t)),
+            AttemptNext::Failed | AttemptNext::Gone => ("failed", None),
+        };
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET state = ?, next_attempt_at = ?, attempts = attempts + 1, \
+             last_error = ? WHERE id = ? AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(at)
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn catalog_domains(&self) -> Result<Vec<CatalogDomain>, StoreError> {
