@@ -50,6 +50,8 @@ const MAX_RETRY_AFTER_SECS: u64 = 6 * 3600;
 pub struct Outbox {
     /// Something was queued (or redelivered): look now.
     pub wake: Notify,
+    /// The same, for the notification worker.
+    pub notifications: Notify,
     /// Per integration: its live keys and client, read again after [`KEYS_TTL`].
     clients: Mutex<HashMap<uuid::Uuid, (Instant, Arc<Receiver>)>>,
     /// HTTP clients by what they are built from (building one reads the platform's roots:
@@ -64,6 +66,12 @@ impl Outbox {
     /// Forgets an integration's cached client and keys (its secret was rotated).
     pub fn forget(&self, integration: uuid::Uuid) {
         lock(&self.clients).remove(&integration);
+    }
+
+    /// Something was queued: wakes the callback worker and the notification worker.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+        self.notifications.notify_one();
     }
 }
 
@@ -219,27 +227,31 @@ impl AppState {
             let secret = String::from_utf8(secret).map_err(|_| "signing secret is not UTF-8")?;
             secrets.push(webhooks::secret_key(&secret).ok_or("malformed signing secret")?);
         }
-        let fingerprint = (
-            keys.allow_private,
-            keys.ca_pem
-                .as_deref()
-                .map(|p| <sha2::Sha256 as sha2::Digest>::digest(p.as_bytes()).to_vec()),
-        );
-        let cached = lock(&self.outbox.http).get(&fingerprint).cloned();
-        let http = match cached {
-            Some(h) => h,
-            None => {
-                let h = receiver_client(keys.allow_private, keys.ca_pem.as_deref())?;
-                lock(&self.outbox.http).insert(fingerprint, h.clone());
-                h
-            }
-        };
+        let http = self.outbound_client(keys.allow_private, keys.ca_pem.as_deref())?;
         Ok(Arc::new(Receiver {
             http,
             allow_http: keys.allow_http,
             allow_private: keys.allow_private,
             keys: secrets,
         }))
+    }
+
+    /// The (cached) client for outbound requests with these rules.
+    pub(crate) fn outbound_client(
+        &self,
+        allow_private: bool,
+        ca_pem: Option<&str>,
+    ) -> Result<reqwest::Client, String> {
+        let fingerprint = (
+            allow_private,
+            ca_pem.map(|p| <sha2::Sha256 as sha2::Digest>::digest(p.as_bytes()).to_vec()),
+        );
+        if let Some(h) = lock(&self.outbox.http).get(&fingerprint) {
+            return Ok(h.clone());
+        }
+        let h = receiver_client(allow_private, ca_pem)?;
+        lock(&self.outbox.http).insert(fingerprint, h.clone());
+        Ok(h)
     }
 
     async fn receiver_for(&self, integration: uuid::Uuid) -> Result<Arc<Receiver>, String> {
@@ -271,7 +283,7 @@ impl AppState {
 
 /// The delay before attempt `attempts + 1` (after `attempts` failures), with ±20% jitter; `None`
 /// when the schedule is used up.
-fn backoff(schedule: &[u64], attempts: u32) -> Option<Duration> {
+pub(crate) fn backoff(schedule: &[u64], attempts: u32) -> Option<Duration> {
     let base = *schedule.get(attempts as usize)?;
     let ms = base.saturating_mul(1000) as f64 * (0.8 + 0.4 * fastrand_f64());
     Some(Duration::from_millis(ms as u64))
@@ -296,10 +308,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// What one attempt found.
-struct Outcome {
-    status: Option<u16>,
-    error: Option<String>,
-    retry_after: Option<Duration>,
+pub(crate) struct Outcome {
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 async fn attempt(state: &AppState, d: &DueDelivery) -> Outcome {
@@ -315,7 +327,35 @@ async fn attempt(state: &AppState, d: &DueDelivery) -> Outcome {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let url = match check_url(&d.callback_url, receiver.allow_http) {
+    let keys: Vec<&[u8]> = receiver.keys.iter().map(Vec::as_slice).collect();
+    post_signed(
+        &receiver.http,
+        &d.callback_url,
+        receiver.allow_http,
+        receiver.allow_private,
+        &keys,
+        &d.event_id,
+        &d.body,
+    )
+    .await
+}
+
+/// POSTs `body` to `url` signed with `keys` under `id`, after the outbound checks.
+pub(crate) async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    allow_http: bool,
+    allow_private: bool,
+    keys: &[&[u8]],
+    id: &str,
+    body: &str,
+) -> Outcome {
+    let fail = |error: String| Outcome {
+        status: None,
+        error: Some(error),
+        retry_after: None,
+    };
+    let url = match check_url(url, allow_http) {
         Ok(u) => u,
         Err(e) => return fail(e.to_string()),
     };
@@ -323,22 +363,20 @@ async fn attempt(state: &AppState, d: &DueDelivery) -> Outcome {
     if let Some(ip) = url
         .host_str()
         .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-        && !receiver.allow_private
+        && !allow_private
         && is_internal(ip)
     {
         return fail(GuardError::PrivateAddress(ip).to_string());
     }
     let timestamp = now_ms() / 1000;
-    let keys: Vec<&[u8]> = receiver.keys.iter().map(Vec::as_slice).collect();
-    let signature = webhooks::signature_header(&keys, &d.event_id, timestamp, d.body.as_bytes());
-    let sent = receiver
-        .http
+    let signature = webhooks::signature_header(keys, id, timestamp, body.as_bytes());
+    let sent = http
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(webhooks::ID_HEADER, &d.event_id)
+        .header(webhooks::ID_HEADER, id)
         .header(webhooks::TIMESTAMP_HEADER, timestamp.to_string())
         .header(webhooks::SIGNATURE_HEADER, signature)
-        .body(d.body.clone())
+        .body(body.to_owned())
         .send()
         .await;
     match sent {

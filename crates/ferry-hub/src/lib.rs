@@ -14,6 +14,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod packages;
 mod presence;
 pub mod secrets;
@@ -94,6 +95,8 @@ pub struct Shared {
     pub outbox: callbacks::Outbox,
     /// Wakes the task scheduler (a task scheduled for later was created).
     pub scheduler: Notify,
+    /// Notification e-mail, when an SMTP server is configured.
+    pub mailer: Option<notify::Mailer>,
 }
 
 /// Cheap to clone; handed to every request handler.
@@ -128,6 +131,7 @@ pub async fn run(
     let key = ServerKey::load_or_create(&config.data_dir.join(KEY_FILE)).context("server key")?;
     let sealer = secrets::Sealer::load_or_create(&config.data_dir.join(SEAL_KEY_FILE))
         .context("sealing key")?;
+    let mailer = notify::Mailer::from_config(&config).context("SMTP settings")?;
     let store: Store = Arc::new(
         store::sqlite::SqliteStore::open(&config.data_dir, config.sqlite_synchronous)
             .await
@@ -173,6 +177,7 @@ pub async fn run(
         sealer,
         outbox: callbacks::Outbox::default(),
         scheduler: Notify::new(),
+        mailer,
     }));
     write_initial_admin_key(&state, &config.data_dir).await?;
     // Leases out when the hub stopped get their full time again: their connectors could not
@@ -194,6 +199,7 @@ pub async fn run(
     let memory_trim = tokio::spawn(agents::run_memory_trim(state.clone()));
     let callbacks = tokio::spawn(callbacks::run(state.clone()));
     let scheduler = tokio::spawn(service::helpdesk::run_scheduler(state.clone()));
+    let notifier = tokio::spawn(notify::run(state.clone()));
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -256,6 +262,7 @@ pub async fn run(
     poll_reaper.abort();
     memory_trim.abort();
     scheduler.abort();
+    notifier.abort();
     // Attempts in flight are recorded before the store closes (a kill would leave them to
     // be sent again, with the same webhook-id).
     let _ = tokio::time::timeout(Duration::from_secs(20), callbacks).await;

@@ -105,6 +105,9 @@ pub enum Command {
     /// Tasks from service requests, their status and callbacks.
     #[command(subcommand)]
     Task(crate::commands::helpdesk::TaskCmd),
+    /// Your notification rules: changes of your tasks by webhook or e-mail.
+    #[command(subcommand)]
+    Notification(crate::commands::helpdesk::NotificationCmd),
     /// Enqueue, inspect and cancel jobs.
     #[command(subcommand)]
     Job(JobCmd),

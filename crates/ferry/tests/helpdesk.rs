@@ -1033,3 +1033,182 @@ async fn an_agent_killed_during_a_tasks_script_ends_the_task_failed_and_the_help
     );
     assert_eq!(last["failures"][0]["hostname"], "pc-kill");
 }
+
+#[tokio::test]
+async fn notification_rules_mail_failures_through_starttls_and_post_every_change_signed() {
+    let Some(py) = python() else { return };
+    let pki = tempfile::tempdir().unwrap();
+    let (ca_pem, cert, key) = private_ca(pki.path());
+    let ca_path = pki.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+    let password = "smtp-Pa55word-never-shown";
+    let smtp = common::helpdesk::SmtpServer::start(
+        &py,
+        &pki.path().join("smtp"),
+        &cert,
+        &key,
+        "ferry",
+        password,
+    )
+    .await;
+    let password_file = pki.path().join("smtp.password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let hub = TestHub::start(&format!(
+        "{FAST_RETRIES}\nsmtp_server = \"localhost\"\nsmtp_port = {}\nsmtp_security = \"starttls\"\n\
+         smtp_username = \"ferry\"\nsmtp_password_file = \"{}\"\nsmtp_from = \"ferry@example.org\"\n\
+         smtp_ca_cert = \"{}\"\n",
+        smtp.port,
+        password_file.display(),
+        ca_path.display()
+    ))
+    .await;
+    let me: Value = get(&hub, "/api/v1/me").await;
+    let me = me["technician"]["id"].as_str().unwrap().to_owned();
+    let rules = format!("/api/v1/technicians/{me}/notifications");
+    let (status, mail_rule) = send(
+        &hub,
+        reqwest::Method::POST,
+        &rules,
+        json!({"channel": "email", "target": "tech@example.org", "on": "failures"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{mail_rule}");
+    assert!(mail_rule.get("signing_secret").is_none());
+    let port = free_port();
+    let (status, hook_rule) = send(
+        &hub,
+        reqwest::Method::POST,
+        &rules,
+        json!({"channel": "webhook", "target": format!("http://127.0.0.1:{port}/cb/notify"),
+               "allow_http": true, "allow_private": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook_rule}");
+    let secret = hook_rule["signing_secret"].as_str().unwrap();
+    let mut hook = FakeHelpdesk::start(&py, &hub.dir.path().join("hook"), &[secret], None).await;
+    if hook.port != port {
+        hook.port = port;
+        hook.restart().await;
+    }
+    let (status, script) = send(
+        &hub,
+        reqwest::Method::POST,
+        "/api/v1/scripts",
+        json!({"name": "noop", "content": "true"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut pc = Device::connect(&hub, "PC-01", &["CORP\\alice"]).await;
+    let (status, task) = send(
+        &hub,
+        reqwest::Method::POST,
+        "/api/v1/tasks",
+        json!({"request_ref": "REQ-30", "idempotency_key": "k-30", "action": "run_script",
+               "script_id": script["id"], "targets": {"users": ["CORP\\alice"]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let op = pc.operation().await;
+    pc.start(&op).await;
+    wait_status(&hub, &id, "in_progress").await;
+    pc.finish(
+        &op,
+        json!({"state": "failed", "exit_code": 5, "error": "access denied"}),
+    )
+    .await;
+    // Every change by webhook, verified with the rule's own secret.
+    let got = hook
+        .wait_accepted(LIMIT, "every change", |r| {
+            statuses(r, &id).last().is_some_and(|s| s == "failed")
+        })
+        .await;
+    assert_eq!(statuses(&got, &id), ["queued", "in_progress", "failed"]);
+    // The failure, and only it, by e-mail, after STARTTLS and AUTH.
+    let started = std::time::Instant::now();
+    while smtp.messages().is_empty() {
+        assert!(
+            started.elapsed() < LIMIT,
+            "no e-mail arrived: {}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let mail = &mails[0];
+    assert!(mail.contains("X-Envelope-To: tech@example.org"), "{mail}");
+    assert!(
+        mail.contains("Subject: [Ferry] REQ-30: task failed"),
+        "{mail}"
+    );
+    assert!(mail.contains("access denied"), "{mail}");
+    assert!(smtp.auth_log().contains("ok"), "{}", smtp.auth_log());
+    for text in [mail.as_str(), &hub.log()] {
+        assert!(!text.contains(password), "the SMTP password leaked");
+        assert!(!text.contains(secret), "a signing secret leaked");
+    }
+    // Rules are listed without their secrets and can be removed.
+    let listed = get(&hub, &rules).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains("whsec_"));
+    let r = hub
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("{rules}/{}", mail_rule["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn only_administrators_may_point_notifications_at_internal_addresses() {
+    let hub = TestHub::start("").await;
+    let (status, created) = send(
+        &hub,
+        reqwest::Method::POST,
+        "/api/v1/technicians",
+        json!({"name": "olga", "role": "operator"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let olga = created["id"].as_str().unwrap().to_owned();
+    let (status, key) = send(
+        &hub,
+        reqwest::Method::POST,
+        &format!("/api/v1/technicians/{olga}/keys"),
+        json!({"name": "k"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let as_olga = |body: Value| {
+        hub.http
+            .post(format!(
+                "{}/api/v1/technicians/{olga}/notifications",
+                hub.url
+            ))
+            .bearer_auth(key["token"].as_str().unwrap())
+            .json(&body)
+            .send()
+    };
+    let r = as_olga(
+        json!({"channel": "webhook", "target": "https://10.0.0.5/hook", "allow_private": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = as_olga(json!({"channel": "webhook", "target": "https://10.0.0.5/hook"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = as_olga(json!({"channel": "email", "target": "olga@example.org"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "no SMTP server is configured");
+    let r = as_olga(json!({"channel": "webhook", "target": "https://helpdesk.example.com/hook"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

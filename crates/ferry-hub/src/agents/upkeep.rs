@@ -30,7 +30,7 @@ pub async fn run_sweeper(state: AppState) {
                     state.agents.touch_ops(sweep.ops);
                 }
                 if sweep.callbacks {
-                    state.outbox.wake.notify_one();
+                    state.outbox.poke();
                 }
                 sweep
                     .next_deadline_ms

@@ -85,7 +85,7 @@ pub async fn run_writer(state: AppState) {
                     state.agents.touch_ops(effect.ops);
                 }
                 if effect.callbacks {
-                    state.outbox.wake.notify_one();
+                    state.outbox.poke();
                 }
             }
             Err(e) => {

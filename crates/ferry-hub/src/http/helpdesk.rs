@@ -6,15 +6,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_proto::helpdesk::{
-    CloseRequest, Delivery, Integration, IntegrationSecret, NewIntegration, NewScript, NewTask,
-    Redelivered, RotateSigningSecret, Script, Task,
+    CloseRequest, CreatedNotificationRule, Delivery, Integration, IntegrationSecret,
+    NewIntegration, NewNotificationRule, NewScript, NewTask, NotificationRule, Redelivered,
+    RotateSigningSecret, Script, Task,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
 use super::error::Result;
-use super::extract::{ApiJson, ApiQuery, IdNamePath, IdPath, NamePath, OptionalJson, RawBody};
+use super::extract::{
+    ApiJson, ApiQuery, IdKeyPath, IdNamePath, IdPath, NamePath, OptionalJson, RawBody,
+};
 use crate::AppState;
 use crate::webhooks;
 
@@ -269,4 +272,39 @@ pub async fn inbound_status(
             )
             .await?,
     ))
+}
+
+pub async fn list_rules(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Vec<NotificationRule>>> {
+    Ok(Json(state.notification_rules(id).await?))
+}
+
+pub async fn create_rule(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(new): ApiJson<NewNotificationRule>,
+) -> Result<(StatusCode, Json<CreatedNotificationRule>)> {
+    let role = caller.technician()?.role;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .create_notification_rule(&caller.actor(), role, id, new)
+                .await?,
+        ),
+    ))
+}
+
+pub async fn delete_rule(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdKeyPath(id, rule): IdKeyPath,
+) -> Result<StatusCode> {
+    state
+        .delete_notification_rule(&caller.actor(), id, rule)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -77,6 +77,9 @@ routes! {
     post   "/api/v1/technicians/{id}/keys"              SELF_OR_ADMIN => identity::create_key;
     post   "/api/v1/technicians/{id}/keys/{key}/regenerate" SELF_OR_ADMIN => identity::regenerate_key;
     post   "/api/v1/technicians/{id}/keys/{key}/revoke" SELF_OR_ADMIN => identity::revoke_key;
+    get    "/api/v1/technicians/{id}/notifications"     SELF_OR_ADMIN => helpdesk::list_rules;
+    post   "/api/v1/technicians/{id}/notifications"     SELF_OR_ADMIN => helpdesk::create_rule;
+    delete "/api/v1/technicians/{id}/notifications/{key}" SELF_OR_ADMIN => helpdesk::delete_rule;
     // Operators and up: the log names people, their e-mail changes and their addresses.
     get    "/api/v1/audit"                              OPERATOR => audit;
 

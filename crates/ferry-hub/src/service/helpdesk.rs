@@ -16,6 +16,10 @@ use ferry_proto::helpdesk::{
     RebootPolicy, Redelivered, RotateSigningSecret, RunWhen, Schedule, Script, Task, TaskAction,
     TaskStatus, installer_type,
 };
+use ferry_proto::helpdesk::{
+    CreatedNotificationRule, NewNotificationRule, NotificationChannel, NotificationRule,
+};
+use ferry_proto::identity::Role;
 use ferry_proto::ops::{OnInterrupt, OpSpec};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -28,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::secrets::Purpose;
 use crate::store::Actor;
 use crate::store::helpdesk::{
-    HelpdeskError, IntegrationInsert, ScriptInsert, TaskInsert, TaskPlan,
+    HelpdeskError, IntegrationInsert, RuleInsert, ScriptInsert, TaskInsert, TaskPlan,
 };
 use crate::time_util::now_ms;
 use crate::webhooks;
@@ -534,7 +538,7 @@ impl AppState {
             if scheduled_for.is_some() {
                 self.scheduler.notify_one();
             }
-            self.outbox.wake.notify_one();
+            self.outbox.poke();
             tracing::info!(task = %created.task.id, request = %created.task.request_ref, action = created.task.action.as_str(), devices = insert.plan.devices.len(), "task created");
         }
         Ok((created.task, created.created))
@@ -796,7 +800,7 @@ impl AppState {
         if let Some(op) = op {
             self.tell_cancelled(op, &devices);
         }
-        self.outbox.wake.notify_one();
+        self.outbox.poke();
         self.task(id).await
     }
 
@@ -810,7 +814,7 @@ impl AppState {
             return Err(Error::NotFound("delivery"));
         }
         let r = self.store.redeliver(actor, id, delivery).await?;
-        self.outbox.wake.notify_one();
+        self.outbox.poke();
         Ok(r)
     }
 
@@ -886,8 +890,99 @@ impl AppState {
             .store
             .set_task_status(actor, id, status.status, status.reason.as_deref())
             .await?;
-        self.outbox.wake.notify_one();
+        self.outbox.poke();
         Ok(task)
+    }
+}
+
+impl AppState {
+    // ----- notification rules -------------------------------------------------------------
+
+    /// A rule for `technician` (the caller themself, or an administrator for anyone). Plain
+    /// HTTP and internal addresses are for administrators to allow.
+    pub async fn create_notification_rule(
+        &self,
+        actor: &Actor,
+        caller_role: Role,
+        technician: Uuid,
+        new: NewNotificationRule,
+    ) -> Result<CreatedNotificationRule> {
+        if (new.allow_http || new.allow_private) && caller_role != Role::Admin {
+            return Err(Error::forbidden(
+                "only administrators may allow plain HTTP or internal addresses",
+            ));
+        }
+        printable("target", &new.target, MAX_URL)?;
+        let secret = match new.channel {
+            NotificationChannel::Webhook => {
+                let url = check_url(&new.target, new.allow_http)
+                    .map_err(|e| Error::invalid("target", e.to_string()))?;
+                if let Some(ip) = url
+                    .host_str()
+                    .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+                    && is_internal(ip)
+                    && !new.allow_private
+                {
+                    return Err(Error::invalid(
+                        "target",
+                        format!("{ip} is a loopback, private or link-local address"),
+                    ));
+                }
+                Some(webhooks::generate_secret())
+            }
+            NotificationChannel::Email => {
+                if self.mailer.is_none() {
+                    return Err(Error::invalid(
+                        "channel",
+                        "the hub has no SMTP server configured (smtp_server)",
+                    ));
+                }
+                if new.target.parse::<lettre::Address>().is_err() {
+                    return Err(Error::invalid("target", "not an e-mail address"));
+                }
+                if new.allow_http || new.allow_private {
+                    return Err(Error::invalid(
+                        "allow_http",
+                        "only webhooks have addresses to allow",
+                    ));
+                }
+                None
+            }
+        };
+        let insert = RuleInsert {
+            id: Uuid::new_v4(),
+            technician_id: technician,
+            channel: new.channel,
+            target: new.target,
+            on: new.on,
+            allow_http: new.allow_http,
+            allow_private: new.allow_private,
+            secret_sealed: secret
+                .as_ref()
+                .map(|s| self.sealer.seal(Purpose::SigningSecret, s.as_bytes())),
+        };
+        let rule = self.store.create_notification_rule(actor, &insert).await?;
+        Ok(CreatedNotificationRule {
+            rule,
+            signing_secret: secret,
+        })
+    }
+
+    pub async fn notification_rules(&self, technician: Uuid) -> Result<Vec<NotificationRule>> {
+        self.technician(technician).await?;
+        Ok(self.store.notification_rules(technician).await?)
+    }
+
+    pub async fn delete_notification_rule(
+        &self,
+        actor: &Actor,
+        technician: Uuid,
+        id: Uuid,
+    ) -> Result<()> {
+        Ok(self
+            .store
+            .delete_notification_rule(actor, technician, id)
+            .await?)
     }
 }
 
@@ -927,7 +1022,7 @@ pub async fn run_scheduler(state: AppState) {
                     }
                 }
                 if !due.is_empty() {
-                    state.outbox.wake.notify_one();
+                    state.outbox.poke();
                 }
                 if due.len() >= 100 {
                     now

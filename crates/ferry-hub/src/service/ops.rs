@@ -272,7 +272,7 @@ impl AppState {
         let (devices, callbacks) = self.store.cancel_op(actor, id).await?;
         self.tell_cancelled(id, &devices);
         if callbacks {
-            self.outbox.wake.notify_one();
+            self.outbox.poke();
         }
         self.op(id).await
     }

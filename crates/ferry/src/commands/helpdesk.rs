@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use ferry_proto::helpdesk::{
-    CatalogDomain, CatalogPage, CatalogSoftware, CatalogUser, CatalogWorkstation, Delivery,
-    DeploymentSettings, Integration, IntegrationSecret, NewIntegration, NewScript, NewTask,
-    Redelivered, RotateSigningSecret, Schedule, Script, ScriptParameter, Task, TaskAction,
-    TaskTargets,
+    CatalogDomain, CatalogPage, CatalogSoftware, CatalogUser, CatalogWorkstation,
+    CreatedNotificationRule, Delivery, DeploymentSettings, Integration, IntegrationSecret,
+    NewIntegration, NewNotificationRule, NewScript, NewTask, NotificationChannel, NotificationRule,
+    NotifyOn, Redelivered, RotateSigningSecret, Schedule, Script, ScriptParameter, Task,
+    TaskAction, TaskTargets,
 };
 use uuid::Uuid;
 
@@ -206,6 +207,125 @@ pub enum TaskCmd {
 }
 
 /// `?k=v&…` of the present values, percent-encoded.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ChannelArg {
+    Webhook,
+    Email,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationCmd {
+    /// Notify on changes of your tasks (or --technician's), by webhook or e-mail. A webhook's
+    /// signing secret is printed once.
+    Add {
+        #[arg(value_enum)]
+        channel: ChannelArg,
+        /// The webhook's URL or the e-mail address.
+        target: String,
+        /// Only failures (failed, partially succeeded, expired).
+        #[arg(long)]
+        failures_only: bool,
+        #[arg(long)]
+        technician: Option<String>,
+        /// Webhook over plain HTTP (administrators).
+        #[arg(long)]
+        allow_http: bool,
+        /// Webhook to internal addresses (administrators).
+        #[arg(long)]
+        allow_private: bool,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    List {
+        #[arg(long)]
+        technician: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+    Remove {
+        id: Uuid,
+        #[arg(long)]
+        technician: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+}
+
+pub async fn notification(cmd: NotificationCmd) -> anyhow::Result<ExitCode> {
+    use crate::commands::identity::key_owner;
+    match cmd {
+        NotificationCmd::Add {
+            channel,
+            target,
+            failures_only,
+            technician,
+            allow_http,
+            allow_private,
+            hub,
+        } => {
+            let client = crate::admin_client::connect(&hub)?;
+            let who = key_owner(&client, technician.as_deref()).await?;
+            let new = NewNotificationRule {
+                channel: match channel {
+                    ChannelArg::Webhook => NotificationChannel::Webhook,
+                    ChannelArg::Email => NotificationChannel::Email,
+                },
+                target,
+                on: if failures_only {
+                    NotifyOn::Failures
+                } else {
+                    NotifyOn::All
+                },
+                allow_http,
+                allow_private,
+            };
+            let r: CreatedNotificationRule = client
+                .post(&format!("/api/v1/technicians/{who}/notifications"), &new)
+                .await?;
+            emit(&r, |r| {
+                println!(
+                    "rule {}  {:?} {}  {:?}",
+                    r.rule.id, r.rule.channel, r.rule.target, r.rule.on
+                );
+                if let Some(s) = &r.signing_secret {
+                    println!("signing secret (shown once): {s}");
+                }
+            })?;
+        }
+        NotificationCmd::List { technician, hub } => {
+            let client = crate::admin_client::connect(&hub)?;
+            let who = key_owner(&client, technician.as_deref()).await?;
+            let list: Vec<NotificationRule> = client
+                .get(&format!("/api/v1/technicians/{who}/notifications"))
+                .await?;
+            emit(&list, |list| {
+                for r in list {
+                    println!(
+                        "{}  {:<8} {:<40} {:?}",
+                        r.id,
+                        format!("{:?}", r.channel).to_lowercase(),
+                        r.target,
+                        r.on
+                    );
+                }
+            })?;
+        }
+        NotificationCmd::Remove {
+            id,
+            technician,
+            hub,
+        } => {
+            let client = crate::admin_client::connect(&hub)?;
+            let who = key_owner(&client, technician.as_deref()).await?;
+            client
+                .delete(&format!("/api/v1/technicians/{who}/notifications/{id}"))
+                .await?;
+            println!("removed {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     fn encode(s: &str) -> String {
         s.bytes()

@@ -25,7 +25,10 @@ async fn resolve(client: &AdminClient, who: &str) -> anyhow::Result<Technician> 
 }
 
 /// The technician a key command is about: the one named, or the caller.
-async fn key_owner(client: &AdminClient, who: Option<&str>) -> anyhow::Result<uuid::Uuid> {
+pub(crate) async fn key_owner(
+    client: &AdminClient,
+    who: Option<&str>,
+) -> anyhow::Result<uuid::Uuid> {
     Ok(match who {
         Some(w) => resolve(client, w).await?.id,
         None => client.get::<Me>("/api/v1/me").await?.technician.id,

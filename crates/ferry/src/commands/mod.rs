@@ -53,6 +53,7 @@ async fn dispatch_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Script(cmd) => helpdesk::script(cmd).await,
         Command::Integration(cmd) => helpdesk::integration(cmd).await,
         Command::Task(cmd) => helpdesk::task(cmd).await,
+        Command::Notification(cmd) => helpdesk::notification(cmd).await,
         Command::Technician(cmd) => identity::technician(cmd).await,
         Command::Me { hub } => identity::me(&hub).await,
         Command::Audit(args) => identity::audit(args).await,

@@ -221,3 +221,90 @@ pub fn statuses(accepted: &[Value], task: &str) -> Vec<String> {
     }
     by_seq.into_iter().map(|(_, _, s)| s).collect()
 }
+
+const SMTP_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helpdesk/smtp_server.py");
+
+/// A real SMTP server (`aiosmtpd`) requiring STARTTLS, then AUTH as `user`/`password`; each
+/// accepted message lands in `dir` as `mail-N.eml`.
+pub struct SmtpServer {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Child,
+}
+
+impl SmtpServer {
+    pub async fn start(
+        python: &Path,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        user: &str,
+        password: &str,
+    ) -> SmtpServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::File::create(dir.join("smtp.log")).unwrap();
+        let child = Command::new(python)
+            .arg(SMTP_SCRIPT)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--user", user, "--password", password])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Ok(p) = std::fs::read_to_string(dir.join("port"))
+                && let Ok(port) = p.trim().parse()
+            {
+                return SmtpServer {
+                    dir: dir.to_owned(),
+                    port,
+                    child,
+                };
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the SMTP server did not start: {}",
+                std::fs::read_to_string(dir.join("smtp.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The messages received so far, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.trim_start_matches("mail-").parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    /// How AUTH attempts went (`LOGIN ok`, `PLAIN refused`, …).
+    pub fn auth_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("auth.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
