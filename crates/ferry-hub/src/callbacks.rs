@@ -45,6 +45,10 @@ const KEYS_TTL: Duration = Duration::from_secs(10);
 /// Longest `Retry-After` honoured (a longer one waits this long).
 const MAX_RETRY_AFTER_SECS: u64 = 6 * 3600;
 
+/// What an outbound client is built from: whether internal addresses are allowed, and the
+/// SHA-256 of the private CA's PEM, if any.
+type ClientKey = (bool, Option<Vec<u8>>);
+
 /// Shared state of the worker: its wake-up and its per-integration HTTP clients.
 #[derive(Default)]
 pub struct Outbox {
@@ -56,7 +60,7 @@ pub struct Outbox {
     clients: Mutex<HashMap<uuid::Uuid, (Instant, Arc<Receiver>)>>,
     /// HTTP clients by what they are built from (building one reads the platform's roots:
     /// milliseconds of CPU, so never once per delivery).
-    http: Mutex<HashMap<(bool, Option<Vec<u8>>), reqwest::Client>>,
+    http: Mutex<HashMap<ClientKey, reqwest::Client>>,
     /// One refresh at a time: a burst of deliveries must not rebuild the same client in
     /// parallel.
     refresh: tokio::sync::Mutex<()>,

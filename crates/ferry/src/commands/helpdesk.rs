@@ -132,6 +132,8 @@ pub enum ActionArg {
     RunScript,
 }
 
+// One value per process, parsed once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum TaskCmd {
     /// Create a task for a service request.

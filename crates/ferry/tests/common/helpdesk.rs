@@ -257,16 +257,19 @@ impl SmtpServer {
             .stderr(log)
             .spawn()
             .unwrap();
+        // Owned from here: a failed start is killed and reaped by `Drop`.
+        let mut server = SmtpServer {
+            dir: dir.to_owned(),
+            port: 0,
+            child,
+        };
         let started = Instant::now();
         loop {
             if let Ok(p) = std::fs::read_to_string(dir.join("port"))
                 && let Ok(port) = p.trim().parse()
             {
-                return SmtpServer {
-                    dir: dir.to_owned(),
-                    port,
-                    child,
-                };
+                server.port = port;
+                return server;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
