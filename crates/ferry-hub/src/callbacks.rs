@@ -139,13 +139,21 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10
                 || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            // IPv4-mapped and IPv4-compatible addresses are their IPv4 address.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_internal(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // 6to4 carries an IPv4 address in its second and third segments.
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return is_internal(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -507,8 +515,16 @@ pub async fn run(state: AppState) {
         }
     }
     drop(done_tx);
-    // Attempts in flight finish within their timeout; their receipts are recorded first.
-    let _ = tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(1), recorder).await;
+    // Attempts in flight finish within their timeout; their receipts are recorded first. A
+    // recorder still busy after that (a chain going on, a store failing) stops: what it did not
+    // record is sent again after the restart, under the same webhook-ids.
+    let abort = recorder.abort_handle();
+    if tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(1), recorder)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 async fn deliver(state: &AppState, d: &DueDelivery) -> AttemptRecord {
@@ -624,6 +640,9 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "2002:a00:1::1",
+            "192.0.0.8",
             "64:ff9b::a00:1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");

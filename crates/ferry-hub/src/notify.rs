@@ -226,12 +226,13 @@ pub async fn run(state: AppState) {
                         let (next, error) = match result {
                             Ok(()) => (AttemptNext::Delivered, None),
                             Err((e, retry_after)) => {
-                                let delay = retry_after.or_else(|| {
-                                    crate::callbacks::backoff(
-                                        &state.config.callback_retry_secs,
-                                        n.attempts,
-                                    )
-                                });
+                                // The schedule bounds the retries; `Retry-After` only moves
+                                // the next one.
+                                let delay = crate::callbacks::backoff(
+                                    &state.config.callback_retry_secs,
+                                    n.attempts,
+                                )
+                                .map(|d| retry_after.unwrap_or(d));
                                 match delay {
                                     Some(d) => (
                                         AttemptNext::RetryAt(now_ms() + d.as_millis() as i64),

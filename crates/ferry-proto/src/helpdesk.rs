@@ -494,10 +494,13 @@ pub struct CloseRequest {
 }
 
 /// `POST /api/v1/tasks/{id}/status` (signed by the integration's secret): an external endpoint
-/// manager reporting the task's outcome.
+/// manager reporting the task's outcome. The task's ID is part of the signed body, so that a
+/// signed report cannot be replayed against another task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundStatus {
+    pub task_id: Uuid,
+    /// A final status: `succeeded`, `partially_succeeded`, `failed` or `cancelled`.
     pub status: TaskStatus,
     #[serde(default)]
     pub reason: Option<String>,

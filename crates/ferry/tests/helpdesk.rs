@@ -630,7 +630,8 @@ async fn inbound_status_needs_a_valid_signature_and_a_refusal_changes_nothing() 
     let task = l.create(l.task("REQ-11", "k-11", &["CORP\\alice"])).await;
     let id = task["id"].as_str().unwrap().to_owned();
     let key = ferry_hub::webhooks::secret_key(&l.secret).unwrap();
-    let body = json!({"status": "failed", "reason": "the endpoint manager gave up"}).to_string();
+    let body = json!({"task_id": id, "status": "failed", "reason": "the endpoint manager gave up"})
+        .to_string();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let post = |ts: i64, sig: String, body: String| {
         let req = l
@@ -654,10 +655,53 @@ async fn inbound_status_needs_a_valid_signature_and_a_refusal_changes_nothing() 
         get(&l.hub, &format!("/api/v1/tasks/{id}")).await["status"],
         "queued"
     );
-    assert_eq!(post(now, good, body).await, 200);
+    // A report signed for another task is refused where it is replayed.
+    let other = l.create(l.task("REQ-11b", "k-11b", &["CORP\\alice"])).await;
+    let other_body = json!({"task_id": other["id"], "status": "succeeded"}).to_string();
+    let other_sig = ferry_hub::webhooks::sign(&key, "msg_inbound1", now, other_body.as_bytes());
+    assert_eq!(post(now, other_sig, other_body).await, 422);
+    // Only final statuses are reported.
+    let mid = json!({"task_id": id, "status": "in_progress"}).to_string();
+    let mid_sig = ferry_hub::webhooks::sign(&key, "msg_inbound1", now, mid.as_bytes());
+    assert_eq!(post(now, mid_sig, mid).await, 422);
+    assert_eq!(post(now, good.clone(), body.clone()).await, 200);
     let shown = get(&l.hub, &format!("/api/v1/tasks/{id}")).await;
     assert_eq!(shown["status"], "failed");
     assert_eq!(shown["reason"], "the endpoint manager gave up");
+    // The device's record was cancelled with the task; the same report again changes nothing.
+    assert_eq!(shown["targets"][0]["state"], "cancelled");
+    assert_eq!(post(now, good, body).await, 409);
+}
+
+#[tokio::test]
+async fn only_the_integrations_own_technician_or_an_admin_may_create_tasks_for_it() {
+    let Some(l) = setup("").await else { return };
+    let _pc = Device::connect(&l.hub, "PC-01", &["CORP\\alice"]).await;
+    let (_, olga) = send(
+        &l.hub,
+        reqwest::Method::POST,
+        "/api/v1/technicians",
+        json!({"name": "olga", "role": "operator"}),
+    )
+    .await;
+    let (_, key) = send(
+        &l.hub,
+        reqwest::Method::POST,
+        &format!("/api/v1/technicians/{}/keys", olga["id"].as_str().unwrap()),
+        json!({"name": "k"}),
+    )
+    .await;
+    let r = l
+        .hub
+        .http
+        .post(format!("{}/api/v1/tasks", l.hub.url))
+        .bearer_auth(key["token"].as_str().unwrap())
+        .json(&l.task("REQ-40", "k-40", &["CORP\\alice"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(get(&l.hub, "/api/v1/tasks").await, json!([]));
 }
 
 #[tokio::test]

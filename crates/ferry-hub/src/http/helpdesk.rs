@@ -175,8 +175,10 @@ pub async fn create_task(
     State(state): State<AppState>,
     ApiJson(new): ApiJson<NewTask>,
 ) -> Result<(StatusCode, Json<Task>)> {
-    let technician = caller.technician()?.id;
-    let (task, created) = state.create_task(&caller.actor(), technician, new).await?;
+    let me = caller.technician()?;
+    let (task, created) = state
+        .create_task(&caller.actor(), me.id, me.role, new)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -194,18 +196,25 @@ pub struct TasksQuery {
 }
 
 pub async fn list_tasks(
+    caller: Caller,
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> Result<Json<Vec<Task>>> {
+    let role = caller.technician()?.role;
     Ok(Json(
         state
-            .tasks(q.request_ref.as_deref(), q.status.as_deref(), q.limit)
+            .tasks(role, q.request_ref.as_deref(), q.status.as_deref(), q.limit)
             .await?,
     ))
 }
 
-pub async fn show_task(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Task>> {
-    Ok(Json(state.task(id).await?))
+pub async fn show_task(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<Task>> {
+    let role = caller.technician()?.role;
+    Ok(Json(state.task_for(role, id).await?))
 }
 
 pub async fn cancel_task(

@@ -406,6 +406,7 @@ impl AppState {
         &self,
         actor: &Actor,
         technician: Uuid,
+        role: Role,
         new: NewTask,
     ) -> Result<(Task, bool)> {
         printable("request_ref", &new.request_ref, MAX_REF)?;
@@ -413,15 +414,36 @@ impl AppState {
         let request_hash =
             Sha256::digest(serde_json::to_vec(&new).map_err(|e| Error::Internal(e.into()))?)
                 .to_vec();
+        let idem_owner = format!("technician:{technician}");
+        // A retry is answered before anything is validated again: what was valid when the
+        // task was created (a user logged on, a script not yet retired) may not be now.
+        if let Some((id, hash)) = self
+            .store
+            .task_by_key(&idem_owner, &new.idempotency_key)
+            .await?
+        {
+            if hash != request_hash {
+                return Err(HelpdeskError::KeyReused(id).into());
+            }
+            return Ok((self.task(id).await?, false));
+        }
 
-        // The integration, its callback URL.
+        // The integration, its callback URL. Its secret speaks for the helpdesk, so only the
+        // helpdesk's own technician (or an administrator) may have Ferry sign with it.
         let integration = match new.integration_id {
-            Some(id) => Some(
-                self.store
+            Some(id) => {
+                let i = self
+                    .store
                     .integration(id)
                     .await?
-                    .ok_or_else(|| Error::invalid("integration_id", "no such integration"))?,
-            ),
+                    .ok_or_else(|| Error::invalid("integration_id", "no such integration"))?;
+                if role != Role::Admin && i.technician_id != Some(technician) {
+                    return Err(Error::forbidden(
+                        "only the integration's own technician or an administrator may create tasks for it",
+                    ));
+                }
+                Some(i)
+            }
             None => match self.store.integration_of(technician).await? {
                 Some(id) => self.store.integration(id).await?,
                 None => None,
@@ -502,7 +524,7 @@ impl AppState {
         let insert = TaskInsert {
             id: Uuid::new_v4(),
             request_ref: new.request_ref,
-            idem_owner: format!("technician:{technician}"),
+            idem_owner,
             idem_key: new.idempotency_key,
             request_hash,
             integration_id: integration.as_ref().map(|i| i.id),
@@ -777,6 +799,7 @@ impl AppState {
 
     pub async fn tasks(
         &self,
+        viewer: Role,
         request_ref: Option<&str>,
         status: Option<&str>,
         limit: Option<u32>,
@@ -788,11 +811,22 @@ impl AppState {
             })?),
         };
         let limit = limit.unwrap_or(50).clamp(1, MAX_PAGE);
-        Ok(self.store.tasks(request_ref, status, limit).await?)
+        let mut tasks = self.store.tasks(request_ref, status, limit).await?;
+        for t in &mut tasks {
+            redact(t, viewer);
+        }
+        Ok(tasks)
     }
 
     pub async fn task(&self, id: Uuid) -> Result<Task> {
         self.store.task(id).await?.ok_or(Error::NotFound("task"))
+    }
+
+    /// The task as `viewer` may see it.
+    pub async fn task_for(&self, viewer: Role, id: Uuid) -> Result<Task> {
+        let mut t = self.task(id).await?;
+        redact(&mut t, viewer);
+        Ok(t)
     }
 
     pub async fn cancel_task(&self, actor: &Actor, id: Uuid) -> Result<Task> {
@@ -883,13 +917,34 @@ impl AppState {
         webhooks::verify(&refs, wid, ts, sig, body, now / 1000).map_err(|_| BAD)?;
         let status: InboundStatus = serde_json::from_slice(body)
             .map_err(|e| Error::bad(ErrorCode::InvalidBody, format!("invalid body: {e}")))?;
+        if status.task_id != id {
+            return Err(Error::invalid(
+                "task_id",
+                "the signed report is for another task",
+            ));
+        }
+        if !matches!(
+            status.status,
+            TaskStatus::Succeeded
+                | TaskStatus::PartiallySucceeded
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+        ) {
+            return Err(Error::invalid(
+                "status",
+                "report a final status: succeeded, partially_succeeded, failed or cancelled",
+            ));
+        }
         if let Some(r) = &status.reason {
             check_printable("reason", r, 1000, ErrorCode::InvalidField)?;
         }
-        let task = self
+        let (task, stopped) = self
             .store
             .set_task_status(actor, id, status.status, status.reason.as_deref())
             .await?;
+        if let Some((op, devices)) = stopped {
+            self.tell_cancelled(op, &devices);
+        }
         self.outbox.poke();
         Ok(task)
     }
@@ -983,6 +1038,18 @@ impl AppState {
             .store
             .delete_notification_rule(actor, technician, id)
             .await?)
+    }
+}
+
+/// A callback URL may carry the helpdesk's own token in its path: guests see only its origin.
+fn redact(task: &mut Task, viewer: Role) {
+    if viewer == Role::Guest
+        && let Some(url) = &task.callback_url
+    {
+        task.callback_url = Some(match reqwest::Url::parse(url) {
+            Ok(u) => format!("{}/…", u.origin().ascii_serialization()),
+            Err(_) => "…".to_owned(),
+        });
     }
 }
 

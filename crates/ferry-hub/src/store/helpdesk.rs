@@ -252,15 +252,22 @@ pub trait HelpdeskStore {
         request_ref: &str,
         state: &str,
     ) -> Result<u64, StoreError>;
-    /// An external endpoint manager's report: the task takes this status (a final task
-    /// refuses with `Finished`).
+    /// An external endpoint manager's report: the task ends with this (final) status; its
+    /// operation's unfinished targets are cancelled in the same transaction (returned: the
+    /// operation and the devices to tell). A final task refuses with `Finished`.
     async fn set_task_status(
         &self,
         actor: &Actor,
         id: Uuid,
         status: TaskStatus,
         reason: Option<&str>,
-    ) -> Result<Task, HelpdeskError>;
+    ) -> Result<(Task, Option<(Uuid, Vec<Uuid>)>), HelpdeskError>;
+    /// The task this owner created under this idempotency key, with its request's hash.
+    async fn task_by_key(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<(Uuid, Vec<u8>)>, StoreError>;
 
     /// At most `limit` callbacks due now, at most one per task (its oldest pending), leaving
     /// out the tasks in `busy` (those the worker has an attempt in flight for).

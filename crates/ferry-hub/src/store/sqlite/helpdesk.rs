@@ -195,7 +195,7 @@ async fn change_status(
     now: i64,
 ) -> Result<bool, StoreError> {
     let row = sqlx::query(
-        "UPDATE tasks SET status = ?1, reason = coalesce(?2, reason), seq = seq + 1, \
+        "UPDATE tasks SET status = ?1, reason = ?2, seq = seq + 1, \
          updated_at = ?3 WHERE id = ?4 \
          RETURNING seq, request_ref, callback_url, callbacks_stopped, op_id, reason, owner_id",
     )
@@ -1044,22 +1044,25 @@ impl HelpdeskStore for SqliteStore {
         id: Uuid,
         status: TaskStatus,
         reason: Option<&str>,
-    ) -> Result<Task, HelpdeskError> {
+    ) -> Result<(Task, Option<(Uuid, Vec<Uuid>)>), HelpdeskError> {
         let now = now_ms();
         let task = id.to_string();
         let mut tx = self.begin().await?;
-        let old: String = sqlx::query_scalar("SELECT status FROM tasks WHERE id = ?")
+        let row = sqlx::query("SELECT status, op_id FROM tasks WHERE id = ?")
             .bind(&task)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(HelpdeskError::NotFound("task"))?;
-        let old = parse_status(&old)?;
+        let old = parse_status(row.get("status"))?;
         if old.is_final() {
             return Err(HelpdeskError::Finished(old.as_str()));
         }
-        if old != status {
-            change_status(&mut tx, &task, Some(old), status, reason, None, now).await?;
-        }
+        // The task ends here: what its devices have not finished is cancelled with it.
+        let stopped = match parse_opt_uuid(row.get("op_id"))? {
+            Some(op) => Some((op, cancel_op_in(&mut tx, actor, op, now).await?)),
+            None => None,
+        };
+        change_status(&mut tx, &task, Some(old), status, reason, None, now).await?;
         audit(
             &mut tx,
             actor,
@@ -1072,7 +1075,22 @@ impl HelpdeskStore for SqliteStore {
             .await?
             .ok_or(HelpdeskError::NotFound("task"))?;
         tx.commit().await?;
-        Ok(out)
+        Ok((out, stopped))
+    }
+
+    async fn task_by_key(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<(Uuid, Vec<u8>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT id, request_hash FROM tasks WHERE idem_owner = ? AND idem_key = ?")
+                .bind(owner)
+                .bind(key)
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(|r| Ok((parse_uuid(r.get("id"))?, r.get("request_hash"))))
+            .transpose()
     }
 
     async fn due_deliveries(
@@ -1205,7 +1223,7 @@ impl HelpdeskStore for SqliteStore {
             Some(None) => {}
         }
         let n = sqlx::query(
-            "UPDATE task_events SET state = 'pending', next_attempt_at = ? \
+            "UPDATE task_events SET state = 'pending', next_attempt_at = ?, attempts = 0 \
              WHERE id = ? AND task_id = ?",
         )
         .bind(now_ms())

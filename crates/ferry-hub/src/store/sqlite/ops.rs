@@ -494,6 +494,12 @@ pub(super) async fn insert_op(
     .await?;
     let inserted = targets.len();
     if inserted == 0 {
+        // A caller may go on in the same transaction (a scheduled task recording that it
+        // could not start): leave no empty operation behind.
+        sqlx::query("DELETE FROM ops WHERE id = ?")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
         return Err(OpError::NoTargets);
     }
     sqlx::query(
