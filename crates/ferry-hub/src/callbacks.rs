@@ -77,6 +77,16 @@ impl Outbox {
         self.wake.notify_one();
         self.notifications.notify_one();
     }
+
+    /// Wakes the workers that have something new (the hot paths: agent reports, sweeps).
+    pub fn poke_for(&self, queued: crate::store::helpdesk::Queued) {
+        if queued.callbacks {
+            self.wake.notify_one();
+        }
+        if queued.notifications {
+            self.notifications.notify_one();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -29,9 +29,7 @@ pub async fn run_sweeper(state: AppState) {
                 if !sweep.ops.is_empty() {
                     state.agents.touch_ops(sweep.ops);
                 }
-                if sweep.callbacks {
-                    state.outbox.poke();
-                }
+                state.outbox.poke_for(sweep.queued);
                 sweep
                     .next_deadline_ms
                     .unwrap_or(i64::MAX)

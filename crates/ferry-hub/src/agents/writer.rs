@@ -84,9 +84,7 @@ pub async fn run_writer(state: AppState) {
                 if !effect.ops.is_empty() {
                     state.agents.touch_ops(effect.ops);
                 }
-                if effect.callbacks {
-                    state.outbox.poke();
-                }
+                state.outbox.poke_for(effect.queued);
             }
             Err(e) => {
                 // Keep the batch and try again: the reports are only acknowledged after a

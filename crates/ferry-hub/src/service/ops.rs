@@ -269,11 +269,9 @@ impl AppState {
 
     /// Unfinished targets become `cancelled`; agents running it are told to stop.
     pub async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<Operation> {
-        let (devices, callbacks) = self.store.cancel_op(actor, id).await?;
+        let (devices, queued) = self.store.cancel_op(actor, id).await?;
         self.tell_cancelled(id, &devices);
-        if callbacks {
-            self.outbox.poke();
-        }
+        self.outbox.poke_for(queued);
         self.op(id).await
     }
 }

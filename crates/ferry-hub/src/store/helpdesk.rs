@@ -76,6 +76,20 @@ pub struct IntegrationKeys {
     pub previous: Option<(Vec<u8>, i64)>,
 }
 
+/// What a status change put in the outboxes: its workers are woken only for what they have.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub callbacks: bool,
+    pub notifications: bool,
+}
+
+impl Queued {
+    pub fn merge(&mut self, other: Queued) {
+        self.callbacks |= other.callbacks;
+        self.notifications |= other.notifications;
+    }
+}
+
 /// The operation a task starts (now, or at its scheduled time), targets resolved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskPlan {

@@ -88,8 +88,8 @@ pub struct BatchEffect {
     /// (device, operation) pairs the device reported on although their record is final:
     /// the device is told to stop.
     pub stop: Vec<(Uuid, Uuid)>,
-    /// A task's status changed and its callback was queued.
-    pub callbacks: bool,
+    /// What tasks' status changes queued.
+    pub queued: super::helpdesk::Queued,
 }
 
 /// What the sweeper changed, and when it must look again.
@@ -99,8 +99,8 @@ pub struct OpSweep {
     pub expired: u64,
     pub timed_out: u64,
     pub next_deadline_ms: Option<i64>,
-    /// A task's status changed and its callback was queued.
-    pub callbacks: bool,
+    /// What tasks' status changes queued.
+    pub queued: super::helpdesk::Queued,
 }
 
 #[async_trait]
@@ -133,7 +133,11 @@ pub trait OpStore {
     /// Marks the operation cancelled and its unfinished records `cancelled`; returns the
     /// devices that were delivered or running it (they are told to stop), and whether a
     /// task's callback was queued.
-    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<(Vec<Uuid>, bool), OpError>;
+    async fn cancel_op(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<(Vec<Uuid>, super::helpdesk::Queued), OpError>;
 
     /// What the device still has to do (or report): sent again at every session start.
     async fn open_assignments(&self, device: Uuid) -> Result<Vec<Assignment>, StoreError>;

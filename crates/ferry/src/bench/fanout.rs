@@ -258,7 +258,20 @@ async fn provision(
 }
 
 async fn connected_on_hub(hub: &crate::bench::Hub) -> anyhow::Result<i64> {
-    let text = hub.client.get_text("/metrics").await?;
+    // While thousands of agents connect, the hub closes the oldest idle unauthenticated
+    // connection to make room (`/metrics` is public): a pooled connection it closed is
+    // weather, not a failed benchmark.
+    let mut tries = 0;
+    let text = loop {
+        match hub.client.get_text("/metrics").await {
+            Ok(t) => break t,
+            Err(e) if e.is_transient() && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix("ferry_agents_connected "))

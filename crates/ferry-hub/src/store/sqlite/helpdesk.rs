@@ -17,7 +17,7 @@ use super::ops::{cancel_op_in, insert_op};
 use super::{SqliteStore, audit, corrupt, parse_json, parse_opt_uuid, parse_uuid, to_json};
 use crate::store::helpdesk::{
     AttemptNext, AttemptRecord, DueDelivery, DueNotification, HelpdeskError, HelpdeskStore,
-    IntegrationInsert, IntegrationKeys, RuleInsert, ScriptInsert, TaskCreated, TaskInsert,
+    IntegrationInsert, IntegrationKeys, Queued, RuleInsert, ScriptInsert, TaskCreated, TaskInsert,
     TaskPlan, parse_delivery_state,
 };
 use crate::store::{Actor, OpError, StoreError};
@@ -193,7 +193,7 @@ async fn change_status(
     reason: Option<&str>,
     known_counts: Option<&OpCounts>,
     now: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Queued, StoreError> {
     let row = sqlx::query(
         "UPDATE tasks SET status = ?1, reason = ?2, seq = seq + 1, \
          updated_at = ?3 WHERE id = ?4 \
@@ -226,7 +226,7 @@ async fn change_status(
         None => Vec::new(),
     };
     if !callback && rules.is_empty() {
-        return Ok(false);
+        return Ok(Queued::default());
     }
     let op: Option<String> = row.get("op_id");
     let (counts, failures) = match &op {
@@ -288,7 +288,10 @@ async fn change_status(
         .execute(&mut **tx)
         .await?;
     }
-    Ok(true)
+    Ok(Queued {
+        callbacks: callback,
+        notifications: !rules.is_empty(),
+    })
 }
 
 /// Recomputes the status of every unfinished task driven by these operations, in the
@@ -298,9 +301,9 @@ pub(super) async fn refresh_tasks(
     ops: &BTreeSet<Uuid>,
     reason: Option<&str>,
     now: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Queued, StoreError> {
     if ops.is_empty() {
-        return Ok(false);
+        return Ok(Queued::default());
     }
     let ids = to_json(&ops.iter().map(Uuid::to_string).collect::<Vec<_>>())?;
     let rows = sqlx::query(
@@ -310,7 +313,7 @@ pub(super) async fn refresh_tasks(
     .bind(ids)
     .fetch_all(&mut **tx)
     .await?;
-    let mut queued = false;
+    let mut queued = Queued::default();
     for row in rows {
         let task: String = row.get("id");
         let op: String = row.get("op_id");
@@ -327,16 +330,18 @@ pub(super) async fn refresh_tasks(
             }
             _ => None,
         };
-        queued |= change_status(
-            tx,
-            &task,
-            Some(old),
-            new,
-            why.as_deref(),
-            Some(&counts),
-            now,
-        )
-        .await?;
+        queued.merge(
+            change_status(
+                tx,
+                &task,
+                Some(old),
+                new,
+                why.as_deref(),
+                Some(&counts),
+                now,
+            )
+            .await?,
+        );
     }
     Ok(queued)
 }

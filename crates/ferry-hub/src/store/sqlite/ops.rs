@@ -150,14 +150,18 @@ impl OpStore for SqliteStore {
 
     /// Cancels every unfinished target. Returns the devices that already had the operation
     /// (they are told to stop).
-    async fn cancel_op(&self, actor: &Actor, id: Uuid) -> Result<(Vec<Uuid>, bool), OpError> {
+    async fn cancel_op(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<(Vec<Uuid>, crate::store::helpdesk::Queued), OpError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let devices = cancel_op_in(&mut tx, actor, id, now).await?;
         let reason = format!("cancelled by {}", actor.name);
-        let callbacks = refresh_tasks(&mut tx, &BTreeSet::from([id]), Some(&reason), now).await?;
+        let queued = refresh_tasks(&mut tx, &BTreeSet::from([id]), Some(&reason), now).await?;
         tx.commit().await?;
-        Ok((devices, callbacks))
+        Ok((devices, queued))
     }
 
     /// What the device still has to do (or report): sent again at every session start.
@@ -350,7 +354,7 @@ impl OpStore for SqliteStore {
                 }
             }
         }
-        effect.callbacks = refresh_tasks(&mut tx, &effect.ops, None, now).await?;
+        effect.queued = refresh_tasks(&mut tx, &effect.ops, None, now).await?;
         tx.commit().await?;
         Ok(effect)
     }
@@ -385,7 +389,7 @@ impl OpStore for SqliteStore {
         for row in expired.iter().chain(&overdue) {
             sweep.ops.insert(parse_uuid(row.get(0))?);
         }
-        sweep.callbacks = refresh_tasks(&mut tx, &sweep.ops, None, now).await?;
+        sweep.queued = refresh_tasks(&mut tx, &sweep.ops, None, now).await?;
         let next_expiry: Option<i64> = sqlx::query_scalar(
             "SELECT min(o.expires_at) FROM ops o WHERE o.cancelled = 0 AND EXISTS \
              (SELECT 1 FROM op_targets t WHERE t.op_id = o.id AND t.state IN ('pending', 'offline'))",
