@@ -265,7 +265,8 @@ pub enum RebootPolicy {
 }
 
 /// A date and a wall-clock time in a time zone: `{"date": "2026-12-24", "time": "18:30",
-/// "time_zone": "+01:00"}`. The time zone is `UTC` or a fixed offset `±HH:MM`.
+/// "time_zone": "Europe/Berlin"}`. The time zone is `UTC`, a fixed offset `±HH:MM` or an
+/// IANA name (daylight saving applies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {

@@ -88,10 +88,17 @@ async fn idle_unauthenticated_connections_make_room_so_the_hub_still_answers() {
     for _ in 0..16 {
         squatters.push(TcpStream::connect(addr(&hub)).await.unwrap());
     }
-    assert!(
-        healthz(&hub).await,
-        "a newcomer gets in by evicting an idle squatter"
-    );
+    // The kernel completes the squatters' handshakes before the hub accepts them all, so a
+    // newcomer may itself be the oldest idle connection when the last squatters are taken in:
+    // it is evicted like any idle one, and the next newcomer gets in.
+    let mut answered = false;
+    for _ in 0..20 {
+        if healthz(&hub).await {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "a newcomer gets in by evicting an idle squatter");
     let open = hub.metric("ferry_connections_unauthenticated").await;
     assert!(open <= 4.0, "{open} unauthenticated connections");
     assert!(hub.metric("ferry_connections_evicted_total").await >= 12.0);

@@ -122,20 +122,40 @@ pub fn schedule_ms(s: &Schedule) -> Result<i64> {
             )
         })?;
     let zone = s.time_zone.trim();
-    let offset = if zone.eq_ignore_ascii_case("utc") || zone == "Z" {
-        time::UtcOffset::UTC
+    let fixed = if zone.eq_ignore_ascii_case("utc") || zone == "Z" {
+        Some(time::UtcOffset::UTC)
     } else {
-        time::UtcOffset::parse(zone, format_description!("[offset_hour]:[offset_minute]")).map_err(
-            |_| {
-                Error::invalid(
-                    "deployment.schedule.time_zone",
-                    format!("{zone:?} is not UTC or an offset as +HH:MM"),
-                )
-            },
-        )?
+        time::UtcOffset::parse(zone, format_description!("[offset_hour]:[offset_minute]")).ok()
     };
-    let at = time::PrimitiveDateTime::new(date, t).assume_offset(offset);
-    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    if let Some(offset) = fixed {
+        let at = time::PrimitiveDateTime::new(date, t).assume_offset(offset);
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    // An IANA name (`Europe/Berlin`): the wall-clock time there, daylight saving included. A
+    // time that does not exist (skipped by a spring-forward) or exists twice resolves as the
+    // clocks do (jiff's "compatible" rule): the later and the earlier instant respectively.
+    let bad_zone = || {
+        Error::invalid(
+            "deployment.schedule.time_zone",
+            format!("{zone:?} is not UTC, an offset as +HH:MM or an IANA time zone name"),
+        )
+    };
+    if zone.len() > 64 {
+        return Err(bad_zone());
+    }
+    let tz = jiff::tz::TimeZone::get(zone).map_err(|_| bad_zone())?;
+    let civil = jiff::civil::DateTime::new(
+        date.year() as i16,
+        date.month() as i8,
+        date.day() as i8,
+        t.hour() as i8,
+        t.minute() as i8,
+        t.second() as i8,
+        0,
+    )
+    .map_err(|_| Error::invalid("deployment.schedule.date", "out of range"))?;
+    let zoned = civil.to_zoned(tz).map_err(|_| bad_zone())?;
+    Ok(zoned.timestamp().as_millisecond())
 }
 
 /// Whether `url` lies under `prefix`: the same scheme, host and port, and a path that is the
@@ -1144,6 +1164,23 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.field(), Some("deployment.schedule.date"));
+    }
+
+    #[test]
+    fn a_schedule_in_a_named_zone_follows_its_daylight_saving() {
+        let at = |date: &str, zone: &str| {
+            schedule_ms(&Schedule {
+                date: date.into(),
+                time: "12:00".into(),
+                time_zone: zone.into(),
+            })
+        };
+        // CET (+01:00) in January, CEST (+02:00) in July.
+        let winter = at("2027-01-15", "UTC").unwrap() - at("2027-01-15", "Europe/Berlin").unwrap();
+        let summer = at("2027-07-15", "UTC").unwrap() - at("2027-07-15", "Europe/Berlin").unwrap();
+        assert_eq!((winter, summer), (3_600_000, 7_200_000));
+        let unknown = at("2027-01-15", "Mars/Olympus_Mons").unwrap_err();
+        assert_eq!(unknown.field(), Some("deployment.schedule.time_zone"));
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub enum TaskCmd {
         /// Start at this date and time (`2026-12-24T18:30`) ...
         #[arg(long)]
         at: Option<String>,
-        /// ... in this time zone (`UTC` or `+01:00`).
+        /// ... in this time zone (`UTC`, `+01:00` or `Europe/Berlin`).
         #[arg(long, default_value = "UTC")]
         time_zone: String,
         #[arg(long)]
