@@ -278,6 +278,7 @@ mod tests {
             timeout_secs: 60,
             output_limit: 1024,
             on_interrupt,
+            after: None,
         }
     }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::agent::Assignment;
-use ferry_proto::ops::{DeploymentAction, OpOutcome, OpSpec, OutcomeState, PackageRef};
+use ferry_proto::ops::{
+    AfterSuccess, DeploymentAction, OpOutcome, OpSpec, OutcomeState, PackageRef,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::package::PackageAction;
@@ -32,15 +34,55 @@ impl OpRunner for DeviceRunner {
             if let Err(e) = std::fs::create_dir_all(&op_dir) {
                 return failed(format!("cannot create {}: {e}", op_dir.display()));
             }
-            let outcome = self.dispatch(ctx, a, &op_dir, &cancel).await;
+            let mut outcome = self.dispatch(ctx, a, &op_dir, &cancel).await;
             // The work folder holds a copy of the package and scripts; nothing to keep.
             let _ = tokio::fs::remove_dir_all(&op_dir).await;
+            if let Some(after) = a.after
+                && outcome.state == OutcomeState::Succeeded
+            {
+                self.after_success(after, &mut outcome, &cancel).await;
+            }
             outcome
         })
     }
 }
 
 impl DeviceRunner {
+    /// A task's reboot policy: schedules the restart or shutdown once the action succeeded
+    /// (the default commands give a minute's warning, time enough to report). Failing to
+    /// schedule it fails the operation: the helpdesk asked for the device to go down.
+    async fn after_success(
+        &self,
+        after: AfterSuccess,
+        outcome: &mut OpOutcome,
+        cancel: &CancellationToken,
+    ) {
+        let timeout = Duration::from_secs(60);
+        let power = match after {
+            AfterSuccess::Restart => {
+                exec::restart::restart(&self.exec, timeout, 4096, cancel).await
+            }
+            AfterSuccess::Shutdown => {
+                exec::restart::shutdown(&self.exec, timeout, 4096, cancel).await
+            }
+        };
+        if power.state == OutcomeState::Succeeded {
+            if !outcome.output.is_empty() && !outcome.output.ends_with('\n') {
+                outcome.output.push('\n');
+            }
+            outcome
+                .output
+                .push_str(&format!("[ferry] {} scheduled\n", after.as_str()));
+        } else {
+            outcome.state = OutcomeState::Failed;
+            outcome.error = format!(
+                "the action succeeded, but the {} could not be scheduled: {}",
+                after.as_str(),
+                power.error
+            );
+        }
+    }
+
     async fn dispatch(
         &self,
         ctx: &Arc<AgentCtx>,

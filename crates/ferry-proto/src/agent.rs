@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ops::{OnInterrupt, OpOutcome, OpSpec};
+use crate::ops::{AfterSuccess, OnInterrupt, OpOutcome, OpSpec};
 
 /// The version of the agent protocol; the hub refuses a `Hello` with a version it does not know.
 pub const AGENT_PROTOCOL: u32 = 1;
@@ -92,6 +92,9 @@ pub struct Assignment {
     /// Output kept per stream, in bytes (the rest is cut, and the cut is marked).
     pub output_limit: u32,
     pub on_interrupt: OnInterrupt,
+    /// Restart or shut the device down once the operation succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<AfterSuccess>,
 }
 
 /// Hub → agent.

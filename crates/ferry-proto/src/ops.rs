@@ -334,6 +334,25 @@ impl OpSpec {
     }
 }
 
+/// What the device does once an operation succeeded: a helpdesk task's reboot policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterSuccess {
+    /// Restart the device (the agent's restart command, a minute's warning by default).
+    Restart,
+    /// Shut it down (the agent's shutdown command).
+    Shutdown,
+}
+
+impl AfterSuccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterSuccess::Restart => "restart",
+            AfterSuccess::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What an agent does with an operation that was running when the agent stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

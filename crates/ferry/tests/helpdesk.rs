@@ -1256,3 +1256,43 @@ async fn only_administrators_may_point_notifications_at_internal_addresses() {
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+#[tokio::test]
+async fn a_forced_reboot_or_shutdown_follows_the_action_on_the_device() {
+    let Some(l) = setup("").await else { return };
+    // The harness's restart command writes `restarted` in the agent's folder; shutdown likewise.
+    let marker = l.hub.dir.path().join("agent-pc-power").join("shutdown");
+    let mut agent = l
+        .hub
+        .enroll_agent("pc-power", |c| {
+            c.exec.shutdown_command = vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo shutdown >> '{}'", marker.display()),
+            ];
+        })
+        .await;
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    for (policy, marker, request) in [
+        ("force_reboot", "restarted", "REQ-50"),
+        ("force_shutdown", "shutdown", "REQ-51"),
+    ] {
+        let task = l
+            .create(json!({
+                "request_ref": request, "idempotency_key": request,
+                "integration_id": l.integration["id"], "action": "run_script",
+                "script_id": l.script, "arguments": {"Name": "x"},
+                "deployment": {"reboot": policy},
+                "targets": {"workstations": ["pc-power"]},
+                "callback_url": format!("{}/cb/{request}", l.helpdesk.base()),
+            }))
+            .await;
+        let id = task["id"].as_str().unwrap().to_owned();
+        wait_status(&l.hub, &id, "succeeded").await;
+        let file = agent.path(marker);
+        assert!(file.exists(), "no {marker} after {policy}: {}", agent.log());
+        let shown = get(&l.hub, &format!("/api/v1/tasks/{id}")).await;
+        assert_eq!(shown["status"], "succeeded");
+    }
+}

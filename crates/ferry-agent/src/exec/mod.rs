@@ -34,6 +34,8 @@ pub struct ExecSettings {
     pub work_dir: PathBuf,
     /// The command that restarts the device (program and arguments, no shell).
     pub restart_command: Vec<String>,
+    /// The command that shuts the device down (a task's `force_shutdown`).
+    pub shutdown_command: Vec<String>,
     /// Windows PowerShell, for scripts and detection scripts on Windows.
     pub powershell: PathBuf,
     /// The POSIX shell, for scripts elsewhere.
@@ -54,6 +56,7 @@ impl Default for ExecSettings {
         ExecSettings {
             work_dir: default_work_dir(),
             restart_command: default_restart_command(),
+            shutdown_command: default_shutdown_command(),
             powershell: default_powershell(),
             sh: PathBuf::from("/bin/sh"),
             av: AvSettings::default(),
@@ -137,6 +140,29 @@ fn default_restart_command() -> Vec<String> {
 #[cfg(not(windows))]
 fn default_restart_command() -> Vec<String> {
     ["shutdown", "-r", "+1", "Ferry: restart requested"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(windows)]
+fn default_shutdown_command() -> Vec<String> {
+    [
+        "shutdown",
+        "/s",
+        "/t",
+        "60",
+        "/c",
+        "Ferry: shutdown requested",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+#[cfg(not(windows))]
+fn default_shutdown_command() -> Vec<String> {
+    ["shutdown", "-h", "+1", "Ferry: shutdown requested"]
         .into_iter()
         .map(String::from)
         .collect()

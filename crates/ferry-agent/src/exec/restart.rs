@@ -18,8 +18,35 @@ pub async fn restart(
     output_limit: usize,
     cancel: &CancellationToken,
 ) -> OpOutcome {
-    let Some((program, args)) = s.restart_command.split_first() else {
-        return failed("no restart command configured");
+    run_command(&s.restart_command, "restart", timeout, output_limit, cancel).await
+}
+
+/// Runs `shutdown_command`, like [`restart`].
+pub async fn shutdown(
+    s: &ExecSettings,
+    timeout: Duration,
+    output_limit: usize,
+    cancel: &CancellationToken,
+) -> OpOutcome {
+    run_command(
+        &s.shutdown_command,
+        "shutdown",
+        timeout,
+        output_limit,
+        cancel,
+    )
+    .await
+}
+
+async fn run_command(
+    command: &[String],
+    what: &str,
+    timeout: Duration,
+    output_limit: usize,
+    cancel: &CancellationToken,
+) -> OpOutcome {
+    let Some((program, args)) = command.split_first() else {
+        return failed(format!("no {what} command configured"));
     };
     let mut cmd = Command::new(program);
     cmd.args(args);

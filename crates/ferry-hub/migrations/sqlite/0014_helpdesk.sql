@@ -14,6 +14,10 @@ CREATE INDEX device_users_user ON device_users (user);
 CREATE INDEX device_users_domain ON device_users (domain, user);
 CREATE INDEX devices_domain ON devices (domain COLLATE NOCASE, hostname);
 
+-- What a device does once the operation succeeded (restart | shutdown), for tasks' reboot
+-- policies; NULL for nothing.
+ALTER TABLE ops ADD COLUMN after_success TEXT;
+
 CREATE TABLE scripts (
     id           TEXT PRIMARY KEY,
     name         TEXT NOT NULL,

@@ -20,7 +20,7 @@ use ferry_proto::helpdesk::{
     CreatedNotificationRule, NewNotificationRule, NotificationChannel, NotificationRule,
 };
 use ferry_proto::identity::Role;
-use ferry_proto::ops::{OnInterrupt, OpSpec};
+use ferry_proto::ops::{AfterSuccess, OnInterrupt, OpSpec};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -505,15 +505,12 @@ impl AppState {
                 ));
             }
         }
-        match new.deployment.reboot {
-            None | Some(RebootPolicy::AllowSkip) => {}
-            Some(_) => {
-                return Err(unsupported(
-                    "deployment.reboot",
-                    "forcing a restart or shutdown after the action is not supported by the agent yet; `allow_skip` reports the restart the device needs",
-                ));
-            }
-        }
+        // `allow_skip`: the device reports a restart it needs and leaves it to its user.
+        let after = match new.deployment.reboot {
+            None | Some(RebootPolicy::AllowSkip) => None,
+            Some(RebootPolicy::ForceReboot) => Some(AfterSuccess::Restart),
+            Some(RebootPolicy::ForceShutdown) => Some(AfterSuccess::Shutdown),
+        };
         if let Some(d) = &new.deployment.domain {
             printable("deployment.domain", d, 255)?;
         }
@@ -558,6 +555,7 @@ impl AppState {
                 on_interrupt: OnInterrupt::Fail,
                 expires_in_secs: TASK_EXPIRY_SECS,
                 devices,
+                after,
             },
             run_as_sealed: None,
             callback_url: new.callback_url,
@@ -568,14 +566,9 @@ impl AppState {
         let created = self.store.create_task(actor, &insert, &online).await?;
         if created.created {
             if let Some(op) = created.task.op_id {
-                self.announce_op(
-                    op,
-                    &insert.plan.spec,
-                    insert.plan.timeout_secs,
-                    insert.plan.output_limit,
-                    insert.plan.on_interrupt,
-                    &created.targets,
-                );
+                let mut announced = insert.plan.op_insert(0);
+                announced.id = op;
+                self.announce_op(&announced, &created.targets);
             }
             if scheduled_for.is_some() {
                 self.scheduler.notify_one();
@@ -1088,19 +1081,8 @@ pub async fn run_scheduler(state: AppState) {
                     let online = state.agents.online_devices();
                     match state.store.start_scheduled(*id, &online).await {
                         Ok(Some((op, targets))) => {
-                            if let Ok(task) = state.task(*id).await
-                                && let Ok(Some(operation)) = state.store.get_op(op).await
-                            {
-                                state.announce_op(
-                                    op,
-                                    &operation.spec,
-                                    operation.timeout_secs,
-                                    operation.output_limit,
-                                    operation.on_interrupt,
-                                    &targets,
-                                );
-                                tracing::info!(task = %task.id, "scheduled task started");
-                            }
+                            state.announce_op(&op, &targets);
+                            tracing::info!(task = %id, op = %op.id, "scheduled task started");
                         }
                         Ok(None) => {}
                         Err(e) => {

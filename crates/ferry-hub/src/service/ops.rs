@@ -146,19 +146,13 @@ impl AppState {
             timeout_secs,
             output_limit,
             on_interrupt,
+            after: None,
             collections: new.collections,
             devices: new.devices,
         };
         let online = self.agents.online_devices();
         let (operation, targets) = self.store.create_op(actor, &insert, &online).await?;
-        let sent = self.announce_op(
-            insert.id,
-            &insert.spec,
-            timeout_secs,
-            output_limit,
-            on_interrupt,
-            &targets,
-        );
+        let sent = self.announce_op(&insert, &targets);
         tracing::info!(op = %operation.id, kind = operation.spec.kind(), targets = operation.counts.total, sent, "operation started");
         Ok(operation)
     }
@@ -166,22 +160,16 @@ impl AppState {
     /// After an operation committed: hands it to every target connected now, including any
     /// whose session opened since the online list was taken (`send_to` skips the rest; a
     /// duplicate is answered from the agent's journal). Returns how many were sent.
-    pub(crate) fn announce_op(
-        &self,
-        op_id: Uuid,
-        spec: &OpSpec,
-        timeout_secs: u32,
-        output_limit: u32,
-        on_interrupt: OnInterrupt,
-        targets: &[Uuid],
-    ) -> usize {
+    pub(crate) fn announce_op(&self, op: &OpInsert, targets: &[Uuid]) -> usize {
+        let op_id = op.id;
         // One serialisation for every target.
         let sent = match serde_json::to_vec(&HubMessage::Operation(Assignment {
             op_id,
-            spec: spec.clone(),
-            timeout_secs,
-            output_limit,
-            on_interrupt,
+            spec: op.spec.clone(),
+            timeout_secs: op.timeout_secs,
+            output_limit: op.output_limit,
+            on_interrupt: op.on_interrupt,
+            after: op.after,
         })) {
             Ok(frame) => self.agents.send_to(targets, &Bytes::from(frame)),
             // Agents get it at their next session start (open assignments are re-sent).

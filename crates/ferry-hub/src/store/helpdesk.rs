@@ -99,6 +99,9 @@ pub struct TaskPlan {
     pub on_interrupt: OnInterrupt,
     pub expires_in_secs: u64,
     pub devices: Vec<Uuid>,
+    /// The task's reboot policy, when it forces one.
+    #[serde(default)]
+    pub after: Option<ferry_proto::ops::AfterSuccess>,
 }
 
 impl TaskPlan {
@@ -110,6 +113,7 @@ impl TaskPlan {
             timeout_secs: self.timeout_secs,
             output_limit: self.output_limit,
             on_interrupt: self.on_interrupt,
+            after: self.after,
             collections: Vec::new(),
             devices: self.devices.clone(),
         }
@@ -253,12 +257,13 @@ pub trait HelpdeskStore {
     ) -> Result<(Option<Uuid>, Vec<Uuid>), HelpdeskError>;
     /// Scheduled tasks whose time has come, with the time of the next one after them.
     async fn due_scheduled(&self, now: i64) -> Result<(Vec<Uuid>, Option<i64>), StoreError>;
-    /// Starts a scheduled task's operation (nothing if it is no longer scheduled).
+    /// Starts a scheduled task's operation (nothing if it is no longer scheduled): the
+    /// operation started and the devices to hand it to.
     async fn start_scheduled(
         &self,
         id: Uuid,
         online: &[Uuid],
-    ) -> Result<Option<(Uuid, Vec<Uuid>)>, HelpdeskError>;
+    ) -> Result<Option<(OpInsert, Vec<Uuid>)>, HelpdeskError>;
     /// Stops callbacks for every task of the request; returns how many tasks.
     async fn close_request(
         &self,

@@ -46,6 +46,7 @@ pub struct OpInsert {
     pub timeout_secs: u32,
     pub output_limit: u32,
     pub on_interrupt: OnInterrupt,
+    pub after: Option<ferry_proto::ops::AfterSuccess>,
     pub collections: Vec<Uuid>,
     pub devices: Vec<Uuid>,
 }

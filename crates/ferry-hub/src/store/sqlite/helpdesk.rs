@@ -955,7 +955,7 @@ impl HelpdeskStore for SqliteStore {
         &self,
         id: Uuid,
         online: &[Uuid],
-    ) -> Result<Option<(Uuid, Vec<Uuid>)>, HelpdeskError> {
+    ) -> Result<Option<(crate::store::OpInsert, Vec<Uuid>)>, HelpdeskError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let Some(row) = sqlx::query("SELECT plan FROM tasks WHERE id = ? AND status = 'scheduled'")
@@ -986,7 +986,7 @@ impl HelpdeskStore for SqliteStore {
                 )
                 .await?;
                 tx.commit().await?;
-                Ok(Some((op.id, targets)))
+                Ok(Some((op, targets)))
             }
             Err(OpError::NoTargets | OpError::UnknownDevice(_)) => {
                 // Every device was disabled or deleted since the task was made.

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use ferry_proto::agent::Assignment;
 use ferry_proto::ops::{
-    OnInterrupt, OpCounts, OpSpec, Operation, OutcomeState, TargetResult, TargetState,
+    AfterSuccess, OnInterrupt, OpCounts, OpSpec, Operation, OutcomeState, TargetResult, TargetState,
 };
 use std::collections::BTreeSet;
 
@@ -168,7 +168,7 @@ impl OpStore for SqliteStore {
     async fn open_assignments(&self, device: Uuid) -> Result<Vec<Assignment>, StoreError> {
         let rows = sqlx::query(open_states!(
             "SELECT o.id, o.spec, o.timeout_secs, o.output_limit, o.on_interrupt, t.state, \
-             o.expires_at FROM op_targets t JOIN ops o ON o.id = t.op_id \
+             o.expires_at, o.after_success FROM op_targets t JOIN ops o ON o.id = t.op_id \
              WHERE t.device_id = ? AND t.state IN",
             "ORDER BY o.created_at"
         ))
@@ -189,6 +189,12 @@ impl OpStore for SqliteStore {
                 timeout_secs: row.get::<i64, _>("timeout_secs") as u32,
                 output_limit: row.get::<i64, _>("output_limit") as u32,
                 on_interrupt: parse_interrupt(row.get("on_interrupt"))?,
+                after: match row.get::<Option<&str>, _>("after_success") {
+                    None => None,
+                    Some("restart") => Some(AfterSuccess::Restart),
+                    Some("shutdown") => Some(AfterSuccess::Shutdown),
+                    Some(other) => return Err(corrupt(format!("after_success {other:?}"))),
+                },
             });
         }
         Ok(out)
@@ -466,7 +472,8 @@ pub(super) async fn insert_op(
     }
     sqlx::query(
         "INSERT INTO ops (id, spec, package_id, created_by, created_at, expires_at, \
-             timeout_secs, output_limit, on_interrupt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             timeout_secs, output_limit, on_interrupt, after_success) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&spec)
@@ -477,6 +484,7 @@ pub(super) async fn insert_op(
     .bind(i64::from(op.timeout_secs))
     .bind(i64::from(op.output_limit))
     .bind(interrupt_str(op.on_interrupt))
+    .bind(op.after.map(AfterSuccess::as_str))
     .execute(&mut **tx)
     .await?;
     // Targets are expanded in SQL (one statement, whatever the collection's size); the
