@@ -95,7 +95,10 @@ impl std::fmt::Debug for Sealer {
 /// What a sealed value is for (the associated data).
 #[derive(Debug, Clone, Copy)]
 pub enum Purpose {
+    /// Integrations' and notification webhooks' `whsec_` secrets.
     SigningSecret,
+    /// Run-as passwords of tasks: the label is fixed now so that sealed values stay readable,
+    /// but tasks do not accept `run_as` yet (the agent cannot act on it).
     RunAsPassword,
 }
 

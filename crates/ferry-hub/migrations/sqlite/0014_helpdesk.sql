@@ -60,7 +60,6 @@ CREATE TABLE tasks (
     package_id         TEXT,
     script_id          TEXT,
     plan               TEXT NOT NULL,           -- JSON: the operation to start, devices resolved
-    run_as_sealed      BLOB,
     status             TEXT NOT NULL,
     reason             TEXT,
     callback_url       TEXT,

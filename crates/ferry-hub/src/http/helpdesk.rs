@@ -26,7 +26,7 @@ use crate::webhooks;
 fn with_etag<T: Serialize>(headers: &HeaderMap, value: &T) -> Result<Response> {
     let body = serde_json::to_vec(value).map_err(|e| crate::error::Error::Internal(e.into()))?;
     let digest = Sha256::digest(&body);
-    let tag: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let tag = crate::blobs::hex(&digest[..16]);
     let etag = format!("\"{tag}\"");
     let matches = headers
         .get_all(header::IF_NONE_MATCH)

@@ -313,7 +313,7 @@ impl AppState {
                 ));
             }
         }
-        let sha256 = hex(&Sha256::digest(new.content.as_bytes()));
+        let sha256 = crate::blobs::hex(&Sha256::digest(new.content.as_bytes()));
         let insert = ScriptInsert {
             id: Uuid::new_v4(),
             name: new.name,
@@ -557,7 +557,6 @@ impl AppState {
                 devices,
                 after,
             },
-            run_as_sealed: None,
             callback_url: new.callback_url,
             scheduled_for,
             owner_id: Some(technician),
@@ -1064,10 +1063,6 @@ fn redact(task: &mut Task, viewer: Role) {
             Err(_) => "…".to_owned(),
         });
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Starts scheduled tasks when their time comes; sleeps until the next one.

@@ -131,7 +131,6 @@ pub struct TaskInsert {
     pub package_id: Option<Uuid>,
     pub script_id: Option<Uuid>,
     pub plan: TaskPlan,
-    pub run_as_sealed: Option<Vec<u8>>,
     pub callback_url: Option<String>,
     /// Start at this time (ms) instead of now.
     pub scheduled_for: Option<i64>,

@@ -793,9 +793,9 @@ impl HelpdeskStore for SqliteStore {
         };
         sqlx::query(
             "INSERT INTO tasks (id, request_ref, idem_owner, idem_key, request_hash, \
-             integration_id, action, package_id, script_id, plan, run_as_sealed, status, \
-             callback_url, scheduled_for, op_id, created_by, owner_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+             integration_id, action, package_id, script_id, plan, status, callback_url, \
+             scheduled_for, op_id, created_by, owner_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(&t.request_ref)
@@ -807,7 +807,6 @@ impl HelpdeskStore for SqliteStore {
         .bind(t.package_id.map(|i| i.to_string()))
         .bind(t.script_id.map(|i| i.to_string()))
         .bind(to_json(&t.plan)?)
-        .bind(&t.run_as_sealed)
         .bind(&t.callback_url)
         .bind(t.scheduled_for)
         .bind(&op_id)
