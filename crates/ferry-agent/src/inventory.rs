@@ -12,7 +12,8 @@ use ferry_proto::agent::Inventory;
 /// first address: the one this device reaches the hub from, found by "connecting" a UDP
 /// socket (no packet is sent). Resolving the name may block briefly, so that part runs on
 /// tokio's blocking pool.
-pub async fn collect(hub_host: Option<&str>) -> Inventory {
+/// `users_command`: see [`logged_on_users`].
+pub async fn collect(hub_host: Option<&str>, users_command: &[String]) -> Inventory {
     let hostname = hostname();
     let (os_name, os_version) = os().await;
     let domain = domain(&hostname);
@@ -29,7 +30,7 @@ pub async fn collect(hub_host: Option<&str>) -> Inventory {
             ips.push(ip);
         }
     }
-    let users = logged_on_users(&hostname).await;
+    let users = logged_on_users(&hostname, users_command).await;
     Inventory {
         hostname,
         os_name,
@@ -44,40 +45,63 @@ pub async fn collect(hub_host: Option<&str>) -> Inventory {
 
 // ----- logged-on users ----------------------------------------------------------------------
 
-/// The owners of every `explorer.exe`: one per interactive session, console and remote
-/// desktop alike. A constant script: nothing from outside goes into it.
-#[cfg(windows)]
-const USERS_SCRIPT: &str = "Get-CimInstance Win32_Process -Filter \"Name='explorer.exe'\" | \
-    ForEach-Object { $o = Invoke-CimMethod -InputObject $_ -MethodName GetOwner; \
-    if ($o.ReturnValue -eq 0) { $o.Domain + '\\' + $o.User } }";
-
 /// Users logged on now, as `DOMAIN\name` (a local account as `HOSTNAME\name`), sorted and
 /// without repeats; empty when they cannot be read.
-#[cfg(windows)]
-async fn logged_on_users(_hostname: &str) -> Vec<String> {
-    let mut cmd = tokio::process::Command::new(crate::exec::default_powershell());
-    cmd.args(["-NoProfile", "-NonInteractive", "-Command", USERS_SCRIPT]);
-    let cancel = tokio_util::sync::CancellationToken::new();
-    match crate::exec::process::run_process(cmd, VER_TIMEOUT, 64 * 1024, &cancel).await {
-        Ok(out) => qualified_users(out.stdout.lines().map(str::to_owned), ""),
-        Err(_) => Vec::new(),
-    }
+pub async fn logged_on_users(hostname: &str, users_command: &[String]) -> Vec<String> {
+    read_users(hostname, users_command)
+        .await
+        .unwrap_or_default()
 }
 
+/// Users logged on now, or `None` when they cannot be read (which is not "nobody": a watcher
+/// for logons must not take a failed read for everyone logging off). `users_command`, when
+/// not empty, is asked instead of the platform: one user per line.
+pub async fn read_users(hostname: &str, users_command: &[String]) -> Option<Vec<String>> {
+    let (cmd, host, first_word) = match users_command {
+        [program, args @ ..] => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args);
+            (cmd, hostname, false)
+        }
+        [] => platform_users_command(hostname),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let out = crate::exec::process::run_process(cmd, VER_TIMEOUT, 64 * 1024, &cancel)
+        .await
+        .ok()?;
+    if out.exit_code != Some(0) {
+        return None;
+    }
+    // `who` prints the name first on each line; a users command and the Windows script print
+    // only the name, which may hold spaces.
+    Some(qualified_users(
+        out.stdout.lines().filter_map(|l| match first_word {
+            true => l.split_whitespace().next().map(str::to_owned),
+            false => Some(l.to_owned()),
+        }),
+        host,
+    ))
+}
+
+/// The owners of every `explorer.exe`: one per interactive session, console and remote
+/// desktop alike. A constant script: nothing from outside goes into it. Names come back
+/// qualified (`DOMAIN\name`).
+#[cfg(windows)]
+fn platform_users_command(_hostname: &str) -> (tokio::process::Command, &str, bool) {
+    const USERS_SCRIPT: &str = "Get-CimInstance Win32_Process -Filter \"Name='explorer.exe'\" | \
+        ForEach-Object { $o = Invoke-CimMethod -InputObject $_ -MethodName GetOwner; \
+        if ($o.ReturnValue -eq 0) { $o.Domain + '\\' + $o.User } }";
+    let mut cmd = tokio::process::Command::new(crate::exec::default_powershell());
+    cmd.args(["-NoProfile", "-NonInteractive", "-Command", USERS_SCRIPT]);
+    (cmd, "", false)
+}
+
+/// `who`: one line per login session, the user name first.
 #[cfg(not(windows))]
-async fn logged_on_users(hostname: &str) -> Vec<String> {
+fn platform_users_command(hostname: &str) -> (tokio::process::Command, &str, bool) {
     let mut cmd = tokio::process::Command::new("who");
     cmd.env("LC_ALL", "C");
-    let cancel = tokio_util::sync::CancellationToken::new();
-    match crate::exec::process::run_process(cmd, VER_TIMEOUT, 64 * 1024, &cancel).await {
-        Ok(out) => qualified_users(
-            out.stdout
-                .lines()
-                .filter_map(|l| l.split_whitespace().next().map(str::to_owned)),
-            hostname,
-        ),
-        Err(_) => Vec::new(),
-    }
+    (cmd, hostname, true)
 }
 
 /// `DOMAIN\name` for each user: kept as is when qualified, `user@realm` as `realm\user`,
@@ -105,12 +129,12 @@ pub fn qualified_users(names: impl Iterator<Item = String>, host: &str) -> Vec<S
 // ----- hostname -----------------------------------------------------------------------------
 
 #[cfg(windows)]
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("COMPUTERNAME").unwrap_or_default()
 }
 
 #[cfg(not(windows))]
-fn hostname() -> String {
+pub fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())

@@ -42,6 +42,20 @@ pub struct Entry {
     /// restarted agent can stop what a killed one left running.
     #[serde(default)]
     pub processes: Vec<(u32, u64)>,
+    /// What the device looked like when the operation began waiting for a moment, so that a
+    /// restarted agent knows whether the moment came while it was away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// The state of a wait for a startup or a logon (see `moments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The boot the operation was received in.
+    pub boot: String,
+    /// Who was logged on when last looked at.
+    #[serde(default)]
+    pub users: Vec<String>,
 }
 
 /// What to do with an operation the hub (re)sent.
@@ -237,6 +251,19 @@ impl Journal {
         self.put(entry)
     }
 
+    /// Records the state of an operation's wait.
+    pub fn set_waiting(&self, op: Uuid, waiting: Waiting) -> std::io::Result<()> {
+        let entry = {
+            let mut entries = self.lock();
+            let Some((e, _)) = entries.get_mut(&op) else {
+                return Ok(());
+            };
+            e.waiting = Some(waiting);
+            e.clone()
+        };
+        self.put(entry)
+    }
+
     /// Forgets an operation whose result the hub has stored.
     pub fn remove(&self, op: Uuid) {
         if self.lock().remove(&op).is_some()
@@ -279,6 +306,7 @@ mod tests {
             output_limit: 1024,
             on_interrupt,
             after: None,
+            wait: None,
         }
     }
 
@@ -290,6 +318,7 @@ mod tests {
             outcome: None,
             updated_at: 0,
             processes: Vec::new(),
+            waiting: None,
         }
     }
 

@@ -14,5 +14,6 @@ pub mod config;
 pub mod exec;
 pub mod inventory;
 pub mod journal;
+pub mod moments;
 pub mod runner;
 pub mod session;

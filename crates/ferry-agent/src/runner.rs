@@ -45,6 +45,42 @@ impl OpRunner for DeviceRunner {
             outcome
         })
     }
+
+    fn wait<'a>(
+        &'a self,
+        ctx: &'a Arc<AgentCtx>,
+        a: &'a Assignment,
+        cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<String, OpOutcome>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(wait) = &a.wait else {
+                return Ok(String::new());
+            };
+            // Users are named as the inventory names them (local accounts under this name).
+            let hostname = crate::inventory::hostname();
+            let state = JournalWait { ctx, op: a.op_id };
+            crate::moments::wait_for(&self.exec, &hostname, wait, &state, cancel).await
+        })
+    }
+}
+
+/// A wait's state, kept in the operation's journal entry.
+struct JournalWait<'a> {
+    ctx: &'a AgentCtx,
+    op: uuid::Uuid,
+}
+
+impl crate::moments::WaitState for JournalWait<'_> {
+    fn load(&self) -> Option<crate::journal::Waiting> {
+        self.ctx.journal.get(self.op).and_then(|(e, _)| e.waiting)
+    }
+
+    fn save(&self, w: crate::journal::Waiting) {
+        if let Err(e) = self.ctx.journal.set_waiting(self.op, w) {
+            // Only a restart while waiting is affected: it would wait for the moment anew.
+            tracing::warn!(op = %self.op, error = %e, "cannot record a wait in the journal");
+        }
+    }
 }
 
 impl DeviceRunner {

@@ -40,6 +40,19 @@ pub trait OpRunner: Send + Sync + 'static {
         a: &'a Assignment,
         cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = OpOutcome> + Send + 'a>>;
+
+    /// Waits for the moment the operation waits for (`a.wait`, a startup or a logon) and
+    /// says which moment it was (a line for the output); or the outcome to report instead of
+    /// running it when the wait ends otherwise (given up, cancelled). Runners without
+    /// moments run at once.
+    fn wait<'a>(
+        &'a self,
+        _ctx: &'a Arc<AgentCtx>,
+        _a: &'a Assignment,
+        _cancel: &'a CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<String, OpOutcome>> + Send + 'a>> {
+        Box::pin(async { Ok(String::new()) })
+    }
 }
 
 /// What an agent's session does, for whoever watches (the load generator counts sessions
@@ -674,7 +687,9 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
     );
     match decision {
         Decision::Run => {
-            let attempts = found.map(|(e, _)| e.attempts).unwrap_or(0);
+            let attempts = found.as_ref().map(|(e, _)| e.attempts).unwrap_or(0);
+            // A wait an earlier process began goes on from where it was.
+            let waiting = found.and_then(|(e, _)| e.waiting);
             if let Err(e) = ctx.journal.put(Entry {
                 op_id,
                 stage: Stage::Received,
@@ -682,6 +697,7 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                 outcome: None,
                 updated_at: 0,
                 processes: Vec::new(),
+                waiting,
             }) {
                 // Without a journal entry a restart could run it twice; refuse instead.
                 tracing::error!(op = %op_id, error = %e, "cannot write the journal");
@@ -713,6 +729,7 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
                     outcome: Some(outcome.clone()),
                     updated_at: 0,
                     processes: Vec::new(),
+                    waiting: None,
                 });
             }
             ctx.send(AgentMessage::Finished { op_id, outcome });
@@ -722,6 +739,18 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
 
 async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: CancellationToken) {
     let op_id = a.op_id;
+    let mut moment = String::new();
+    if a.wait.is_some() {
+        // The hub shows it delivered while the device waits for its moment.
+        ctx.send(AgentMessage::Received { op_id });
+        match ctx.runner.wait(&ctx, &a, &cancel).await {
+            Ok(line) => moment = line,
+            Err(outcome) => {
+                finish(&ctx, op_id, attempts, outcome);
+                return;
+            }
+        }
+    }
     let _turn = if exclusive(&a.spec) {
         match ctx.exclusive.try_lock() {
             Ok(turn) => Some(turn),
@@ -740,6 +769,7 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
         outcome: None,
         updated_at: 0,
         processes: Vec::new(),
+        waiting: None,
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }
@@ -769,14 +799,24 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
             }
         }
     };
+    let mut outcome = outcome;
+    if !moment.is_empty() {
+        outcome.output = format!("{moment}\n{}", outcome.output);
+    }
     tracing::info!(op = %op_id, state = ?outcome.state, exit_code = ?outcome.exit_code, "finished");
+    finish(&ctx, op_id, attempts + 1, outcome);
+}
+
+/// Journals an outcome, then reports it.
+fn finish(ctx: &AgentCtx, op_id: Uuid, attempts: u32, outcome: OpOutcome) {
     if let Err(e) = ctx.journal.put(Entry {
         op_id,
         stage: Stage::Finished,
-        attempts: attempts + 1,
+        attempts,
         outcome: Some(outcome.clone()),
         updated_at: 0,
         processes: Vec::new(),
+        waiting: None,
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }

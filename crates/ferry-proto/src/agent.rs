@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ops::{AfterSuccess, OnInterrupt, OpOutcome, OpSpec};
+use crate::ops::{AfterSuccess, OnInterrupt, OpOutcome, OpSpec, WaitFor};
 
 /// The version of the agent protocol; the hub refuses a `Hello` with a version it does not know.
 pub const AGENT_PROTOCOL: u32 = 1;
@@ -95,6 +95,9 @@ pub struct Assignment {
     /// Restart or shut the device down once the operation succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<AfterSuccess>,
+    /// Hold the operation until this moment on the device (a startup, a logon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitFor>,
 }
 
 /// Hub → agent.

@@ -353,6 +353,53 @@ impl AfterSuccess {
     }
 }
 
+/// A moment on the device that an operation waits for before it runs: a helpdesk task's
+/// `when`. "During" runs as soon as the moment is seen; "after" lets the device settle first
+/// (the agent's `after_delay_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moment {
+    /// The next start of the device (a new boot, not a restart of the agent alone).
+    DuringStartup,
+    AfterStartup,
+    /// The next logon of a user.
+    DuringLogon,
+    AfterLogon,
+}
+
+impl Moment {
+    pub fn is_logon(self) -> bool {
+        matches!(self, Moment::DuringLogon | Moment::AfterLogon)
+    }
+
+    pub fn is_after(self) -> bool {
+        matches!(self, Moment::AfterStartup | Moment::AfterLogon)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Moment::DuringStartup => "during_startup",
+            Moment::AfterStartup => "after_startup",
+            Moment::DuringLogon => "during_logon",
+            Moment::AfterLogon => "after_logon",
+        }
+    }
+}
+
+/// What a waiting operation waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    pub moment: Moment,
+    /// For logons: only these users' (`DOMAIN\name`, any case); empty: anyone's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// How long the device waits before it gives up and fails the operation (seconds): the
+    /// rest of the operation's life, set by the hub when it hands the operation out.
+    #[serde(default)]
+    pub within_secs: u64,
+}
+
 /// What an agent does with an operation that was running when the agent stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

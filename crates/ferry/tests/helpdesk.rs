@@ -1296,3 +1296,121 @@ async fn a_forced_reboot_or_shutdown_follows_the_action_on_the_device() {
         assert_eq!(shown["status"], "succeeded");
     }
 }
+
+/// The per-device result of a task's operation on its one device.
+async fn task_result(hub: &TestHub, task: &str) -> Value {
+    let shown = get(hub, &format!("/api/v1/tasks/{task}")).await;
+    let op = shown["op_id"].as_str().expect("the task has an operation");
+    get(hub, &format!("/api/v1/ops/{op}/results")).await[0].clone()
+}
+
+/// Waits until the agent's journal entry for the task's operation holds `needle`.
+async fn wait_journal(hub: &TestHub, agent: &common::agents::TestAgent, task: &str, needle: &str) {
+    let shown = get(hub, &format!("/api/v1/tasks/{task}")).await;
+    let op = shown["op_id"].as_str().unwrap().to_owned();
+    let file = agent.path("journal").join(format!("{op}.json"));
+    wait_until(|| {
+        let file = file.clone();
+        async move { std::fs::read_to_string(&file).is_ok_and(|t| t.contains(needle)) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_startup_task_waits_for_a_new_boot_not_a_restart_of_the_agent() {
+    let Some(l) = setup("").await else { return };
+    let boot = l.hub.dir.path().join("agent-pc-boot").join("boot_id");
+    let mut agent = l
+        .hub
+        .enroll_agent("pc-boot", |c| {
+            c.exec.boot_id_file = Some(boot.clone());
+        })
+        .await;
+    std::fs::write(&boot, "boot-1\n").unwrap();
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    let task = l
+        .create(json!({
+            "request_ref": "REQ-60", "idempotency_key": "REQ-60",
+            "integration_id": l.integration["id"], "action": "run_script",
+            "script_id": l.script, "arguments": {"Name": "boot"},
+            "deployment": {"for": "workstation", "when": "during_startup"},
+            "targets": {"workstations": ["pc-boot"]},
+            "callback_url": format!("{}/cb/REQ-60", l.helpdesk.base()),
+        }))
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    // Received and waiting: the hub shows it delivered, the journal holds the boot.
+    wait_journal(&l.hub, &agent, &id, "boot-1").await;
+    wait_until(|| async { task_result(&l.hub, &id).await["state"] == "delivered" }).await;
+    // A restart of the agent alone is not a startup…
+    agent.kill9();
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    // …a new boot is.
+    agent.kill9();
+    std::fs::write(&boot, "boot-2\n").unwrap();
+    agent.start();
+    wait_status(&l.hub, &id, "succeeded").await;
+    let result = task_result(&l.hub, &id).await;
+    let output = result["output"].as_str().unwrap();
+    assert!(
+        output.contains("ran during_startup (boot boot-2)"),
+        "{output}"
+    );
+    assert!(output.contains("hello boot"), "{output}");
+}
+
+#[tokio::test]
+async fn a_logon_task_runs_at_the_targeted_users_next_logon_even_one_made_while_the_agent_was_stopped()
+ {
+    let Some(l) = setup("").await else { return };
+    let users = l.hub.dir.path().join("agent-pc-logon").join("users");
+    let mut agent = l
+        .hub
+        .enroll_agent("pc-logon", |c| {
+            c.exec.users_command = vec!["cat".into(), users.display().to_string()];
+            c.exec.logon_poll_secs = 1;
+            c.exec.after_delay_secs = 1;
+        })
+        .await;
+    std::fs::write(&users, "CORP\\ann\n").unwrap();
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    // Ann is reported logged on to pc-logon, so a task for her reaches it.
+    let mut body = l.task("REQ-61", "REQ-61", &["ann"]);
+    body["arguments"] = json!({"Name": "ann"});
+    body["deployment"] = json!({"domain": "CORP", "for": "user", "when": "after_login"});
+    let task = l.create(body).await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    wait_journal(&l.hub, &agent, &id, "CORP\\\\ann").await;
+    // Ann logs off; the agent sees it…
+    std::fs::write(&users, "").unwrap();
+    wait_journal(&l.hub, &agent, &id, "\"users\":[]").await;
+    // …then, while the agent is stopped, Bob (not targeted) and Ann log on.
+    agent.kill9();
+    std::fs::write(&users, "CORP\\bob\nCORP\\ann\n").unwrap();
+    agent.start();
+    wait_status(&l.hub, &id, "succeeded").await;
+    let output = task_result(&l.hub, &id).await["output"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(output.contains("ran after_logon of CORP\\ann"), "{output}");
+    assert!(!output.contains("bob"), "{output}");
+    assert!(output.contains("hello ann"), "{output}");
+}
+
+#[tokio::test]
+async fn a_user_deployment_at_startup_or_a_workstation_one_at_logon_is_refused() {
+    let Some(l) = setup("").await else { return };
+    for (deploy_for, when) in [("user", "during_startup"), ("workstation", "after_login")] {
+        let mut body = l.task("REQ-62", &format!("k-{when}"), &["CORP\\nobody"]);
+        body["deployment"] = json!({"for": deploy_for, "when": when});
+        let (status, err) = send(&l.hub, reqwest::Method::POST, "/api/v1/tasks", body).await;
+        assert_eq!(status, 422, "{err}");
+        assert_eq!(err["field"], "deployment.when", "{err}");
+    }
+    let tasks = get(&l.hub, "/api/v1/tasks").await;
+    assert_eq!(tasks.as_array().map(Vec::len), Some(0), "{tasks}");
+}

@@ -45,6 +45,23 @@ pub struct ExecSettings {
     /// installation is in progress).
     pub msi_busy_retries: u32,
     pub msi_busy_delay_secs: u64,
+    /// Who is logged on, instead of the platform's own way (the owners of `explorer.exe` on
+    /// Windows, `who` elsewhere): a command (program and arguments, no shell) that prints
+    /// one user per line. Empty: the platform's way.
+    pub users_command: Vec<String>,
+    /// A file holding this boot's identity, instead of the platform's own (Linux:
+    /// `/proc/sys/kernel/random/boot_id`; Windows: the boot time). An operation waiting for
+    /// a startup runs once the identity differs from the one it was received under.
+    pub boot_id_file: Option<PathBuf>,
+    /// How long "after startup" and "after logon" let the device settle (seconds): after a
+    /// startup, until the device has been up this long; after a logon, this long after it.
+    pub after_delay_secs: u64,
+    /// How often an operation waiting for a logon looks at who is logged on (seconds).
+    pub logon_poll_secs: u64,
+    /// Network shares as this device reaches them, for `copy_from_share` on a device that
+    /// does not speak UNC: `\\server\share` → the folder it is mounted at. Windows reads
+    /// UNC paths directly and needs none.
+    pub share_mounts: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for ExecSettings {
@@ -62,6 +79,11 @@ impl Default for ExecSettings {
             av: AvSettings::default(),
             msi_busy_retries: 5,
             msi_busy_delay_secs: 60,
+            users_command: Vec::new(),
+            boot_id_file: None,
+            after_delay_secs: 120,
+            logon_poll_secs: 10,
+            share_mounts: std::collections::BTreeMap::new(),
         }
     }
 }

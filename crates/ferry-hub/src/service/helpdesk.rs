@@ -12,15 +12,15 @@ use std::time::Duration;
 use ferry_proto::ErrorCode;
 use ferry_proto::helpdesk::{
     CatalogDomain, CatalogPage, CatalogSoftware, CatalogUser, CatalogWorkstation, CloseRequest,
-    Delivery, InboundStatus, Integration, IntegrationSecret, NewIntegration, NewScript, NewTask,
-    RebootPolicy, Redelivered, RotateSigningSecret, RunWhen, Schedule, Script, Task, TaskAction,
-    TaskStatus, installer_type,
+    Delivery, DeployFor, InboundStatus, Integration, IntegrationSecret, NewIntegration, NewScript,
+    NewTask, RebootPolicy, Redelivered, RotateSigningSecret, RunWhen, Schedule, Script, Task,
+    TaskAction, TaskStatus, installer_type,
 };
 use ferry_proto::helpdesk::{
     CreatedNotificationRule, NewNotificationRule, NotificationChannel, NotificationRule,
 };
 use ferry_proto::identity::Role;
-use ferry_proto::ops::{AfterSuccess, OnInterrupt, OpSpec};
+use ferry_proto::ops::{AfterSuccess, Moment, OnInterrupt, OpSpec, WaitFor};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -496,15 +496,7 @@ impl AppState {
                 "installing from a network share is not supported by the agent yet; packages are downloaded from the hub",
             ));
         }
-        match new.deployment.when {
-            None | Some(RunWhen::Immediately) => {}
-            Some(_) => {
-                return Err(unsupported(
-                    "deployment.when",
-                    "the agent cannot yet hold an action until a logon or a startup; use `immediately` (or a schedule)",
-                ));
-            }
-        }
+        let wait = self.wait_for(&new)?;
         // `allow_skip`: the device reports a restart it needs and leaves it to its user.
         let after = match new.deployment.reboot {
             None | Some(RebootPolicy::AllowSkip) => None,
@@ -556,6 +548,7 @@ impl AppState {
                 expires_in_secs: TASK_EXPIRY_SECS,
                 devices,
                 after,
+                wait,
             },
             callback_url: new.callback_url,
             scheduled_for,
@@ -565,7 +558,9 @@ impl AppState {
         let created = self.store.create_task(actor, &insert, &online).await?;
         if created.created {
             if let Some(op) = created.task.op_id {
-                let mut announced = insert.plan.op_insert(0);
+                // The store created it with `now` as the start of its life; near enough here,
+                // where only the waiting time handed to the devices depends on it.
+                let mut announced = insert.plan.op_insert(now_ms());
                 announced.id = op;
                 self.announce_op(&announced, &created.targets);
             }
@@ -576,6 +571,51 @@ impl AppState {
             tracing::info!(task = %created.task.id, request = %created.task.request_ref, action = created.task.action.as_str(), devices = insert.plan.devices.len(), "task created");
         }
         Ok((created.task, created.created))
+    }
+
+    /// The moment a task's action waits for on its devices. As in the helpdesk's form, a
+    /// deployment for users runs at a logon and one for workstations at a startup; a logon
+    /// wait for named users is a wait for one of *their* logons.
+    fn wait_for(&self, new: &NewTask) -> Result<Option<WaitFor>> {
+        let moment = match new.deployment.when {
+            None | Some(RunWhen::Immediately) => return Ok(None),
+            Some(RunWhen::DuringLogin) => Moment::DuringLogon,
+            Some(RunWhen::AfterLogin) => Moment::AfterLogon,
+            Some(RunWhen::DuringStartup) => Moment::DuringStartup,
+            Some(RunWhen::AfterStartup) => Moment::AfterStartup,
+        };
+        match (new.deployment.deploy_for, moment.is_logon()) {
+            (Some(DeployFor::User), false) => {
+                return Err(Error::invalid(
+                    "deployment.when",
+                    "a deployment for users runs during or after a logon, not at a startup",
+                ));
+            }
+            (Some(DeployFor::Workstation), true) => {
+                return Err(Error::invalid(
+                    "deployment.when",
+                    "a deployment for workstations runs during or after a startup, not at a logon",
+                ));
+            }
+            _ => {}
+        }
+        let users = if moment.is_logon() {
+            new.targets
+                .users
+                .iter()
+                .map(|u| match (u.contains('\\'), &new.deployment.domain) {
+                    (false, Some(d)) => format!("{}\\{}", d.trim(), u.trim()),
+                    _ => u.trim().to_owned(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(WaitFor {
+            moment,
+            users,
+            within_secs: 0,
+        }))
     }
 
     fn check_callback(&self, integration: &Integration, url: &str) -> Result<()> {

@@ -147,6 +147,7 @@ impl AppState {
             output_limit,
             on_interrupt,
             after: None,
+            wait: None,
             collections: new.collections,
             devices: new.devices,
         };
@@ -170,6 +171,10 @@ impl AppState {
             output_limit: op.output_limit,
             on_interrupt: op.on_interrupt,
             after: op.after,
+            wait: op.wait.clone().map(|mut w| {
+                w.within_secs = op.expires_at.saturating_sub(now_ms()).max(0) as u64 / 1000;
+                w
+            }),
         })) {
             Ok(frame) => self.agents.send_to(targets, &Bytes::from(frame)),
             // Agents get it at their next session start (open assignments are re-sent).

@@ -102,6 +102,9 @@ pub struct TaskPlan {
     /// The task's reboot policy, when it forces one.
     #[serde(default)]
     pub after: Option<ferry_proto::ops::AfterSuccess>,
+    /// The task's `when`, when it waits for a startup or a logon.
+    #[serde(default)]
+    pub wait: Option<ferry_proto::ops::WaitFor>,
 }
 
 impl TaskPlan {
@@ -114,6 +117,7 @@ impl TaskPlan {
             output_limit: self.output_limit,
             on_interrupt: self.on_interrupt,
             after: self.after,
+            wait: self.wait.clone(),
             collections: Vec::new(),
             devices: self.devices.clone(),
         }

@@ -47,6 +47,8 @@ pub struct OpInsert {
     pub output_limit: u32,
     pub on_interrupt: OnInterrupt,
     pub after: Option<ferry_proto::ops::AfterSuccess>,
+    /// Hold it on the device until a startup or a logon.
+    pub wait: Option<ferry_proto::ops::WaitFor>,
     pub collections: Vec<Uuid>,
     pub devices: Vec<Uuid>,
 }

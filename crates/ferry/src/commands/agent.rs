@@ -154,7 +154,8 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn collect_inventory(config: &AgentConfig) -> ferry_proto::agent::Inventory {
-    let mut inv = ferry_agent::inventory::collect(Some(&config.hub_url)).await;
+    let mut inv =
+        ferry_agent::inventory::collect(Some(&config.hub_url), &config.exec.users_command).await;
     if let Some(h) = &config.hostname {
         inv.hostname = h.clone();
     }

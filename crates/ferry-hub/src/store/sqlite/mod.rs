@@ -110,6 +110,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "helpdesk",
         include_str!("../../../migrations/sqlite/0014_helpdesk.sql"),
     ),
+    (
+        15,
+        "waiting_ops",
+        include_str!("../../../migrations/sqlite/0015_waiting_ops.sql"),
+    ),
 ];
 
 #[derive(Clone)]

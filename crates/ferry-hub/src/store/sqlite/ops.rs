@@ -8,7 +8,8 @@
 use async_trait::async_trait;
 use ferry_proto::agent::Assignment;
 use ferry_proto::ops::{
-    AfterSuccess, OnInterrupt, OpCounts, OpSpec, Operation, OutcomeState, TargetResult, TargetState,
+    AfterSuccess, OnInterrupt, OpCounts, OpSpec, Operation, OutcomeState, TargetResult,
+    TargetState, WaitFor,
 };
 use std::collections::BTreeSet;
 
@@ -168,7 +169,7 @@ impl OpStore for SqliteStore {
     async fn open_assignments(&self, device: Uuid) -> Result<Vec<Assignment>, StoreError> {
         let rows = sqlx::query(open_states!(
             "SELECT o.id, o.spec, o.timeout_secs, o.output_limit, o.on_interrupt, t.state, \
-             o.expires_at, o.after_success FROM op_targets t JOIN ops o ON o.id = t.op_id \
+             o.expires_at, o.after_success, o.wait_for FROM op_targets t JOIN ops o ON o.id = t.op_id \
              WHERE t.device_id = ? AND t.state IN",
             "ORDER BY o.created_at"
         ))
@@ -194,6 +195,17 @@ impl OpStore for SqliteStore {
                     Some("restart") => Some(AfterSuccess::Restart),
                     Some("shutdown") => Some(AfterSuccess::Shutdown),
                     Some(other) => return Err(corrupt(format!("after_success {other:?}"))),
+                },
+                wait: match row.get::<Option<&str>, _>("wait_for") {
+                    None => None,
+                    Some(json) => {
+                        let mut w: WaitFor =
+                            serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+                        // The device waits as long as the operation lives.
+                        w.within_secs =
+                            (row.get::<i64, _>("expires_at") - now).max(0) as u64 / 1000;
+                        Some(w)
+                    }
                 },
             });
         }
@@ -472,8 +484,8 @@ pub(super) async fn insert_op(
     }
     sqlx::query(
         "INSERT INTO ops (id, spec, package_id, created_by, created_at, expires_at, \
-             timeout_secs, output_limit, on_interrupt, after_success) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             timeout_secs, output_limit, on_interrupt, after_success, wait_for) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&spec)
@@ -485,6 +497,10 @@ pub(super) async fn insert_op(
     .bind(i64::from(op.output_limit))
     .bind(interrupt_str(op.on_interrupt))
     .bind(op.after.map(AfterSuccess::as_str))
+    .bind(match &op.wait {
+        Some(w) => Some(serde_json::to_string(w).map_err(|e| corrupt(e.to_string()))?),
+        None => None,
+    })
     .execute(&mut **tx)
     .await?;
     // Targets are expanded in SQL (one statement, whatever the collection's size); the
