@@ -563,7 +563,7 @@ mod tests {
 
     #[tokio::test]
     async fn collect_reports_this_device_with_the_route_to_the_hub_first() {
-        let inv = collect(Some("127.0.0.1:9")).await;
+        let inv = collect(Some("127.0.0.1:9"), &[]).await;
         assert!(!inv.hostname.is_empty());
         assert!(!inv.os_name.is_empty());
         assert_eq!(inv.arch, std::env::consts::ARCH);
