@@ -151,7 +151,8 @@ impl DeviceRunner {
         }
     }
 
-    /// Downloads, verifies and unpacks a package into `<op_dir>/<name>`.
+    /// Downloads, verifies and unpacks a package into `<op_dir>/<name>`; or, for a package
+    /// to be copied from a network share, copies the share's folder there.
     async fn fetch(
         &self,
         ctx: &AgentCtx,
@@ -159,6 +160,18 @@ impl DeviceRunner {
         op_dir: &Path,
         deadline: Instant,
     ) -> Result<PathBuf, String> {
+        if let Some(unc) = &package.copy_from {
+            let src = exec::share::local_path(unc, &self.exec.share_mounts)?;
+            let dest = op_dir.join(package.id.to_string());
+            let dest2 = dest.clone();
+            let bytes =
+                tokio::task::spawn_blocking(move || exec::share::copy_tree(&src, &dest2))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("copying from {unc}: {e}"))?;
+            tracing::info!(share = %unc, bytes, "package copied from the network share");
+            return Ok(dest);
+        }
         let zip = op_dir.join(format!("{}.zip", package.id));
         ctx.http()
             .download_agent_package(package, &zip, patience(deadline))

@@ -24,6 +24,7 @@ fn package(install: Option<&str>, uninstall: Option<&str>) -> PackageRef {
         uninstall_command: uninstall.map(String::from),
         msi_file: None,
         product_code: None,
+        copy_from: None,
     }
 }
 

@@ -251,6 +251,34 @@ pub struct PackageRef {
     /// The MSI inside the package (relative path), when it has one.
     pub msi_file: Option<String>,
     pub product_code: Option<String>,
+    /// Copy the package's files from this network folder (`\\server\share\…`) instead of
+    /// downloading it from the hub (a helpdesk task's `copy_from_share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_from: Option<String>,
+}
+
+/// `\\server\share\rest…` split into `(\\server\share, [rest…])`, or why it is not a UNC
+/// folder path Ferry accepts (no `.` or `..` components, nothing empty).
+pub fn split_unc(unc: &str) -> Result<(String, Vec<&str>), String> {
+    let bad = |why: &str| format!("{unc:?} is not a UNC path (\\\\server\\share\\folder): {why}");
+    let rest = unc
+        .strip_prefix("\\\\")
+        .ok_or_else(|| bad("it must start with \\\\"))?;
+    let parts: Vec<&str> = rest.trim_end_matches('\\').split('\\').collect();
+    if parts.len() < 2 {
+        return Err(bad("it must name a server and a share"));
+    }
+    for p in &parts {
+        if p.is_empty() || *p == "." || *p == ".." {
+            return Err(bad("empty, `.` and `..` parts are not allowed"));
+        }
+        if p.chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '<' | '>' | ':' | '"' | '|' | '?' | '*'))
+        {
+            return Err(bad("a part holds a character Windows paths cannot"));
+        }
+    }
+    Ok((format!("\\\\{}\\{}", parts[0], parts[1]), parts[2..].to_vec()))
 }
 
 /// One entry of an agent's policy.
@@ -606,4 +634,31 @@ pub struct TargetResult {
 pub struct OpWatch {
     pub version: u64,
     pub operation: Operation,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unc_path_splits_into_its_share_and_folders() {
+        let (share, rest) = split_unc(r"\\fs01\Sources$\Apps\7zip\").unwrap();
+        assert_eq!(share, r"\\fs01\Sources$");
+        assert_eq!(rest, ["Apps", "7zip"]);
+    }
+
+    #[test]
+    fn paths_that_climb_or_are_not_unc_are_refused() {
+        for bad in [
+            r"C:\Apps",
+            r"\\fs01",
+            r"\\fs01\share\..\other",
+            r"\\fs01\share\.\x",
+            r"\\fs01\\share",
+            "\\\\fs01\\share\\a/../b",
+            "\\\\fs01\\share\\x\u{0}",
+        ] {
+            assert!(split_unc(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -1414,3 +1414,58 @@ async fn a_user_deployment_at_startup_or_a_workstation_one_at_logon_is_refused()
     let tasks = get(&l.hub, "/api/v1/tasks").await;
     assert_eq!(tasks.as_array().map(Vec::len), Some(0), "{tasks}");
 }
+
+#[tokio::test]
+async fn an_install_copied_from_a_network_share_runs_the_shares_files_not_the_hubs() {
+    let Some(l) = setup("").await else { return };
+    let share = l.hub.dir.path().join("fileserver");
+    let marker = l.hub.dir.path().join("installed-from");
+    std::fs::create_dir_all(share.join("Apps").join("Tool")).unwrap();
+    std::fs::write(
+        share.join("Apps").join("Tool").join("install.sh"),
+        format!("echo share > '{}'\n", marker.display()),
+    )
+    .unwrap();
+    let package = l
+        .hub
+        .script_package(
+            "install.sh",
+            &format!("echo hub > '{}'\n", marker.display()),
+            "sh install.sh",
+        )
+        .await;
+    let mut agent = l
+        .hub
+        .enroll_agent("pc-share", |c| {
+            c.exec
+                .share_mounts
+                .insert(r"\\FS01\Sources$".into(), share.clone());
+        })
+        .await;
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    let body = |unc: &str, key: &str| {
+        json!({
+            "request_ref": "REQ-70", "idempotency_key": key,
+            "integration_id": l.integration["id"], "action": "install",
+            "package_id": package,
+            "package_settings": {"copy_from_share": unc},
+            "targets": {"workstations": ["pc-share"]},
+            "callback_url": format!("{}/cb/REQ-70", l.helpdesk.base()),
+        })
+    };
+    // A path that climbs out of its share is refused before anything is created.
+    let (status, err) = send(
+        &l.hub,
+        reqwest::Method::POST,
+        "/api/v1/tasks",
+        body(r"\\fs01\Sources$\..\C$", "k-70-bad"),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["field"], "package_settings.copy_from_share");
+    let task = l.create(body(r"\\fs01\Sources$\Apps\Tool", "k-70")).await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    wait_status(&l.hub, &id, "succeeded").await;
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "share");
+}

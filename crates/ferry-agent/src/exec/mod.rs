@@ -17,6 +17,7 @@ pub mod package;
 pub mod process;
 pub mod restart;
 pub mod script;
+pub mod share;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -480,7 +480,25 @@ impl AppState {
         }
 
         // What to run.
-        let (spec, timeout) = self.task_spec(&new).await?;
+        let (mut spec, timeout) = self.task_spec(&new).await?;
+        if let Some(unc) = &new.package_settings.copy_from_share {
+            let field = "package_settings.copy_from_share";
+            if unc.len() > 1024 {
+                return Err(Error::invalid(field, "at most 1,024 characters"));
+            }
+            ferry_proto::ops::split_unc(unc).map_err(|why| Error::invalid(field, why))?;
+            match &mut spec {
+                OpSpec::Install { package }
+                | OpSpec::Uninstall { package }
+                | OpSpec::Advertise { package } => package.copy_from = Some(unc.clone()),
+                _ => {
+                    return Err(Error::invalid(
+                        field,
+                        "only a package's install, uninstall or advertisement copies from a share",
+                    ));
+                }
+            }
+        }
 
         // Deployment settings the agents cannot honour yet are refused, not ignored.
         if let Some(run_as) = &new.package_settings.run_as {
@@ -488,12 +506,6 @@ impl AppState {
             return Err(unsupported(
                 "package_settings.run_as",
                 "running as another account is not supported by the agent yet; the task would run as the agent's service account",
-            ));
-        }
-        if new.package_settings.copy_from_share.is_some() {
-            return Err(unsupported(
-                "package_settings.copy_from_share",
-                "installing from a network share is not supported by the agent yet; packages are downloaded from the hub",
             ));
         }
         let wait = self.wait_for(&new)?;

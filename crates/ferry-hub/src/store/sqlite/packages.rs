@@ -389,6 +389,7 @@ pub(crate) fn package_ref_from_row(row: &SqliteRow) -> Result<PackageRef, StoreE
         uninstall_command: p.uninstall_command,
         msi_file: p.msi_file,
         product_code: p.product_code,
+        copy_from: None,
     })
 }
 

@@ -1,0 +1,102 @@
+//! A package installed from a network share (a helpdesk task's `copy_from_share`): the
+//! folder is copied to the operation's own folder first, so that the installer runs from a
+//! local disk (a share that drops mid-install cannot break it) and nothing runs on the share.
+//!
+//! Windows reads `\\server\share\…` directly. Elsewhere the agent's `share_mounts` say where
+//! each share is mounted. Files copied are bounded (as an unpacked archive is), and symbolic
+//! links are not followed: a link on the share cannot pull in files from outside it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ferry_proto::ops::split_unc;
+
+/// Most files a share folder may hold.
+const MAX_FILES: usize = 100_000;
+/// Most bytes copied from a share.
+const MAX_BYTES: u64 = 20 * 1024 * 1024 * 1024;
+
+/// Where this device reads `unc`: the UNC path itself on Windows, else under the folder the
+/// share is mounted at (`mounts` keys compare without regard to case, as Windows does).
+pub fn local_path(unc: &str, mounts: &BTreeMap<String, PathBuf>) -> Result<PathBuf, String> {
+    let (share, rest) = split_unc(unc)?;
+    if cfg!(windows) {
+        return Ok(PathBuf::from(unc));
+    }
+    let root = mounts
+        .iter()
+        .find(|(k, _)| k.trim_end_matches('\\').eq_ignore_ascii_case(&share))
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            format!("{share} is not mounted on this device (add it to the agent's exec.share_mounts)")
+        })?;
+    Ok(rest.iter().fold(root.clone(), |p, part| p.join(part)))
+}
+
+/// Copies the folder `src` into `dest` (created), bounded; returns the bytes copied.
+pub fn copy_tree(src: &Path, dest: &Path) -> Result<u64, String> {
+    let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a folder", src.display()));
+    }
+    let (mut files, mut bytes) = (0usize, 0u64);
+    let mut stack = vec![(src.to_path_buf(), dest.to_path_buf())];
+    while let Some((from, to)) = stack.pop() {
+        std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        let entries = std::fs::read_dir(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            let target = to.join(entry.file_name());
+            if kind.is_dir() {
+                stack.push((entry.path(), target));
+            } else if kind.is_file() {
+                files += 1;
+                if files > MAX_FILES {
+                    return Err(format!("more than {MAX_FILES} files on the share"));
+                }
+                bytes += std::fs::copy(entry.path(), &target)
+                    .map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+                if bytes > MAX_BYTES {
+                    return Err(format!("more than {MAX_BYTES} bytes on the share"));
+                }
+            } else {
+                tracing::warn!(path = %entry.path().display(), "not a file or folder on the share; skipped");
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_share_is_found_under_its_mount_whatever_the_case() {
+        let mounts = BTreeMap::from([(r"\\FS01\sources$".to_owned(), PathBuf::from("/mnt/src"))]);
+        if cfg!(windows) {
+            return;
+        }
+        assert_eq!(
+            local_path(r"\\fs01\Sources$\Apps\7zip", &mounts).unwrap(),
+            PathBuf::from("/mnt/src/Apps/7zip")
+        );
+        assert!(local_path(r"\\fs02\Sources$\x", &mounts).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn an_accepted_path_never_leaves_its_mount(parts in proptest::collection::vec("[a-z.]{1,4}|\\.\\.", 0..5)) {
+            let unc = format!("\\\\fs01\\share\\{}", parts.join("\\"));
+            let mounts = BTreeMap::from([(r"\\fs01\share".to_owned(), PathBuf::from("/mnt/share"))]);
+            if let Ok(p) = local_path(&unc, &mounts) && !cfg!(windows) {
+                prop_assert!(p.starts_with("/mnt/share"));
+                prop_assert!(p.components().all(|c| !matches!(c, std::path::Component::ParentDir)));
+            }
+        }
+    }
+}
