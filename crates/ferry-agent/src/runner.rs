@@ -164,11 +164,10 @@ impl DeviceRunner {
             let src = exec::share::local_path(unc, &self.exec.share_mounts)?;
             let dest = op_dir.join(package.id.to_string());
             let dest2 = dest.clone();
-            let bytes =
-                tokio::task::spawn_blocking(move || exec::share::copy_tree(&src, &dest2))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("copying from {unc}: {e}"))?;
+            let bytes = tokio::task::spawn_blocking(move || exec::share::copy_tree(&src, &dest2))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("copying from {unc}: {e}"))?;
             tracing::info!(share = %unc, bytes, "package copied from the network share");
             return Ok(dest);
         }

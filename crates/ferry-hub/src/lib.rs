@@ -95,6 +95,8 @@ pub struct Shared {
     pub outbox: callbacks::Outbox,
     /// Wakes the task scheduler (a task scheduled for later was created).
     pub scheduler: Notify,
+    /// Task creations waiting for their group commit.
+    pub task_group: service::helpdesk::TaskGroup,
     /// Notification e-mail, when an SMTP server is configured.
     pub mailer: Option<notify::Mailer>,
 }
@@ -177,6 +179,7 @@ pub async fn run(
         sealer,
         outbox: callbacks::Outbox::default(),
         scheduler: Notify::new(),
+        task_group: service::helpdesk::TaskGroup::default(),
         mailer,
     }));
     write_initial_admin_key(&state, &config.data_dir).await?;

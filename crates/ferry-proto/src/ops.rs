@@ -278,7 +278,10 @@ pub fn split_unc(unc: &str) -> Result<(String, Vec<&str>), String> {
             return Err(bad("a part holds a character Windows paths cannot"));
         }
     }
-    Ok((format!("\\\\{}\\{}", parts[0], parts[1]), parts[2..].to_vec()))
+    Ok((
+        format!("\\\\{}\\{}", parts[0], parts[1]),
+        parts[2..].to_vec(),
+    ))
 }
 
 /// One entry of an agent's policy.

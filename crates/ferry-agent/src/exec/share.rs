@@ -28,7 +28,9 @@ pub fn local_path(unc: &str, mounts: &BTreeMap<String, PathBuf>) -> Result<PathB
         .find(|(k, _)| k.trim_end_matches('\\').eq_ignore_ascii_case(&share))
         .map(|(_, v)| v)
         .ok_or_else(|| {
-            format!("{share} is not mounted on this device (add it to the agent's exec.share_mounts)")
+            format!(
+                "{share} is not mounted on this device (add it to the agent's exec.share_mounts)"
+            )
         })?;
     Ok(rest.iter().fold(root.clone(), |p, part| p.join(part)))
 }

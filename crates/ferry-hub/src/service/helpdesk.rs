@@ -37,6 +37,24 @@ use crate::store::helpdesk::{
 use crate::time_util::now_ms;
 use crate::webhooks;
 
+/// Task creations waiting for a group commit, and the turn to run one (see
+/// [`AppState::commit_task`]).
+#[derive(Default)]
+pub struct TaskGroup {
+    queue: std::sync::Mutex<Vec<QueuedTask>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+struct QueuedTask {
+    actor: Actor,
+    insert: std::sync::Arc<TaskInsert>,
+    done: tokio::sync::oneshot::Sender<Result<crate::store::helpdesk::TaskCreated>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 const MAX_REF: usize = 200;
 const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 const MAX_PARAMETERS: usize = 32;
@@ -566,8 +584,8 @@ impl AppState {
             scheduled_for,
             owner_id: Some(technician),
         };
-        let online = self.agents.online_devices();
-        let created = self.store.create_task(actor, &insert, &online).await?;
+        let insert = std::sync::Arc::new(insert);
+        let created = self.commit_task(actor, insert.clone()).await?;
         if created.created {
             if let Some(op) = created.task.op_id {
                 // The store created it with `now` as the start of its life; near enough here,
@@ -628,6 +646,69 @@ impl AppState {
             users,
             within_secs: 0,
         }))
+    }
+
+    /// Creates a task in a group commit. Concurrent creations queue up; whoever gets the turn
+    /// commits everything queued by then in one transaction, so a burst of requests pays one
+    /// fsync instead of one each (the agents' reports are written the same way).
+    async fn commit_task(
+        &self,
+        actor: &Actor,
+        insert: std::sync::Arc<TaskInsert>,
+    ) -> Result<crate::store::helpdesk::TaskCreated> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        lock(&self.task_group.queue).push(QueuedTask {
+            actor: actor.clone(),
+            insert,
+            done,
+        });
+        let lost = |_| Error::Internal(anyhow::anyhow!("the task's group commit was lost"));
+        // Either someone else's commit answers while this caller waits for the turn (it then
+        // leaves the line at once), or it gets the turn and commits the queue itself.
+        tokio::select! {
+            biased;
+            r = &mut answer => return r.map_err(lost)?,
+            _turn = self.task_group.turn.lock() => {
+                let group = std::mem::take(&mut *lock(&self.task_group.queue));
+                if !group.is_empty() {
+                    // On a task of its own: a caller that goes away mid-commit (a client that
+                    // hung up) must not take the others' answers with it.
+                    let state = self.clone();
+                    let _ = tokio::spawn(async move { state.commit_group(group).await }).await;
+                }
+            }
+        }
+        answer.await.map_err(lost)?
+    }
+
+    async fn commit_group(&self, group: Vec<QueuedTask>) {
+        // Only the group's own devices are looked up, not every connected one.
+        let online: Vec<Uuid> = group
+            .iter()
+            .flat_map(|q| q.insert.plan.devices.iter())
+            .filter(|d| self.agents.session(**d).is_some())
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let refs: Vec<(&Actor, &TaskInsert)> =
+            group.iter().map(|q| (&q.actor, &*q.insert)).collect();
+        match self.store.create_tasks(&refs, &online).await {
+            Ok(results) => {
+                for (q, r) in group.into_iter().zip(results) {
+                    let _ = q.done.send(r.map_err(Error::from));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, tasks = group.len(), "could not create a group of tasks");
+                for q in group {
+                    let _ = q.done.send(Err(Error::Internal(anyhow::anyhow!(
+                        "creating the task: {why}"
+                    ))));
+                }
+            }
+        }
     }
 
     fn check_callback(&self, integration: &Integration, url: &str) -> Result<()> {

@@ -234,15 +234,15 @@ pub trait HelpdeskStore {
         previous_until: i64,
     ) -> Result<Integration, HelpdeskError>;
 
-    /// Creates the task, its first status and (unless scheduled) its operation, in one
-    /// transaction; or returns the task this owner created before under the same key
-    /// (`KeyReused` when the request differs).
-    async fn create_task(
+    /// Creates each task, its first status and (unless scheduled) its operation; or returns
+    /// the task its owner created before under the same key (`KeyReused` when the request
+    /// differs). The whole group commits in one transaction (one fsync for many tasks), each
+    /// task with its own result: one refused leaves the others created.
+    async fn create_tasks(
         &self,
-        actor: &Actor,
-        task: &TaskInsert,
+        batch: &[(&Actor, &TaskInsert)],
         online: &[Uuid],
-    ) -> Result<TaskCreated, HelpdeskError>;
+    ) -> Result<Vec<Result<TaskCreated, HelpdeskError>>, StoreError>;
     /// The task with its first 1,000 targets.
     async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
     async fn tasks(

@@ -753,97 +753,32 @@ impl HelpdeskStore for SqliteStore {
             .ok_or(HelpdeskError::NotFound("integration"))
     }
 
-    async fn create_task(
+    async fn create_tasks(
         &self,
-        actor: &Actor,
-        t: &TaskInsert,
+        batch: &[(&Actor, &TaskInsert)],
         online: &[Uuid],
-    ) -> Result<TaskCreated, HelpdeskError> {
+    ) -> Result<Vec<Result<TaskCreated, HelpdeskError>>, StoreError> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let existing =
-            sqlx::query("SELECT id, request_hash FROM tasks WHERE idem_owner = ? AND idem_key = ?")
-                .bind(&t.idem_owner)
-                .bind(&t.idem_key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(row) = existing {
-            let id = parse_uuid(row.get("id"))?;
-            if row.get::<Vec<u8>, _>("request_hash") != t.request_hash {
-                return Err(HelpdeskError::KeyReused(id));
+        let mut out = Vec::with_capacity(batch.len());
+        for (actor, t) in batch {
+            // Each task in a savepoint of its own: one refused (a key reused, a device gone)
+            // leaves the others of the group standing.
+            sqlx::query("SAVEPOINT task").execute(&mut *tx).await?;
+            match create_task_in(&mut tx, actor, t, online, now).await {
+                Ok(created) => {
+                    sqlx::query("RELEASE task").execute(&mut *tx).await?;
+                    out.push(Ok(created));
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO task").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE task").execute(&mut *tx).await?;
+                    out.push(Err(e));
+                }
             }
-            drop(tx);
-            let task = self
-                .task(id)
-                .await?
-                .ok_or(HelpdeskError::NotFound("task"))?;
-            return Ok(TaskCreated {
-                task,
-                created: false,
-                targets: Vec::new(),
-            });
         }
-        let id = t.id.to_string();
-        let (op_id, targets) = if t.scheduled_for.is_some() {
-            (None, Vec::new())
-        } else {
-            let op = t.plan.op_insert(now);
-            let targets = insert_op(&mut tx, actor, &op, online, now).await?;
-            (Some(op.id.to_string()), targets)
-        };
-        sqlx::query(
-            "INSERT INTO tasks (id, request_ref, idem_owner, idem_key, request_hash, \
-             integration_id, action, package_id, script_id, plan, status, callback_url, \
-             scheduled_for, op_id, created_by, owner_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(&t.request_ref)
-        .bind(&t.idem_owner)
-        .bind(&t.idem_key)
-        .bind(&t.request_hash)
-        .bind(t.integration_id.map(|i| i.to_string()))
-        .bind(action_str(t.action))
-        .bind(t.package_id.map(|i| i.to_string()))
-        .bind(t.script_id.map(|i| i.to_string()))
-        .bind(to_json(&t.plan)?)
-        .bind(&t.callback_url)
-        .bind(t.scheduled_for)
-        .bind(&op_id)
-        .bind(&actor.name)
-        .bind(t.owner_id.map(|o| o.to_string()))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let first = if t.scheduled_for.is_some() {
-            TaskStatus::Scheduled
-        } else {
-            TaskStatus::Queued
-        };
-        change_status(&mut tx, &id, None, first, None, None, now).await?;
-        audit(
-            &mut tx,
-            actor,
-            "task.create",
-            Some(&id),
-            Some(&format!(
-                "request={} action={} devices={}",
-                t.request_ref,
-                t.action.as_str(),
-                t.plan.devices.len()
-            )),
-        )
-        .await?;
-        let task = Self::task_in(&mut tx, &id)
-            .await?
-            .ok_or_else(|| corrupt("task vanished after insert"))?;
         tx.commit().await?;
-        Ok(TaskCreated {
-            task,
-            created: true,
-            targets,
-        })
+        Ok(out)
     }
 
     async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
@@ -1582,4 +1517,95 @@ mod tests {
     fn like_patterns_escape_wildcards_so_a_search_matches_literally() {
         assert_eq!(like_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
     }
+}
+
+/// One task of a group commit (see [`HelpdeskStore::create_tasks`]), inside `tx`.
+async fn create_task_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    actor: &Actor,
+    t: &TaskInsert,
+    online: &[Uuid],
+    now: i64,
+) -> Result<TaskCreated, HelpdeskError> {
+    let existing =
+        sqlx::query("SELECT id, request_hash FROM tasks WHERE idem_owner = ? AND idem_key = ?")
+            .bind(&t.idem_owner)
+            .bind(&t.idem_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(row) = existing {
+        let id = parse_uuid(row.get("id"))?;
+        if row.get::<Vec<u8>, _>("request_hash") != t.request_hash {
+            return Err(HelpdeskError::KeyReused(id));
+        }
+        // Possibly created earlier in this same group: read it inside the transaction.
+        let task = SqliteStore::task_in(tx, &id.to_string())
+            .await?
+            .ok_or(HelpdeskError::NotFound("task"))?;
+        return Ok(TaskCreated {
+            task,
+            created: false,
+            targets: Vec::new(),
+        });
+    }
+    let id = t.id.to_string();
+    let (op_id, targets) = if t.scheduled_for.is_some() {
+        (None, Vec::new())
+    } else {
+        let op = t.plan.op_insert(now);
+        let targets = insert_op(tx, actor, &op, online, now).await?;
+        (Some(op.id.to_string()), targets)
+    };
+    sqlx::query(
+        "INSERT INTO tasks (id, request_ref, idem_owner, idem_key, request_hash, \
+         integration_id, action, package_id, script_id, plan, status, callback_url, \
+         scheduled_for, op_id, created_by, owner_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&t.request_ref)
+    .bind(&t.idem_owner)
+    .bind(&t.idem_key)
+    .bind(&t.request_hash)
+    .bind(t.integration_id.map(|i| i.to_string()))
+    .bind(action_str(t.action))
+    .bind(t.package_id.map(|i| i.to_string()))
+    .bind(t.script_id.map(|i| i.to_string()))
+    .bind(to_json(&t.plan)?)
+    .bind(&t.callback_url)
+    .bind(t.scheduled_for)
+    .bind(&op_id)
+    .bind(&actor.name)
+    .bind(t.owner_id.map(|o| o.to_string()))
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let first = if t.scheduled_for.is_some() {
+        TaskStatus::Scheduled
+    } else {
+        TaskStatus::Queued
+    };
+    change_status(tx, &id, None, first, None, None, now).await?;
+    audit(
+        tx,
+        actor,
+        "task.create",
+        Some(&id),
+        Some(&format!(
+            "request={} action={} devices={}",
+            t.request_ref,
+            t.action.as_str(),
+            t.plan.devices.len()
+        )),
+    )
+    .await?;
+    let task = SqliteStore::task_in(tx, &id)
+        .await?
+        .ok_or_else(|| corrupt("task vanished after insert"))?;
+    Ok(TaskCreated {
+        task,
+        created: true,
+        targets,
+    })
 }
