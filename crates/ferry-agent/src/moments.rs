@@ -92,6 +92,35 @@ pub fn new_logons(before: &[String], now: &[String], wanted: &[String]) -> Vec<S
         .collect()
 }
 
+/// Whether this platform has a boot identity of its own.
+const HAS_BOOT_ID: bool = cfg!(any(target_os = "linux", windows));
+
+fn failed_here(why: &str) -> OpOutcome {
+    OpOutcome {
+        state: OutcomeState::Failed,
+        exit_code: None,
+        output: String::new(),
+        error: why.to_owned(),
+        reboot_required: false,
+    }
+}
+
+/// Who counts as logged on after a read: everyone read now, and whoever is missing from this
+/// read only (a user is forgotten, so that a later logon counts, once gone from two reads in a
+/// row: Explorer restarting, or one owner query failing, is not a logoff and a logon).
+pub fn next_seen(seen: &[String], last: Option<&[String]>, now: &[String]) -> Vec<String> {
+    let has = |list: &[String], u: &str| list.iter().any(|x| x.eq_ignore_ascii_case(u));
+    let mut out: Vec<String> = now.to_vec();
+    for u in seen {
+        let gone_twice = !has(now, u) && last.is_some_and(|l| !has(l, u));
+        if !gone_twice && !has(&out, u) {
+            out.push(u.clone());
+        }
+    }
+    out.sort_by_key(|u| u.to_lowercase());
+    out
+}
+
 /// How a wait ended when it did not reach its moment.
 fn gave_up(wait: &WaitFor, cancel: &CancellationToken) -> OpOutcome {
     if cancel.is_cancelled() {
@@ -135,27 +164,47 @@ pub async fn wait_for(
     cancel: &CancellationToken,
 ) -> Result<String, OpOutcome> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.within_secs);
-    let boot = boot_id(settings).unwrap_or_default();
+    let gone = |_| gave_up(wait, cancel);
+    let every = Duration::from_secs(settings.logon_poll_secs.max(1));
+    // What the device looks like now. A reading that fails is not "a new boot" nor "nobody
+    // logged on": it is read again until it works (or the wait ends).
+    let boot = loop {
+        match boot_id(settings) {
+            Some(b) => break b,
+            None if settings.boot_id_file.is_none() && !HAS_BOOT_ID => {
+                return Err(failed_here(
+                    "this device cannot tell a startup from a restart of the agent \
+                     (set exec.boot_id_file)",
+                ));
+            }
+            None => sleep_or(every, deadline, cancel).await.map_err(gone)?,
+        }
+    };
     let mut waiting = match state.load() {
         Some(w) => w,
         None => {
             let users = if wait.moment.is_logon() {
-                crate::inventory::read_users(hostname, &settings.users_command)
-                    .await
-                    .unwrap_or_default()
+                loop {
+                    match crate::inventory::read_users(hostname, &settings.users_command).await {
+                        Some(u) => break u,
+                        None => sleep_or(every, deadline, cancel).await.map_err(gone)?,
+                    }
+                }
             } else {
                 Vec::new()
             };
-            let w = crate::journal::Waiting { boot, users };
+            let w = crate::journal::Waiting {
+                boot: boot.clone(),
+                users,
+            };
             state.save(w.clone());
             w
         }
     };
-    let gone = |_| gave_up(wait, cancel);
     let settle = Duration::from_secs(settings.after_delay_secs);
     let line = match wait.moment {
         Moment::DuringStartup | Moment::AfterStartup => {
-            let now = boot_id(settings).unwrap_or_default();
+            let now = boot;
             if same_boot(&waiting.boot, &now) {
                 // The next startup comes with a new agent process; this one only waits to
                 // be stopped, cancelled or out of time.
@@ -176,7 +225,7 @@ pub async fn wait_for(
             format!("[ferry] ran {} (boot {now})", wait.moment.as_str())
         }
         Moment::DuringLogon | Moment::AfterLogon => {
-            let every = Duration::from_secs(settings.logon_poll_secs.max(1));
+            let mut last: Option<Vec<String>> = None;
             let who = loop {
                 if let Some(now) =
                     crate::inventory::read_users(hostname, &settings.users_command).await
@@ -185,10 +234,12 @@ pub async fn wait_for(
                     if !fresh.is_empty() {
                         break fresh;
                     }
-                    if now != waiting.users {
-                        waiting.users = now;
+                    let seen = next_seen(&waiting.users, last.as_deref(), &now);
+                    if seen != waiting.users {
+                        waiting.users = seen;
                         state.save(waiting.clone());
                     }
+                    last = Some(now);
                 }
                 sleep_or(every, deadline, cancel).await.map_err(gone)?;
             };
@@ -244,6 +295,20 @@ mod tests {
             names(&["CORP\\eve"])
         );
         assert!(new_logons(&[], &names(&["CORP\\bob"]), &names(&["CORP\\eve"])).is_empty());
+    }
+
+    #[test]
+    fn a_user_missing_from_one_read_is_still_logged_on_and_from_two_is_gone() {
+        let seen = names(&["CORP\\ann", "CORP\\bob"]);
+        let now = names(&["CORP\\bob"]);
+        // First read without Ann: she is kept (Explorer may be restarting)…
+        let once = next_seen(&seen, Some(&seen), &now);
+        assert_eq!(once, seen);
+        assert!(new_logons(&once, &seen, &[]).is_empty());
+        // …the second in a row forgets her, so that her return is a logon.
+        let twice = next_seen(&once, Some(&now), &now);
+        assert_eq!(twice, now);
+        assert_eq!(new_logons(&twice, &seen, &[]), names(&["CORP\\ann"]));
     }
 
     #[test]

@@ -159,15 +159,28 @@ impl DeviceRunner {
         package: &PackageRef,
         op_dir: &Path,
         deadline: Instant,
+        cancel: &CancellationToken,
     ) -> Result<PathBuf, String> {
         if let Some(unc) = &package.copy_from {
-            let src = exec::share::local_path(unc, &self.exec.share_mounts)?;
+            let (root, src) = exec::share::resolve(unc, &self.exec.share_mounts)?;
             let dest = op_dir.join(package.id.to_string());
             let dest2 = dest.clone();
-            let bytes = tokio::task::spawn_blocking(move || exec::share::copy_tree(&src, &dest2))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("copying from {unc}: {e}"))?;
+            // Stops the copy when the operation is cancelled, runs out of time or is dropped.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let _stop_on_drop = StopOnDrop(stop.clone());
+            let stop2 = stop.clone();
+            let copying = tokio::task::spawn_blocking(move || {
+                let stopped = || {
+                    stop2.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline
+                };
+                exec::share::copy_tree(&src, &dest2, root.as_deref(), &stopped)
+            });
+            let bytes = tokio::select! {
+                r = copying => r
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("copying from {unc}: {e}"))?,
+                _ = cancel.cancelled() => return Err("cancelled while copying from the share".into()),
+            };
             tracing::info!(share = %unc, bytes, "package copied from the network share");
             return Ok(dest);
         }
@@ -208,7 +221,7 @@ impl DeviceRunner {
         cancel: &CancellationToken,
     ) -> OpOutcome {
         let dir = match self
-            .fetch(ctx, package, op_dir, Instant::now() + timeout)
+            .fetch(ctx, package, op_dir, Instant::now() + timeout, cancel)
             .await
         {
             Ok(dir) => dir,
@@ -313,6 +326,15 @@ impl DeviceRunner {
             },
             reboot_required: reboot,
         }
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

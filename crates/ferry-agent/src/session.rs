@@ -2,7 +2,7 @@
 //! WebSockets are refused), reconnecting with jittered backoff and obeying the hub's paced
 //! admission; and what the agent does with each operation it is handed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -90,6 +90,9 @@ pub struct AgentCtx {
     /// hub to re-send the operation, then come from the journal).
     outbox: Mutex<Option<mpsc::UnboundedSender<AgentMessage>>>,
     active: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Operations of `active` still waiting for their moment: said `received`, not `running`
+    /// (the hub gives a running operation only its timeout to finish).
+    waiting: Mutex<HashSet<Uuid>>,
     /// Installs, uninstalls, policy and restarts run one at a time (msiexec allows one).
     exclusive: tokio::sync::Mutex<()>,
     max_message: AtomicU32,
@@ -146,11 +149,21 @@ impl AgentCtx {
             poll_interval: None,
             outbox: Mutex::new(None),
             active: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashSet::new()),
             exclusive: tokio::sync::Mutex::new(()),
             max_message: AtomicU32::new(2 * 1024 * 1024),
             in_session: AtomicBool::new(false),
             session_id: AtomicU64::new(0),
         })
+    }
+
+    /// What to say again about an operation this process is handling.
+    fn progress(&self, op_id: Uuid) -> AgentMessage {
+        if lock(&self.waiting).contains(&op_id) {
+            AgentMessage::Received { op_id }
+        } else {
+            AgentMessage::Running { op_id }
+        }
     }
 
     pub fn token(&self) -> String {
@@ -634,7 +647,7 @@ fn handle(ctx: &Arc<AgentCtx>, msg: HubMessage) -> Option<u32> {
             // device was away) with a cancel, and confirms results whose confirmation was lost.
             let running: Vec<Uuid> = lock(&ctx.active).keys().copied().collect();
             for op_id in running {
-                ctx.send(AgentMessage::Running { op_id });
+                ctx.send(ctx.progress(op_id));
             }
             for (op_id, outcome) in ctx.journal.unconfirmed() {
                 ctx.send(AgentMessage::Finished { op_id, outcome });
@@ -719,7 +732,11 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
             lock(&ctx.active).insert(op_id, token.clone());
             tokio::spawn(run_op(ctx.clone(), a, attempts, token));
         }
-        Decision::StillRunning => ctx.send(AgentMessage::Running { op_id }),
+        Decision::StillRunning => {
+            let progress = ctx.progress(op_id);
+            tracing::info!(op = %op_id, waiting = matches!(progress, AgentMessage::Received { .. }), "sent again while in hand");
+            ctx.send(progress);
+        }
         Decision::Report(outcome) => {
             if found.is_none_or(|(e, _)| e.stage != Stage::Finished) {
                 let _ = ctx.journal.put(Entry {
@@ -740,10 +757,15 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
 async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: CancellationToken) {
     let op_id = a.op_id;
     let mut moment = String::new();
-    if a.wait.is_some() {
+    // A re-run after an interruption had its moment already.
+    if a.wait.is_some() && attempts == 0 {
         // The hub shows it delivered while the device waits for its moment.
+        lock(&ctx.waiting).insert(op_id);
         ctx.send(AgentMessage::Received { op_id });
-        match ctx.runner.wait(&ctx, &a, &cancel).await {
+        tracing::info!(op = %op_id, "waiting for its moment");
+        let waited = ctx.runner.wait(&ctx, &a, &cancel).await;
+        lock(&ctx.waiting).remove(&op_id);
+        match waited {
             Ok(line) => moment = line,
             Err(outcome) => {
                 finish(&ctx, op_id, attempts, outcome);

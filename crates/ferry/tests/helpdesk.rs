@@ -388,8 +388,12 @@ async fn bad_task_requests_get_422_naming_the_field_and_create_nothing() {
             "package_settings.run_as",
         ),
         (
-            with(json!({"deployment": {"when": "during_login"}})),
+            with(json!({"deployment": {"for": "workstation", "when": "during_login"}})),
             "deployment.when",
+        ),
+        (
+            with(json!({"package_settings": {"copy_from_share": "\\\\fs01\\share"}})),
+            "package_settings.copy_from_share",
         ),
     ];
     for (body, field) in cases {
@@ -1343,10 +1347,17 @@ async fn a_startup_task_waits_for_a_new_boot_not_a_restart_of_the_agent() {
     // Received and waiting: the hub shows it delivered, the journal holds the boot.
     wait_journal(&l.hub, &agent, &id, "boot-1").await;
     wait_until(|| async { task_result(&l.hub, &id).await["state"] == "delivered" }).await;
-    // A restart of the agent alone is not a startup…
+    // A restart of the agent alone is not a startup: the new process waits again…
     agent.kill9();
     agent.start();
-    l.hub.wait_online(agent.device, true).await;
+    wait_until(|| async { agent.log().matches("waiting for its moment").count() == 2 }).await;
+    // …and so does it across a restart of the hub, still showing the target delivered (not
+    // running, which would give it only its timeout).
+    let mut l = l;
+    l.hub.restart().await;
+    wait_until(|| async { agent.log().contains("sent again while in hand") }).await;
+    assert!(agent.log().contains("\"waiting\":true"), "{}", agent.log());
+    assert_eq!(task_result(&l.hub, &id).await["state"], "delivered");
     // …a new boot is.
     agent.kill9();
     std::fs::write(&boot, "boot-2\n").unwrap();
@@ -1468,4 +1479,49 @@ async fn an_install_copied_from_a_network_share_runs_the_shares_files_not_the_hu
     let id = task["id"].as_str().unwrap().to_owned();
     wait_status(&l.hub, &id, "succeeded").await;
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "share");
+}
+
+#[tokio::test]
+async fn concurrent_creations_commit_together_and_each_reaches_its_connected_device() {
+    let Some(l) = setup("").await else { return };
+    let mut agent = l.hub.enroll_agent("pc-group", |_| {}).await;
+    agent.start();
+    l.hub.wait_online(agent.device, true).await;
+    let body = |key: &str| {
+        json!({
+            "request_ref": format!("REQ-{key}"), "idempotency_key": key,
+            "integration_id": l.integration["id"], "action": "run_script",
+            "script_id": l.script, "arguments": {"Name": key},
+            "targets": {"workstations": ["pc-group"]},
+        })
+    };
+    // The same key twelve times at once: one task, created once.
+    let same = futures_util::future::join_all(
+        (0..12).map(|_| send(&l.hub, reqwest::Method::POST, "/api/v1/tasks", body("same"))),
+    )
+    .await;
+    let ids: std::collections::BTreeSet<String> = same
+        .iter()
+        .map(|(_, t)| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{same:?}");
+    assert_eq!(
+        same.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{same:?}"
+    );
+    // Twelve different ones at once: each handed to the connected agent and run.
+    let many = futures_util::future::join_all((0..12).map(|i| {
+        send(
+            &l.hub,
+            reqwest::Method::POST,
+            "/api/v1/tasks",
+            body(&format!("k{i}")),
+        )
+    }))
+    .await;
+    for (status, task) in &many {
+        assert_eq!(*status, 201, "{task}");
+        wait_status(&l.hub, task["id"].as_str().unwrap(), "succeeded").await;
+    }
 }

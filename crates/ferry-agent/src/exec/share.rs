@@ -19,9 +19,17 @@ const MAX_BYTES: u64 = 20 * 1024 * 1024 * 1024;
 /// Where this device reads `unc`: the UNC path itself on Windows, else under the folder the
 /// share is mounted at (`mounts` keys compare without regard to case, as Windows does).
 pub fn local_path(unc: &str, mounts: &BTreeMap<String, PathBuf>) -> Result<PathBuf, String> {
+    Ok(resolve(unc, mounts)?.1)
+}
+
+/// The share's mount folder (none on Windows) and where `unc` is under it.
+pub fn resolve(
+    unc: &str,
+    mounts: &BTreeMap<String, PathBuf>,
+) -> Result<(Option<PathBuf>, PathBuf), String> {
     let (share, rest) = split_unc(unc)?;
     if cfg!(windows) {
-        return Ok(PathBuf::from(unc));
+        return Ok((None, PathBuf::from(unc)));
     }
     let root = mounts
         .iter()
@@ -32,11 +40,36 @@ pub fn local_path(unc: &str, mounts: &BTreeMap<String, PathBuf>) -> Result<PathB
                 "{share} is not mounted on this device (add it to the agent's exec.share_mounts)"
             )
         })?;
-    Ok(rest.iter().fold(root.clone(), |p, part| p.join(part)))
+    Ok((
+        Some(root.clone()),
+        rest.iter().fold(root.clone(), |p, part| p.join(part)),
+    ))
 }
 
-/// Copies the folder `src` into `dest` (created), bounded; returns the bytes copied.
-pub fn copy_tree(src: &Path, dest: &Path) -> Result<u64, String> {
+/// Copies the folder `src` into `dest` (created), bounded; returns the bytes copied. `within`:
+/// the folder `src` must really lie in once links are resolved (the share's mount). `stop`
+/// is checked between files (a cancelled or timed-out operation).
+pub fn copy_tree(
+    src: &Path,
+    dest: &Path,
+    within: Option<&Path>,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, String> {
+    if let Some(root) = within {
+        let real = src
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", src.display()))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", root.display()))?;
+        if !real.starts_with(&root) {
+            return Err(format!(
+                "{} leads outside the share (a link to {})",
+                src.display(),
+                real.display()
+            ));
+        }
+    }
     let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a folder", src.display()));
@@ -47,7 +80,17 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<u64, String> {
         std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
         let entries = std::fs::read_dir(&from).map_err(|e| format!("{}: {e}", from.display()))?;
         for entry in entries {
+            if stop() {
+                return Err("stopped".into());
+            }
             let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+            // Folders count too: a share of a million empty folders is no package either.
+            files += 1;
+            if files > MAX_FILES {
+                return Err(format!(
+                    "more than {MAX_FILES} files and folders on the share"
+                ));
+            }
             let kind = entry
                 .file_type()
                 .map_err(|e| format!("{}: {e}", entry.path().display()))?;
@@ -55,15 +98,16 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<u64, String> {
             if kind.is_dir() {
                 stack.push((entry.path(), target));
             } else if kind.is_file() {
-                files += 1;
-                if files > MAX_FILES {
-                    return Err(format!("more than {MAX_FILES} files on the share"));
+                // Checked before copying: one huge file must not fill the disk first.
+                let size = entry
+                    .metadata()
+                    .map_err(|e| format!("{}: {e}", entry.path().display()))?
+                    .len();
+                if bytes + size > MAX_BYTES {
+                    return Err(format!("more than {MAX_BYTES} bytes on the share"));
                 }
                 bytes += std::fs::copy(entry.path(), &target)
                     .map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
-                if bytes > MAX_BYTES {
-                    return Err(format!("more than {MAX_BYTES} bytes on the share"));
-                }
             } else {
                 tracing::warn!(path = %entry.path().display(), "not a file or folder on the share; skipped");
             }
@@ -100,5 +144,66 @@ mod tests {
                 prop_assert!(p.components().all(|c| !matches!(c, std::path::Component::ParentDir)));
             }
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod copy_tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_is_copied_with_its_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("share").join("app");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("setup.sh"), "echo hi").unwrap();
+        std::fs::write(src.join("sub").join("data.bin"), [1u8; 10]).unwrap();
+        let dest = dir.path().join("op");
+        let bytes = copy_tree(&src, &dest, Some(&dir.path().join("share")), &|| false).unwrap();
+        assert_eq!(bytes, 17);
+        assert_eq!(
+            std::fs::read(dest.join("sub").join("data.bin")).unwrap(),
+            [1u8; 10]
+        );
+    }
+
+    #[test]
+    fn a_link_that_leads_outside_the_share_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (share, outside) = (dir.path().join("share"), dir.path().join("secrets"));
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("key"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, share.join("app")).unwrap();
+        let err = copy_tree(
+            &share.join("app"),
+            &dir.path().join("op"),
+            Some(&share),
+            &|| false,
+        )
+        .unwrap_err();
+        assert!(err.contains("outside the share"), "{err}");
+        assert!(!dir.path().join("op").join("key").exists());
+    }
+
+    #[test]
+    fn links_inside_the_folder_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("share").join("app");
+        std::fs::create_dir_all(&src).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.join("passwd")).unwrap();
+        let dest = dir.path().join("op");
+        copy_tree(&src, &dest, None, &|| false).unwrap();
+        assert!(!dest.join("passwd").exists());
+    }
+
+    #[test]
+    fn a_stopped_copy_ends_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("app");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a"), "a").unwrap();
+        let err = copy_tree(&src, &dir.path().join("op"), None, &|| true).unwrap_err();
+        assert_eq!(err, "stopped");
     }
 }

@@ -587,17 +587,6 @@ impl AppState {
         let insert = std::sync::Arc::new(insert);
         let created = self.commit_task(actor, insert.clone()).await?;
         if created.created {
-            if let Some(op) = created.task.op_id {
-                // The store created it with `now` as the start of its life; near enough here,
-                // where only the waiting time handed to the devices depends on it.
-                let mut announced = insert.plan.op_insert(now_ms());
-                announced.id = op;
-                self.announce_op(&announced, &created.targets);
-            }
-            if scheduled_for.is_some() {
-                self.scheduler.notify_one();
-            }
-            self.outbox.poke();
             tracing::info!(task = %created.task.id, request = %created.task.request_ref, action = created.task.action.as_str(), devices = insert.plan.devices.len(), "task created");
         }
         Ok((created.task, created.created))
@@ -648,37 +637,36 @@ impl AppState {
         }))
     }
 
-    /// Creates a task in a group commit. Concurrent creations queue up; whoever gets the turn
-    /// commits everything queued by then in one transaction, so a burst of requests pays one
-    /// fsync instead of one each (the agents' reports are written the same way).
+    /// Creates a task in a group commit: concurrent creations queue up and one transaction
+    /// commits everything queued by then, so a burst of requests pays one fsync instead of
+    /// one each (the agents' reports are written the same way). What must follow a commit
+    /// (the operation handed to connected agents, the scheduler and the outbox woken) is done
+    /// by the commit, for every task in it, not by the caller.
     async fn commit_task(
         &self,
         actor: &Actor,
         insert: std::sync::Arc<TaskInsert>,
     ) -> Result<crate::store::helpdesk::TaskCreated> {
-        let (done, mut answer) = tokio::sync::oneshot::channel();
+        let (done, answer) = tokio::sync::oneshot::channel();
         lock(&self.task_group.queue).push(QueuedTask {
             actor: actor.clone(),
             insert,
             done,
         });
-        let lost = |_| Error::Internal(anyhow::anyhow!("the task's group commit was lost"));
-        // Either someone else's commit answers while this caller waits for the turn (it then
-        // leaves the line at once), or it gets the turn and commits the queue itself.
-        tokio::select! {
-            biased;
-            r = &mut answer => return r.map_err(lost)?,
-            _turn = self.task_group.turn.lock() => {
-                let group = std::mem::take(&mut *lock(&self.task_group.queue));
-                if !group.is_empty() {
-                    // On a task of its own: a caller that goes away mid-commit (a client that
-                    // hung up) must not take the others' answers with it.
-                    let state = self.clone();
-                    let _ = tokio::spawn(async move { state.commit_group(group).await }).await;
-                }
+        // The queue is drained on a task of its own, not by this caller: a caller that goes
+        // away (a client that hung up) must neither leave its task in the queue nor take
+        // other callers' answers with it. Drainers take turns; the first takes all there is.
+        let state = self.clone();
+        tokio::spawn(async move {
+            let _turn = state.task_group.turn.lock().await;
+            let group = std::mem::take(&mut *lock(&state.task_group.queue));
+            if !group.is_empty() {
+                state.commit_group(group).await;
             }
-        }
-        answer.await.map_err(lost)?
+        });
+        answer
+            .await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the task's group commit was lost")))?
     }
 
     async fn commit_group(&self, group: Vec<QueuedTask>) {
@@ -693,12 +681,8 @@ impl AppState {
             .collect();
         let refs: Vec<(&Actor, &TaskInsert)> =
             group.iter().map(|q| (&q.actor, &*q.insert)).collect();
-        match self.store.create_tasks(&refs, &online).await {
-            Ok(results) => {
-                for (q, r) in group.into_iter().zip(results) {
-                    let _ = q.done.send(r.map_err(Error::from));
-                }
-            }
+        let results = match self.store.create_tasks(&refs, &online).await {
+            Ok(results) => results,
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, tasks = group.len(), "could not create a group of tasks");
@@ -707,7 +691,30 @@ impl AppState {
                         "creating the task: {why}"
                     ))));
                 }
+                return;
             }
+        };
+        let mut any = false;
+        for (q, r) in group.into_iter().zip(results) {
+            if let Ok(created) = &r
+                && created.created
+            {
+                any = true;
+                if let Some(op) = created.task.op_id {
+                    // The store gave it `now` as the start of its life; near enough here,
+                    // where only the waiting time handed to the devices depends on it.
+                    let mut announced = q.insert.plan.op_insert(now_ms());
+                    announced.id = op;
+                    self.announce_op(&announced, &created.targets);
+                }
+                if q.insert.scheduled_for.is_some() {
+                    self.scheduler.notify_one();
+                }
+            }
+            let _ = q.done.send(r.map_err(Error::from));
+        }
+        if any {
+            self.outbox.poke();
         }
     }
 

@@ -1509,16 +1509,6 @@ impl HelpdeskStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_escape_wildcards_so_a_search_matches_literally() {
-        assert_eq!(like_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
-    }
-}
-
 /// One task of a group commit (see [`HelpdeskStore::create_tasks`]), inside `tx`.
 async fn create_task_in(
     tx: &mut Transaction<'static, Sqlite>,
@@ -1608,4 +1598,78 @@ async fn create_task_in(
         created: true,
         targets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use ferry_proto::ops::{OnInterrupt, OpSpec};
+
+    #[test]
+    fn like_patterns_escape_wildcards_so_a_search_matches_literally() {
+        assert_eq!(like_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
+
+    fn task(key: &str, scheduled: bool, devices: Vec<Uuid>) -> TaskInsert {
+        TaskInsert {
+            id: Uuid::new_v4(),
+            request_ref: format!("REQ-{key}"),
+            idem_owner: "technician:t".into(),
+            idem_key: key.into(),
+            request_hash: key.as_bytes().to_vec(),
+            integration_id: None,
+            action: TaskAction::RunScript,
+            package_id: None,
+            script_id: None,
+            plan: TaskPlan {
+                spec: OpSpec::QuickAvScan,
+                timeout_secs: 60,
+                output_limit: 1024,
+                on_interrupt: OnInterrupt::Fail,
+                expires_in_secs: 3600,
+                devices,
+                after: None,
+                wait: None,
+            },
+            callback_url: None,
+            scheduled_for: scheduled.then(|| now_ms() + 3_600_000),
+            owner_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_task_in_a_group_commit_leaves_the_others_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Synchronous::Normal)
+            .await
+            .unwrap();
+        let actor = Actor::hub();
+        let (a, bad, c) = (
+            task("a", true, Vec::new()),
+            task("b", false, vec![Uuid::new_v4()]),
+            task("c", true, Vec::new()),
+        );
+        // The same key again, in the same group: answered with the first, not created twice.
+        let mut again = task("a", true, Vec::new());
+        again.id = Uuid::new_v4();
+        let group = [(&actor, &a), (&actor, &bad), (&actor, &c), (&actor, &again)];
+        let results = store.create_tasks(&group, &[]).await.unwrap();
+        assert!(results[0].as_ref().is_ok_and(|r| r.created));
+        assert!(matches!(
+            results[1],
+            Err(HelpdeskError::Op(crate::store::OpError::UnknownDevice(_)))
+        ));
+        assert!(results[2].as_ref().is_ok_and(|r| r.created));
+        let repeat = results[3].as_ref().unwrap();
+        assert!(!repeat.created);
+        assert_eq!(repeat.task.id, a.id);
+        let stored = store.tasks(None, None, 10).await.unwrap();
+        let mut ids: Vec<Uuid> = stored.iter().map(|t| t.id).collect();
+        ids.sort();
+        let mut want = vec![a.id, c.id];
+        want.sort();
+        assert_eq!(ids, want);
+        assert!(store.task(bad.id).await.unwrap().is_none());
+    }
 }
