@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::secrets::Purpose;
 use crate::store::Actor;
 use crate::store::helpdesk::{
-    HelpdeskError, IntegrationInsert, RuleInsert, ScriptInsert, TaskInsert, TaskPlan,
+    HelpdeskError, IntegrationInsert, RuleInsert, ScriptInsert, TaskCreated, TaskInsert, TaskPlan,
 };
 use crate::time_util::now_ms;
 use crate::webhooks;
@@ -48,7 +48,7 @@ pub struct TaskGroup {
 struct QueuedTask {
     actor: Actor,
     insert: std::sync::Arc<TaskInsert>,
-    done: tokio::sync::oneshot::Sender<Result<crate::store::helpdesk::TaskCreated>>,
+    done: tokio::sync::oneshot::Sender<Result<TaskCreated>>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -646,7 +646,7 @@ impl AppState {
         &self,
         actor: &Actor,
         insert: std::sync::Arc<TaskInsert>,
-    ) -> Result<crate::store::helpdesk::TaskCreated> {
+    ) -> Result<TaskCreated> {
         let (done, answer) = tokio::sync::oneshot::channel();
         lock(&self.task_group.queue).push(QueuedTask {
             actor: actor.clone(),
@@ -658,18 +658,24 @@ impl AppState {
         // other callers' answers with it. Drainers take turns; the first takes all there is.
         let state = self.clone();
         tokio::spawn(async move {
-            let _turn = state.task_group.turn.lock().await;
-            let group = std::mem::take(&mut *lock(&state.task_group.queue));
-            if !group.is_empty() {
-                state.commit_group(group).await;
-            }
+            let committed = {
+                let _turn = state.task_group.turn.lock().await;
+                let group = std::mem::take(&mut *lock(&state.task_group.queue));
+                if group.is_empty() {
+                    return;
+                }
+                state.commit_group(group).await
+            };
+            // The next group commits while this one's operations go out.
+            state.after_group(committed);
         });
         answer
             .await
             .map_err(|_| Error::Internal(anyhow::anyhow!("the task's group commit was lost")))?
     }
 
-    async fn commit_group(&self, group: Vec<QueuedTask>) {
+    /// Commits a group: each task with its result.
+    async fn commit_group(&self, group: Vec<QueuedTask>) -> Vec<(QueuedTask, Result<TaskCreated>)> {
         // Only the group's own devices are looked up, not every connected one.
         let online: Vec<Uuid> = group
             .iter()
@@ -681,21 +687,31 @@ impl AppState {
             .collect();
         let refs: Vec<(&Actor, &TaskInsert)> =
             group.iter().map(|q| (&q.actor, &*q.insert)).collect();
-        let results = match self.store.create_tasks(&refs, &online).await {
-            Ok(results) => results,
+        match self.store.create_tasks(&refs, &online).await {
+            Ok(results) => group
+                .into_iter()
+                .zip(results)
+                .map(|(q, r)| (q, r.map_err(Error::from)))
+                .collect(),
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, tasks = group.len(), "could not create a group of tasks");
-                for q in group {
-                    let _ = q.done.send(Err(Error::Internal(anyhow::anyhow!(
-                        "creating the task: {why}"
-                    ))));
-                }
-                return;
+                group
+                    .into_iter()
+                    .map(|q| {
+                        let e = Error::Internal(anyhow::anyhow!("creating the task: {why}"));
+                        (q, Err(e))
+                    })
+                    .collect()
             }
-        };
+        }
+    }
+
+    /// What follows a group's commit: its operations handed to the connected agents, the
+    /// scheduler and the outbox woken, the callers answered.
+    fn after_group(&self, committed: Vec<(QueuedTask, Result<TaskCreated>)>) {
         let mut any = false;
-        for (q, r) in group.into_iter().zip(results) {
+        for (q, r) in committed {
             if let Ok(created) = &r
                 && created.created
             {
@@ -711,7 +727,7 @@ impl AppState {
                     self.scheduler.notify_one();
                 }
             }
-            let _ = q.done.send(r.map_err(Error::from));
+            let _ = q.done.send(r);
         }
         if any {
             self.outbox.poke();
