@@ -89,8 +89,8 @@ pub async fn read_users(hostname: &str, users_command: &[String]) -> Option<Vec<
 #[cfg(windows)]
 fn platform_users_command(_hostname: &str) -> (tokio::process::Command, &str, bool) {
     const USERS_SCRIPT: &str = "$ErrorActionPreference = 'Stop'; Get-CimInstance Win32_Process -Filter \"Name='explorer.exe'\" | \
-        ForEach-Object { $o = Invoke-CimMethod -InputObject $_ -MethodName GetOwner; \
-        if ($o.ReturnValue -eq 0) { $o.Domain + '\\' + $o.User } }";
+        ForEach-Object { $o = Invoke-CimMethod -InputObject $_ -MethodName GetOwner -ErrorAction SilentlyContinue; \
+        if ($o -and $o.ReturnValue -eq 0) { $o.Domain + '\\' + $o.User } }";
     let mut cmd = tokio::process::Command::new(crate::exec::default_powershell());
     cmd.args(["-NoProfile", "-NonInteractive", "-Command", USERS_SCRIPT]);
     (cmd, "", false)

@@ -163,6 +163,10 @@ pub async fn wait_for(
     state: &dyn WaitState,
     cancel: &CancellationToken,
 ) -> Result<String, OpOutcome> {
+    // Handed out after its life ended (a device back just after the expiry): not run.
+    if wait.within_secs == 0 {
+        return Err(gave_up(wait, cancel));
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.within_secs);
     let gone = |_| gave_up(wait, cancel);
     let every = Duration::from_secs(settings.logon_poll_secs.max(1));
@@ -171,6 +175,8 @@ pub async fn wait_for(
     let boot = loop {
         match boot_id(settings) {
             Some(b) => break b,
+            // A logon wait keeps the boot only for the record.
+            None if wait.moment.is_logon() => break String::new(),
             None if settings.boot_id_file.is_none() && !HAS_BOOT_ID => {
                 return Err(failed_here(
                     "this device cannot tell a startup from a restart of the agent \
@@ -249,6 +255,10 @@ pub async fn wait_for(
             format!("[ferry] ran {} of {}", wait.moment.as_str(), who.join(", "))
         }
     };
+    // A moment that comes only as the operation's life ends is missed, not taken.
+    if tokio::time::Instant::now() >= deadline {
+        return Err(gave_up(wait, cancel));
+    }
     tracing::info!(moment = wait.moment.as_str(), "{line}");
     Ok(line)
 }

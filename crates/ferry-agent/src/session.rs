@@ -90,9 +90,10 @@ pub struct AgentCtx {
     /// hub to re-send the operation, then come from the journal).
     outbox: Mutex<Option<mpsc::UnboundedSender<AgentMessage>>>,
     active: Mutex<HashMap<Uuid, CancellationToken>>,
-    /// Operations of `active` still waiting for their moment: said `received`, not `running`
-    /// (the hub gives a running operation only its timeout to finish).
-    waiting: Mutex<HashSet<Uuid>>,
+    /// Operations of `active` not started yet (waiting for their moment or their turn): said
+    /// `received`, not `running`, whenever said again (the hub gives a running operation only
+    /// its timeout to finish, a received one its whole life).
+    not_started: Mutex<HashSet<Uuid>>,
     /// Installs, uninstalls, policy and restarts run one at a time (msiexec allows one).
     exclusive: tokio::sync::Mutex<()>,
     max_message: AtomicU32,
@@ -149,7 +150,7 @@ impl AgentCtx {
             poll_interval: None,
             outbox: Mutex::new(None),
             active: Mutex::new(HashMap::new()),
-            waiting: Mutex::new(HashSet::new()),
+            not_started: Mutex::new(HashSet::new()),
             exclusive: tokio::sync::Mutex::new(()),
             max_message: AtomicU32::new(2 * 1024 * 1024),
             in_session: AtomicBool::new(false),
@@ -159,7 +160,7 @@ impl AgentCtx {
 
     /// What to say again about an operation this process is handling.
     fn progress(&self, op_id: Uuid) -> AgentMessage {
-        if lock(&self.waiting).contains(&op_id) {
+        if lock(&self.not_started).contains(&op_id) {
             AgentMessage::Received { op_id }
         } else {
             AgentMessage::Running { op_id }
@@ -729,12 +730,16 @@ fn on_assignment(ctx: &Arc<AgentCtx>, a: Assignment) {
             // `received` is said only if the operation has to wait its turn; one that starts
             // at once goes straight to `running` (a third fewer messages in a fan-out).
             let token = CancellationToken::new();
+            // Before the spawn: a repeat of this delivery (or a new session's welcome) may be
+            // handled before the new task first runs.
+            lock(&ctx.not_started).insert(op_id);
             lock(&ctx.active).insert(op_id, token.clone());
             tokio::spawn(run_op(ctx.clone(), a, attempts, token));
         }
         Decision::StillRunning => {
             let progress = ctx.progress(op_id);
-            tracing::info!(op = %op_id, waiting = matches!(progress, AgentMessage::Received { .. }), "sent again while in hand");
+            let started = !matches!(progress, AgentMessage::Received { .. });
+            tracing::info!(op = %op_id, started, "sent again while in hand");
             ctx.send(progress);
         }
         Decision::Report(outcome) => {
@@ -760,12 +765,9 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
     // A re-run after an interruption had its moment already.
     if a.wait.is_some() && attempts == 0 {
         // The hub shows it delivered while the device waits for its moment.
-        lock(&ctx.waiting).insert(op_id);
         ctx.send(AgentMessage::Received { op_id });
         tracing::info!(op = %op_id, "waiting for its moment");
-        let waited = ctx.runner.wait(&ctx, &a, &cancel).await;
-        lock(&ctx.waiting).remove(&op_id);
-        match waited {
+        match ctx.runner.wait(&ctx, &a, &cancel).await {
             Ok(line) => moment = line,
             Err(outcome) => {
                 finish(&ctx, op_id, attempts, outcome);
@@ -795,6 +797,7 @@ async fn run_op(ctx: Arc<AgentCtx>, a: Assignment, attempts: u32, cancel: Cancel
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }
+    lock(&ctx.not_started).remove(&op_id);
     ctx.send(AgentMessage::Running { op_id });
     tracing::info!(op = %op_id, kind = a.spec.kind(), "running");
     // The executors enforce the timeout themselves; this is the backstop.
@@ -842,6 +845,7 @@ fn finish(ctx: &AgentCtx, op_id: Uuid, attempts: u32, outcome: OpOutcome) {
     }) {
         tracing::error!(op = %op_id, error = %e, "cannot write the journal");
     }
+    lock(&ctx.not_started).remove(&op_id);
     lock(&ctx.active).remove(&op_id);
     ctx.send(AgentMessage::Finished { op_id, outcome });
 }

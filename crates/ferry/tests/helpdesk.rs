@@ -1356,7 +1356,8 @@ async fn a_startup_task_waits_for_a_new_boot_not_a_restart_of_the_agent() {
     let mut l = l;
     l.hub.restart().await;
     wait_until(|| async { agent.log().contains("sent again while in hand") }).await;
-    assert!(agent.log().contains("\"waiting\":true"), "{}", agent.log());
+    assert!(agent.log().contains("\"started\":false"), "{}", agent.log());
+    assert!(!agent.log().contains("\"started\":true"), "{}", agent.log());
     assert_eq!(task_result(&l.hub, &id).await["state"], "delivered");
     // …a new boot is.
     agent.kill9();
@@ -1388,7 +1389,14 @@ async fn a_logon_task_runs_at_the_targeted_users_next_logon_even_one_made_while_
     std::fs::write(&users, "CORP\\ann\n").unwrap();
     agent.start();
     l.hub.wait_online(agent.device, true).await;
-    // Ann is reported logged on to pc-logon, so a task for her reaches it.
+    // Ann is reported logged on to pc-logon (once the hub has stored the inventory), so a
+    // task for her reaches it.
+    let device = agent.device;
+    wait_until(|| async {
+        let d = get(&l.hub, &format!("/api/v1/devices/{device}")).await;
+        d.to_string().contains("CORP\\\\ann")
+    })
+    .await;
     let mut body = l.task("REQ-61", "REQ-61", &["ann"]);
     body["arguments"] = json!({"Name": "ann"});
     body["deployment"] = json!({"domain": "CORP", "for": "user", "when": "after_login"});
@@ -1482,7 +1490,8 @@ async fn an_install_copied_from_a_network_share_runs_the_shares_files_not_the_hu
 }
 
 #[tokio::test]
-async fn concurrent_creations_commit_together_and_each_reaches_its_connected_device() {
+async fn concurrent_creations_with_one_key_make_one_task_and_each_other_reaches_its_connected_device()
+ {
     let Some(l) = setup("").await else { return };
     let mut agent = l.hub.enroll_agent("pc-group", |_| {}).await;
     agent.start();

@@ -55,10 +55,12 @@ pub fn copy_tree(
     within: Option<&Path>,
     stop: &dyn Fn() -> bool,
 ) -> Result<u64, String> {
+    // Walked from where the path really leads, so a link swapped in after the check below
+    // cannot redirect the copy.
+    let real = src
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", src.display()))?;
     if let Some(root) = within {
-        let real = src
-            .canonicalize()
-            .map_err(|e| format!("{}: {e}", src.display()))?;
         let root = root
             .canonicalize()
             .map_err(|e| format!("{}: {e}", root.display()))?;
@@ -75,8 +77,11 @@ pub fn copy_tree(
         return Err(format!("{} is not a folder", src.display()));
     }
     let (mut files, mut bytes) = (0usize, 0u64);
-    let mut stack = vec![(src.to_path_buf(), dest.to_path_buf())];
+    let mut stack = vec![(real, dest.to_path_buf())];
     while let Some((from, to)) = stack.pop() {
+        if stop() {
+            return Err("stopped".into());
+        }
         std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
         let entries = std::fs::read_dir(&from).map_err(|e| format!("{}: {e}", from.display()))?;
         for entry in entries {

@@ -55,6 +55,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Most task creations committed in one transaction.
+const MAX_GROUP: usize = 256;
 const MAX_REF: usize = 200;
 const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 const MAX_PARAMETERS: usize = 32;
@@ -660,7 +662,13 @@ impl AppState {
         tokio::spawn(async move {
             let committed = {
                 let _turn = state.task_group.turn.lock().await;
-                let group = std::mem::take(&mut *lock(&state.task_group.queue));
+                // At most a bounded group, so one commit never holds the writer for long; the
+                // rest is left to the drainers queued behind (one per caller).
+                let group: Vec<QueuedTask> = {
+                    let mut queue = lock(&state.task_group.queue);
+                    let n = queue.len().min(MAX_GROUP);
+                    queue.drain(..n).collect()
+                };
                 if group.is_empty() {
                     return;
                 }
@@ -688,11 +696,24 @@ impl AppState {
         let refs: Vec<(&Actor, &TaskInsert)> =
             group.iter().map(|q| (&q.actor, &*q.insert)).collect();
         match self.store.create_tasks(&refs, &online).await {
-            Ok(results) => group
+            Ok(results) if results.len() == group.len() => group
                 .into_iter()
                 .zip(results)
                 .map(|(q, r)| (q, r.map_err(Error::from)))
                 .collect(),
+            Ok(results) => {
+                let why = format!("{} results for {} tasks", results.len(), group.len());
+                tracing::error!(error = %why, "the store answered a group of tasks wrongly");
+                group
+                    .into_iter()
+                    .map(|q| {
+                        (
+                            q,
+                            Err(Error::Internal(anyhow::anyhow!("creating the task: {why}"))),
+                        )
+                    })
+                    .collect()
+            }
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!(error = %why, tasks = group.len(), "could not create a group of tasks");

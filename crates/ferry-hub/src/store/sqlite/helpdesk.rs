@@ -1645,21 +1645,33 @@ mod tests {
             .await
             .unwrap();
         let actor = Actor::hub();
-        let (a, bad, c) = (
+        let device = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO devices (id, token_hash, hostname, os_name, os_version, arch, \
+             agent_version, enrolled_at) VALUES (?, x'00', 'pc', 'Linux', '1', 'x86_64', '0', 0)",
+        )
+        .bind(device.to_string())
+        .execute(&store.write)
+        .await
+        .unwrap();
+        let (a, mut bad, c) = (
             task("a", true, Vec::new()),
-            task("b", false, vec![Uuid::new_v4()]),
+            task("b", false, vec![device]),
             task("c", true, Vec::new()),
         );
+        // Refused only after its operation was written: the task's ID is taken.
+        bad.id = a.id;
         // The same key again, in the same group: answered with the first, not created twice.
         let mut again = task("a", true, Vec::new());
         again.id = Uuid::new_v4();
         let group = [(&actor, &a), (&actor, &bad), (&actor, &c), (&actor, &again)];
         let results = store.create_tasks(&group, &[]).await.unwrap();
         assert!(results[0].as_ref().is_ok_and(|r| r.created));
-        assert!(matches!(
-            results[1],
-            Err(HelpdeskError::Op(crate::store::OpError::UnknownDevice(_)))
-        ));
+        assert!(
+            matches!(results[1], Err(HelpdeskError::Store(_))),
+            "{:?}",
+            results[1].as_ref().err()
+        );
         assert!(results[2].as_ref().is_ok_and(|r| r.created));
         let repeat = results[3].as_ref().unwrap();
         assert!(!repeat.created);
@@ -1670,6 +1682,13 @@ mod tests {
         let mut want = vec![a.id, c.id];
         want.sort();
         assert_eq!(ids, want);
-        assert!(store.task(bad.id).await.unwrap().is_none());
+        // The refused task's operation and its target went with it.
+        let ops: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM ops) + (SELECT count(*) FROM op_targets)",
+        )
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+        assert_eq!(ops, 0);
     }
 }
