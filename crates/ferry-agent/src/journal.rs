@@ -19,6 +19,11 @@ use uuid::Uuid;
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Finished entries the hub never confirmed are dropped after this long.
 const KEEP_FINISHED_SECS: i64 = 7 * 24 * 3600;
+/// Entries never started (an operation waiting for its moment, then cancelled or expired
+/// while the agent was away, is never sent again) are dropped after this long: longer than
+/// a task lives. Dropping one is safe: an operation the hub sends again after that was never
+/// started, so running it is what it asks.
+const KEEP_UNSTARTED_SECS: i64 = 8 * 24 * 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -178,6 +183,7 @@ impl Journal {
         std::fs::create_dir_all(dir)?;
         let mut entries = HashMap::new();
         let cutoff = now_secs() - KEEP_FINISHED_SECS;
+        let unstarted_cutoff = now_secs() - KEEP_UNSTARTED_SECS;
         for item in std::fs::read_dir(dir)? {
             let path = item?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
@@ -189,6 +195,9 @@ impl Journal {
             };
             match serde_json::from_slice::<Entry>(&text) {
                 Ok(e) if e.stage == Stage::Finished && e.updated_at < cutoff => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Ok(e) if e.stage == Stage::Received && e.updated_at < unstarted_cutoff => {
                     let _ = std::fs::remove_file(&path);
                 }
                 Ok(e) => {
@@ -403,5 +412,24 @@ mod tests {
         assert!(inherited);
         j.remove(a.op_id);
         assert!(Journal::open(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_entry_never_started_is_dropped_once_no_operation_can_still_be_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, recent) = (assignment(OnInterrupt::Fail), assignment(OnInterrupt::Fail));
+        {
+            let j = Journal::open(dir.path()).unwrap();
+            j.put(entry(&old, Stage::Received, 0)).unwrap();
+            j.put(entry(&recent, Stage::Received, 0)).unwrap();
+        }
+        // Age one entry on disk past the limit, as an agent off for nine days would find it.
+        let path = dir.path().join(format!("{}.json", old.op_id));
+        let mut e: Entry = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        e.updated_at = now_secs() - 9 * 24 * 3600;
+        std::fs::write(&path, serde_json::to_vec(&e).unwrap()).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.get(old.op_id).is_none());
+        assert!(j.get(recent.op_id).is_some());
     }
 }
