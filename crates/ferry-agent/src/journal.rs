@@ -249,25 +249,24 @@ impl Journal {
 
     /// Records a process group started for a running operation.
     pub fn note_process(&self, op: Uuid, pid: u32) -> std::io::Result<()> {
-        let entry = {
-            let mut entries = self.lock();
-            let Some((e, _)) = entries.get_mut(&op) else {
-                return Ok(());
-            };
-            e.processes.push((pid, process_start(pid).unwrap_or(0)));
-            e.clone()
-        };
-        self.put(entry)
+        self.update(op, |e| {
+            e.processes.push((pid, process_start(pid).unwrap_or(0)))
+        })
     }
 
     /// Records the state of an operation's wait.
     pub fn set_waiting(&self, op: Uuid, waiting: Waiting) -> std::io::Result<()> {
+        self.update(op, |e| e.waiting = Some(waiting))
+    }
+
+    /// Changes an operation's entry, if it has one, and writes it.
+    fn update(&self, op: Uuid, change: impl FnOnce(&mut Entry)) -> std::io::Result<()> {
         let entry = {
             let mut entries = self.lock();
             let Some((e, _)) = entries.get_mut(&op) else {
                 return Ok(());
             };
-            e.waiting = Some(waiting);
+            change(e);
             e.clone()
         };
         self.put(entry)

@@ -16,13 +16,9 @@ const MAX_FILES: usize = 100_000;
 /// Most bytes copied from a share.
 const MAX_BYTES: u64 = 20 * 1024 * 1024 * 1024;
 
-/// Where this device reads `unc`: the UNC path itself on Windows, else under the folder the
-/// share is mounted at (`mounts` keys compare without regard to case, as Windows does).
-pub fn local_path(unc: &str, mounts: &BTreeMap<String, PathBuf>) -> Result<PathBuf, String> {
-    Ok(resolve(unc, mounts)?.1)
-}
-
-/// The share's mount folder (none on Windows) and where `unc` is under it.
+/// Where this device reads `unc`, and the folder the share is mounted at: the UNC path
+/// itself on Windows (no mount), else under the mount `mounts` names for the share (keys
+/// compare without regard to case, as Windows does).
 pub fn resolve(
     unc: &str,
     mounts: &BTreeMap<String, PathBuf>,
@@ -72,7 +68,7 @@ pub fn copy_tree(
             ));
         }
     }
-    let meta = std::fs::metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", src.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a folder", src.display()));
     }
@@ -133,10 +129,10 @@ mod tests {
             return;
         }
         assert_eq!(
-            local_path(r"\\fs01\Sources$\Apps\7zip", &mounts).unwrap(),
+            resolve(r"\\fs01\Sources$\Apps\7zip", &mounts).unwrap().1,
             PathBuf::from("/mnt/src/Apps/7zip")
         );
-        assert!(local_path(r"\\fs02\Sources$\x", &mounts).is_err());
+        assert!(resolve(r"\\fs02\Sources$\x", &mounts).is_err());
     }
 
     proptest! {
@@ -144,7 +140,7 @@ mod tests {
         fn an_accepted_path_never_leaves_its_mount(parts in proptest::collection::vec("[a-z.]{1,4}|\\.\\.", 0..5)) {
             let unc = format!("\\\\fs01\\share\\{}", parts.join("\\"));
             let mounts = BTreeMap::from([(r"\\fs01\share".to_owned(), PathBuf::from("/mnt/share"))]);
-            if let Ok(p) = local_path(&unc, &mounts) && !cfg!(windows) {
+            if let Ok((_, p)) = resolve(&unc, &mounts) && !cfg!(windows) {
                 prop_assert!(p.starts_with("/mnt/share"));
                 prop_assert!(p.components().all(|c| !matches!(c, std::path::Component::ParentDir)));
             }

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::check_printable;
 use super::ops::{DEFAULT_OUTPUT_LIMIT, default_timeout};
 use crate::AppState;
+use crate::agents::lock;
 use crate::callbacks::{check_url, is_internal, receiver_client};
 use crate::error::{Error, Result};
 use crate::secrets::Purpose;
@@ -51,8 +52,14 @@ struct QueuedTask {
     done: tokio::sync::oneshot::Sender<Result<TaskCreated>>,
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// `DOMAIN\\name` for a task's user target: kept when qualified, else under the task's
+/// domain; `None` when it names no domain and the task gives none.
+fn qualified_user(u: &str, domain: Option<&String>) -> Option<String> {
+    match (u.contains('\\'), domain) {
+        (true, _) => Some(u.trim().to_owned()),
+        (false, Some(d)) => Some(format!("{}\\{}", d.trim(), u.trim())),
+        (false, None) => None,
+    }
 }
 
 /// Most task creations committed in one transaction.
@@ -624,10 +631,7 @@ impl AppState {
             new.targets
                 .users
                 .iter()
-                .map(|u| match (u.contains('\\'), &new.deployment.domain) {
-                    (false, Some(d)) => format!("{}\\{}", d.trim(), u.trim()),
-                    _ => u.trim().to_owned(),
-                })
+                .filter_map(|u| qualified_user(u, new.deployment.domain.as_ref()))
                 .collect()
         } else {
             Vec::new()
@@ -964,16 +968,12 @@ impl AppState {
         for (i, u) in t.users.iter().enumerate() {
             let field = format!("targets.users[{i}]");
             printable(&field, u, 512)?;
-            let user = match (u.contains('\\'), &new.deployment.domain) {
-                (true, _) => u.trim().to_owned(),
-                (false, Some(d)) => format!("{}\\{}", d.trim(), u.trim()),
-                (false, None) => {
-                    return Err(Error::invalid(
-                        field,
-                        "name the user as DOMAIN\\name, or give `deployment.domain`",
-                    ));
-                }
-            };
+            let user = qualified_user(u, new.deployment.domain.as_ref()).ok_or_else(|| {
+                Error::invalid(
+                    field.clone(),
+                    "name the user as DOMAIN\\name, or give `deployment.domain`",
+                )
+            })?;
             let found = self.store.resolve_user(&user).await?;
             if found.is_empty() {
                 return Err(Error::invalid(
